@@ -1,0 +1,30 @@
+"""aepose: bottom-up multi-person pose estimation with Associative Embedding.
+
+HRNet and HigherHRNet networks whose weights are mmpose 0.x's, loaded as they are.
+
+>>> import aepose
+>>> model = aepose.build_model("hrnet_w32_aic_512")          # random weights
+>>> model = aepose.load_model("hrnet_w32_aic_512x512-77e2a98a_20210131.pth")  # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from aepose.checkpoint import load_model
+from aepose.config import Config, get_preset, list_presets
+from aepose.errors import AeposeError
+from aepose.models import build_model
+
+try:
+    __version__ = version("aepose")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AeposeError",
+    "Config",
+    "__version__",
+    "build_model",
+    "get_preset",
+    "list_presets",
+    "load_model",
+]

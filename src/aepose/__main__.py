@@ -1,0 +1,7 @@
+"""``python -m aepose`` (also what ``torchrun -m aepose`` runs)."""
+
+import sys
+
+from aepose.cli import main
+
+sys.exit(main())

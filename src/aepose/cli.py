@@ -1,0 +1,145 @@
+"""``aepose`` command line: one subcommand per job, worked examples in every ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+import aepose
+from aepose.checkpoint import detect_architecture, matching_presets, read_checkpoint, resolve_config
+from aepose.config import PRESETS, did_you_mean
+from aepose.errors import AeposeError
+from aepose.models import build_model
+from aepose.profile import model_cost
+
+SEEDS = ("hrnet_w32_aic_512", "higherhrnet_w32_crowdpose_512")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean hint for unknown subcommands and options."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'?([\w-]+)'?", choice.group(2))
+            message += did_you_mean(choice.group(1), options)
+        super().error(message)
+
+    def reject_extras(self, extras: list[str]) -> None:
+        """Unknown options, each with the closest option this (sub)command has."""
+        known = [o for action in self._actions for o in action.option_strings]
+        hints = [f"{e}{did_you_mean(e.split('=')[0], known)}" for e in extras]
+        self.error("unrecognized arguments: " + " ".join(hints))
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    header = f"{'preset':32} {'data':10} {'K':>3} {'input':>5} {'outputs':>9} {'params':>8}"
+    header += f" {'GFLOPs':>7}  released weights"
+    print(header)
+    print("-" * len(header))
+    for name, cfg in PRESETS.items():
+        params, gflops = model_cost(cfg) if args.flops else (
+            sum(p.numel() for p in build_model(cfg).parameters()), float("nan"))
+        outputs = "/".join(str(s) for s in cfg.data.heatmap_sizes)
+        print(f"{name:32} {cfg.data.dataset:10} {cfg.model.num_keypoints:>3} "
+              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {gflops:>7.1f}  "
+              f"{cfg.checkpoint or '-'}")
+    print("\nGFLOPs: one image at the preset's input size, multiply-add = 2 FLOPs.")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    ckpt = read_checkpoint(args.weights)
+    arch = detect_architecture(ckpt.state_dict, ckpt.path)
+    params = sum(v.numel() for k, v in ckpt.state_dict.items()
+                 if v.is_floating_point() and not k.endswith(("running_mean", "running_var")))
+    print(f"file:          {ckpt.path}")
+    print(f"layout:        {ckpt.kind} ({len(ckpt.state_dict)} state_dict entries, "
+          f"{params:,} parameters)")
+    print(f"architecture:  {arch.describe()}")
+    print(f"outputs:       {len(arch.with_ae)} (tags on output(s) "
+          f"{', '.join(str(i) for i, ae in enumerate(arch.with_ae) if ae)})")
+    name, _, how = resolve_config(ckpt)
+    print(f"preset:        {name} ({how})")
+    others = [n for n in matching_presets(arch) if n != name]
+    if others:
+        print(f"also fits:     {', '.join(others)}")
+    for key in ("epoch", "iter", "iteration", "mmcv_version", "time", "version"):
+        if key in ckpt.meta:
+            print(f"{key + ':':15}{ckpt.meta[key]}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    # Until training and decoding exist this is the most complete real job: the preset
+    # table and a forward pass of each seed network at its full input size.
+    _cmd_models(argparse.Namespace(flops=True))
+    print(f"\nForward pass of each seed network (random weights, fp32, {args.device}):")
+    torch.manual_seed(0)
+    for name in SEEDS:
+        cfg = PRESETS[name]
+        model = build_model(name).eval().to(args.device)
+        size = cfg.data.input_size
+        image = torch.randn(1, 3, size, size, device=args.device)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            outputs = model(image)
+            seconds = time.perf_counter() - start
+        shapes = ", ".join(str(list(o.shape)) for o in outputs)
+        print(f"  {name:32} input [1, 3, {size}, {size}] -> {shapes}  ({seconds:.2f} s)")
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
+    "models": (_cmd_models, "list the presets (keypoints, dataset, size, params, GFLOPs)",
+               "examples:\n  aepose models\n  aepose models --no-flops   # faster"),
+    "info": (_cmd_info, "tell what a weights file is and which preset fits it",
+             "examples:\n  aepose info hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
+             "  aepose info runs/demo/checkpoint.pth"),
+    "demo": (_cmd_demo, "the main job, offline: presets and a forward pass of each seed network",
+             "examples:\n  aepose demo\n  aepose demo --device cuda"),
+}
+
+
+def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
+    """The top-level parser and each subcommand's parser."""
+    parser = _Parser(
+        prog="aepose",
+        description="Bottom-up pose estimation with Associative Embedding (HRNet, HigherHRNet).",
+        epilog="examples:\n  aepose models\n  aepose info WEIGHTS.pth\n  aepose demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aepose {aepose.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers: dict[str, _Parser] = {}
+    for name, (_, summary, examples) in COMMANDS.items():
+        subparsers[name] = sub.add_parser(
+            name, help=summary, description=summary, epilog=examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    subparsers["models"].add_argument(
+        "--no-flops", dest="flops", action="store_false", help="skip the FLOP count")
+    subparsers["info"].add_argument("weights", help="checkpoint file (mmpose or aepose)")
+    subparsers["demo"].add_argument("--device", default="cpu", help="cpu or cuda")
+    return parser, subparsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aepose`` console script; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser, subparsers = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extras:
+        subparsers[args.command].reject_extras(extras)
+    try:
+        COMMANDS[args.command][0](args)
+    except AeposeError as error:
+        print(f"aepose: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,295 @@
+"""Configuration: frozen dataclasses and the literal table of presets.
+
+A preset is a complete, named :class:`Config` (model, data, training and test settings)
+named after the mmpose 0.x config it reproduces (reference.md §1). Nothing here is
+looked up by string anywhere else: code receives a ``Config`` (or one of its parts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aepose.errors import AeposeError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network: an HRNet backbone variant and an associative-embedding head.
+
+    ``with_ae`` has one entry per output resolution (stride 4 first); an output with tags
+    carries ``num_keypoints`` heatmap channels followed by ``num_keypoints`` tag channels.
+    """
+
+    backbone: str  # key of aepose.models.hrnet.HRNET_VARIANTS
+    head: str  # key of aepose.models.HEADS: "simple" or "higher"
+    num_keypoints: int
+    with_ae: tuple[bool, ...] = (True,)
+    deconv_channels: int = 32  # HigherHRNet: width of the stride-2 branch
+    deconv_kernel: int = 4
+    num_basic_blocks: int = 4
+    cat_output: bool = True  # HigherHRNet: concatenate the stride-4 output to the features
+    final_conv_kernel: int = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset files, input/output geometry and training augmentation (reference.md §1.3-1.4)."""
+
+    dataset: str  # KeypointSpec name: "aic", "crowdpose" or "coco"
+    input_size: int = 512
+    heatmap_sizes: tuple[int, ...] = (128,)
+    sigma: float = 2.0
+    max_people: int = 30
+    train_ann: str = ""
+    train_images: str = ""
+    val_ann: str = ""
+    val_images: str = ""
+    rotation_deg: float = 30.0
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    translation: float = 40.0
+    flip_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and loss weights (reference.md §1.6, §1.8, §3.11); one entry per output."""
+
+    lr: float = 1.5e-3
+    warmup_iters: int = 500
+    warmup_ratio: float = 1e-3
+    lr_steps: tuple[int, ...] = (200, 260)
+    lr_gamma: float = 0.1
+    epochs: int = 300
+    batch_size: int = 24  # per GPU
+    workers: int = 2
+    ae_loss_type: str = "exp"
+    heatmap_loss_factor: tuple[float, ...] = (1.0,)
+    push_loss_factor: tuple[float, ...] = (0.001,)
+    pull_loss_factor: tuple[float, ...] = (0.001,)
+    checkpoint_interval: int = 50
+    val_interval: int = 50
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Test-time settings of mmpose's ``test_cfg`` and test pipeline (reference.md §1.5, §1.7)."""
+
+    __test__ = False  # not a pytest test class
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = True
+    max_people: int = 30
+    detection_threshold: float = 0.1
+    tag_threshold: float = 1.0
+    nms_kernel: int = 5
+    adjust: bool = True
+    refine: bool = True
+    project2image: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """One complete recipe: what a preset name stands for."""
+
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    checkpoint: str = ""  # file name of mmpose's released weights, if any
+    reported: str = ""  # mmpose's published result for those weights
+
+
+_AIC = {
+    "train_ann": "annotations/aic_train.json",
+    "train_images": "ai_challenger_keypoint_train_20170902/keypoint_train_images_20170902",
+    "val_ann": "annotations/aic_val.json",
+    "val_images": "ai_challenger_keypoint_validation_20170911/keypoint_validation_images_20170911",
+}
+_CROWDPOSE = {
+    "train_ann": "annotations/mmpose_crowdpose_trainval.json",
+    "train_images": "images",
+    "val_ann": "annotations/mmpose_crowdpose_test.json",
+    "val_images": "images",
+}
+_COCO = {
+    "train_ann": "annotations/person_keypoints_train2017.json",
+    "train_images": "train2017",
+    "val_ann": "annotations/person_keypoints_val2017.json",
+    "val_images": "val2017",
+}
+_FILES = {"aic": _AIC, "crowdpose": _CROWDPOSE, "coco": _COCO}
+_KEYPOINTS = {"aic": 14, "crowdpose": 14, "coco": 17}
+# AIC's push factor is ten times everyone else's (reference.md §1.6, trap 9).
+_PUSH = {"aic": 0.01, "crowdpose": 0.001, "coco": 0.001}
+
+
+def _preset(
+    name: str,
+    *,
+    backbone: str,
+    higher: bool,
+    dataset: str,
+    input_size: int = 512,
+    checkpoint: str = "",
+    reported: str = "",
+    batch_size: int = 24,
+    train: TrainConfig | None = None,
+) -> Config:
+    """Build the Config of one mmpose AE recipe; HigherHRNet adds a stride-2 heatmap output."""
+    width = {"w32": 32, "w48": 48, "tiny": 8}[backbone]
+    outputs = 2 if higher else 1
+    quarter = input_size // 4
+    train = train or TrainConfig(batch_size=batch_size)
+    return Config(
+        name=name,
+        model=ModelConfig(
+            backbone=backbone,
+            head="higher" if higher else "simple",
+            num_keypoints=_KEYPOINTS[dataset],
+            with_ae=(True, False) if higher else (True,),
+            deconv_channels=width,
+            num_basic_blocks=1 if backbone == "tiny" else 4,
+        ),
+        data=DataConfig(
+            dataset=dataset,
+            input_size=input_size,
+            heatmap_sizes=(quarter, 2 * quarter) if higher else (quarter,),
+            **_FILES[dataset],
+        ),
+        train=dataclasses.replace(
+            train,
+            heatmap_loss_factor=(1.0,) * outputs,
+            push_loss_factor=(_PUSH[dataset],) * outputs,
+            pull_loss_factor=(0.001,) * outputs,
+        ),
+        checkpoint=checkpoint,
+        reported=reported,
+    )
+
+
+# Small, fast recipes for tests and the CPU demo: 128 px input, tiny widths, short schedule.
+_TINY_TRAIN = TrainConfig(
+    lr=1.5e-3, warmup_iters=50, lr_steps=(40, 55), epochs=60, batch_size=8, workers=0,
+    checkpoint_interval=10, val_interval=10,
+)
+
+PRESETS: dict[str, Config] = {
+    cfg.name: cfg
+    for cfg in (
+        _preset(
+            "hrnet_w32_aic_512", backbone="w32", higher=False, dataset="aic",
+            checkpoint="hrnet_w32_aic_512x512-77e2a98a_20210131.pth",
+            reported="AIC val AP 0.303 (flip); 0.318 with scales 2,1,0.5",
+        ),
+        _preset(
+            "higherhrnet_w32_crowdpose_512", backbone="w32", higher=True, dataset="crowdpose",
+            checkpoint="higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth",
+            reported="CrowdPose test AP 0.655 (flip); 0.661 with scales 2,1",
+        ),
+        _preset(
+            "higherhrnet_w32_aic_512", backbone="w32", higher=True, dataset="aic",
+            checkpoint="higher_hrnet32_aic_512x512-9a674c33_20210130.pth",
+            reported="AIC val AP 0.315 (flip)",
+        ),
+        _preset(
+            "hrnet_w32_coco_512", backbone="w32", higher=False, dataset="coco",
+            checkpoint="hrnet_w32_coco_512x512-bcb8c247_20200816.pth",
+            reported="COCO val AP 0.654 (flip)",
+        ),
+        _preset(
+            "hrnet_w48_coco_512", backbone="w48", higher=False, dataset="coco", batch_size=16,
+            checkpoint="hrnet_w48_coco_512x512-cf72fcdf_20200816.pth",
+            reported="COCO val AP 0.665 (flip)",
+        ),
+        _preset(
+            "higherhrnet_w32_coco_512", backbone="w32", higher=True, dataset="coco",
+            checkpoint="higher_hrnet32_coco_512x512-8ae85183_20200713.pth",
+            reported="COCO val AP 0.677 (flip)",
+        ),
+        _preset(
+            "higherhrnet_w32_coco_640", backbone="w32", higher=True, dataset="coco",
+            input_size=640, batch_size=16,
+            checkpoint="higher_hrnet32_coco_640x640-a22fe938_20200712.pth",
+            reported="COCO val AP 0.686 (flip)",
+        ),
+        _preset(
+            "higherhrnet_w48_coco_512", backbone="w48", higher=True, dataset="coco", batch_size=16,
+            checkpoint="higher_hrnet48_coco_512x512-60fedcbc_20200712.pth",
+            reported="COCO val AP 0.686 (flip)",
+        ),
+        _preset(
+            "hrnet_tiny_aic_128", backbone="tiny", higher=False, dataset="aic",
+            input_size=128, train=_TINY_TRAIN,
+        ),
+        _preset(
+            "higherhrnet_tiny_crowdpose_128", backbone="tiny", higher=True, dataset="crowdpose",
+            input_size=128, train=_TINY_TRAIN,
+        ),
+        _preset(
+            "higherhrnet_tiny_coco_128", backbone="tiny", higher=True, dataset="coco",
+            input_size=128, train=_TINY_TRAIN,
+        ),
+    )
+}
+
+
+def list_presets() -> list[str]:
+    """Names of every preset, seeds first, in table order."""
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> Config:
+    """The preset called ``name``; an unknown name raises with the closest valid names."""
+    if name in PRESETS:
+        return PRESETS[name]
+    raise AeposeError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}")
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    """A ``"; did you mean X?"`` suffix naming the closest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from ``dataclasses.asdict`` output (e.g. stored in a checkpoint).
+
+    Lists become tuples; unknown keys raise, so a checkpoint from a newer version is refused
+    explicitly rather than silently misread.
+    """
+    return _build(Config, data, "config")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, dict):
+        raise AeposeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise AeposeError(f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], names)}")
+    kwargs = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value

@@ -1,0 +1,22 @@
+"""Shared test helpers: the real annotation samples beside the checkout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+# keyspec.py (the independent key enumerator) is imported by tests as a plain module.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    """``../shared/fixtures`` (real AIC, CrowdPose, COCO samples); skip when absent."""
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is not present")
+    return FIXTURES
