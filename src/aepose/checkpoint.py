@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy._core import multiarray
 from torch import Tensor
 
 from aepose.config import PRESETS, Config, ModelConfig, config_from_dict, get_preset
@@ -29,11 +30,11 @@ _SAFE_NUMPY: list[Any] = [
     np.ndarray,
     np.dtype,
     *_NUMPY_TYPES,
-    np._core.multiarray._reconstruct,
-    np._core.multiarray.scalar,
+    multiarray._reconstruct,
+    multiarray.scalar,
     # Files pickled by NumPy 1.x name these under numpy.core.
-    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-    (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    (multiarray.scalar, "numpy.core.multiarray.scalar"),
 ]
 
 logger = logging.getLogger("aepose")
@@ -108,19 +109,25 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(_SAFE_NUMPY):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" not in str(error):
-            raise AeposeError(f"{path}: corrupt checkpoint ({error})") from None
-        try:
-            names = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)[:3])
-        except Exception:  # a file too broken to list its globals is reported as such
-            names = "unknown objects"
+        unsafe = _unsafe_globals(path)
+        if "Weights only load failed" not in str(error) or not unsafe:
+            reason = str(error).splitlines()[-1][:120]
+            raise AeposeError(f"{path}: not a PyTorch checkpoint or truncated ({reason})") from None
         raise AeposeError(
-            f"{path}: holds pickled Python objects ({names}); refusing to unpickle them "
-            "(aepose loads weights with weights_only=True)"
+            f"{path}: holds pickled Python objects ({', '.join(unsafe[:3])}); refusing to "
+            "unpickle them (aepose loads weights with weights_only=True)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise AeposeError(f"{path}: not a PyTorch checkpoint or truncated ({reason})") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Names of the non-tensor objects a file would unpickle; [] if it is not a pickle."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # garbage or a truncated archive: nothing to name
+        return []
 
 
 def detect_architecture(state: dict[str, Tensor], path: str | Path) -> Architecture:

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -22,7 +23,14 @@ SEEDS = ("hrnet_w32_aic_512", "higherhrnet_w32_crowdpose_512")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a did-you-mean hint for unknown subcommands and options."""
+    """argparse with a did-you-mean hint for unknown subcommands and options.
+
+    Abbreviated options are refused: a typo should get a hint, not a silent match.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
@@ -48,7 +56,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
             sum(p.numel() for p in build_model(cfg).parameters()), float("nan"))
         outputs = "/".join(str(s) for s in cfg.data.heatmap_sizes)
         print(f"{name:32} {cfg.data.dataset:10} {cfg.model.num_keypoints:>3} "
-              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {gflops:>7.1f}  "
+              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {gflops:>7.2f}  "
               f"{cfg.checkpoint or '-'}")
     print("\nGFLOPs: one image at the preset's input size, multiply-add = 2 FLOPs.")
 

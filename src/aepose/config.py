@@ -107,25 +107,23 @@ class Config:
     reported: str = ""  # mmpose's published result for those weights
 
 
-_AIC = {
-    "train_ann": "annotations/aic_train.json",
-    "train_images": "ai_challenger_keypoint_train_20170902/keypoint_train_images_20170902",
-    "val_ann": "annotations/aic_val.json",
-    "val_images": "ai_challenger_keypoint_validation_20170911/keypoint_validation_images_20170911",
+# (train annotations, train images, val annotations, val images) under --data-root.
+_FILES = {
+    "aic": (
+        "annotations/aic_train.json",
+        "ai_challenger_keypoint_train_20170902/keypoint_train_images_20170902",
+        "annotations/aic_val.json",
+        "ai_challenger_keypoint_validation_20170911/keypoint_validation_images_20170911",
+    ),
+    "crowdpose": (
+        "annotations/mmpose_crowdpose_trainval.json", "images",
+        "annotations/mmpose_crowdpose_test.json", "images",
+    ),
+    "coco": (
+        "annotations/person_keypoints_train2017.json", "train2017",
+        "annotations/person_keypoints_val2017.json", "val2017",
+    ),
 }
-_CROWDPOSE = {
-    "train_ann": "annotations/mmpose_crowdpose_trainval.json",
-    "train_images": "images",
-    "val_ann": "annotations/mmpose_crowdpose_test.json",
-    "val_images": "images",
-}
-_COCO = {
-    "train_ann": "annotations/person_keypoints_train2017.json",
-    "train_images": "train2017",
-    "val_ann": "annotations/person_keypoints_val2017.json",
-    "val_images": "val2017",
-}
-_FILES = {"aic": _AIC, "crowdpose": _CROWDPOSE, "coco": _COCO}
 _KEYPOINTS = {"aic": 14, "crowdpose": 14, "coco": 17}
 # AIC's push factor is ten times everyone else's (reference.md §1.6, trap 9).
 _PUSH = {"aic": 0.01, "crowdpose": 0.001, "coco": 0.001}
@@ -147,6 +145,7 @@ def _preset(
     width = {"w32": 32, "w48": 48, "tiny": 8}[backbone]
     outputs = 2 if higher else 1
     quarter = input_size // 4
+    train_ann, train_images, val_ann, val_images = _FILES[dataset]
     train = train or TrainConfig(batch_size=batch_size)
     return Config(
         name=name,
@@ -162,7 +161,8 @@ def _preset(
             dataset=dataset,
             input_size=input_size,
             heatmap_sizes=(quarter, 2 * quarter) if higher else (quarter,),
-            **_FILES[dataset],
+            train_ann=train_ann, train_images=train_images, val_ann=val_ann,
+            val_images=val_images,
         ),
         train=dataclasses.replace(
             train,

@@ -7,6 +7,8 @@ outside the network.
 
 from __future__ import annotations
 
+import typing
+
 import torch
 from torch import Tensor, nn
 
@@ -19,7 +21,7 @@ _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 def _final_conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, out_channels, kernel, padding=(kernel - 1) // 2)
     nn.init.normal_(conv.weight, std=0.001)
-    nn.init.zeros_(conv.bias)
+    nn.init.zeros_(typing.cast(Tensor, conv.bias))
     return conv
 
 

@@ -8,6 +8,7 @@ Variants are frozen data; the backbone returns one tensor: branch 0 of stage 4 (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -47,10 +48,14 @@ def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequen
     )
 
 
-def _fuse_layer(widths: tuple[int, ...], i: int, j: int) -> nn.Module | None:
-    """Path from input branch ``j`` to output branch ``i`` inside an HRModule."""
+def _fuse_layer(widths: tuple[int, ...], i: int, j: int) -> nn.Module:
+    """Path from input branch ``j`` to output branch ``i`` inside an HRModule.
+
+    mmpose stores ``None`` where no layer is needed; a parameter-free Identity keeps the
+    same indices and state_dict keys without None checks in forward.
+    """
     if j == i:
-        return None
+        return nn.Identity()
     if j > i:  # lower resolution: 1x1 conv, BN, nearest upsampling
         return nn.Sequential(
             nn.Conv2d(widths[j], widths[i], 1, bias=False),
@@ -90,7 +95,7 @@ class HRModule(nn.Module):
             return xs
         fused = []
         for paths in self.fuse_layers:
-            terms = [x if path is None else path(x) for path, x in zip(paths, xs, strict=True)]
+            terms = [path(x) for path, x in zip(cast(nn.ModuleList, paths), xs, strict=True)]
             # Summed in branch order j = 0..B-1 as mmpose does, so float rounding matches.
             fused.append(self.relu(sum(terms[1:], terms[0])))
         return fused
@@ -111,12 +116,13 @@ class HRNet(nn.Module):
         layer1_out = spec.stage1_channels * Bottleneck.expansion
         self.layer1 = make_blocks(Bottleneck, stem, layer1_out, spec.stage1_blocks)
 
-        previous: tuple[int, ...] = (layer1_out,)
-        for stage in (2, 3, 4):
-            widths = spec.widths[:stage]
-            setattr(self, f"transition{stage - 1}", _transition(previous, widths))
-            setattr(self, f"stage{stage}", _stage(spec, widths, last=stage == 4))
-            previous = widths
+        widths2, widths3, widths4 = spec.widths[:2], spec.widths[:3], spec.widths
+        self.transition1 = _transition((layer1_out,), widths2)
+        self.stage2 = _stage(spec, widths2, last=False)
+        self.transition2 = _transition(widths2, widths3)
+        self.stage3 = _stage(spec, widths3, last=False)
+        self.transition3 = _transition(widths3, widths4)
+        self.stage4 = _stage(spec, widths4, last=True)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Images [N, 3, H, W] (H, W multiples of 32) -> [[N, C_0, H/4, W/4]]."""
@@ -130,21 +136,18 @@ class HRNet(nn.Module):
         ):
             # Existing branches pass through (or change width); a new branch is made by
             # striding the lowest-resolution output of the previous stage.
-            xs = [
-                (ys[min(b, len(ys) - 1)] if t is None else t(ys[min(b, len(ys) - 1)]))
-                for b, t in enumerate(transition)
-            ]
+            xs = [t(ys[min(b, len(ys) - 1)]) for b, t in enumerate(transition)]
             ys = stage(xs)
         return [ys[0]]
 
 
 def _transition(previous: tuple[int, ...], widths: tuple[int, ...]) -> nn.ModuleList:
-    """Per-branch adapters between stages; ``None`` slots keep mmpose's indices."""
-    layers: list[nn.Module | None] = []
+    """Per-branch adapters between stages (Identity where mmpose stores ``None``)."""
+    layers: list[nn.Module] = []
     for b, width in enumerate(widths):
         if b < len(previous):
             layers.append(
-                _conv_bn_relu(previous[b], width, 1) if previous[b] != width else None
+                _conv_bn_relu(previous[b], width, 1) if previous[b] != width else nn.Identity()
             )
         else:
             hops = b + 1 - len(previous)

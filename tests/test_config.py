@@ -1,0 +1,59 @@
+"""Presets carry the reference's settings (reference.md §1) and survive a dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from aepose.config import PRESETS, config_from_dict, get_preset
+from aepose.errors import AeposeError
+
+
+def test_seed_recipes_match_reference_section_1() -> None:
+    aic, crowd = get_preset("hrnet_w32_aic_512"), get_preset("higherhrnet_w32_crowdpose_512")
+    for cfg in (aic, crowd):
+        assert cfg.data.input_size == 512 and cfg.data.sigma == 2 and cfg.data.max_people == 30
+        assert (cfg.data.rotation_deg, cfg.data.scale_range, cfg.data.translation) == (
+            30, (0.75, 1.5), 40)
+        assert cfg.data.flip_prob == 0.5
+        t = cfg.train
+        assert (t.lr, t.warmup_iters, t.warmup_ratio, t.lr_steps, t.lr_gamma, t.epochs) == (
+            1.5e-3, 500, 1e-3, (200, 260), 0.1, 300)
+        assert (t.batch_size, t.ae_loss_type) == (24, "exp")
+        s = cfg.test
+        assert (s.scales, s.flip, s.max_people, s.detection_threshold, s.tag_threshold,
+                s.nms_kernel, s.adjust, s.refine, s.project2image) == (
+            (1.0,), True, 30, 0.1, 1.0, 5, True, True, True)
+    assert aic.data.heatmap_sizes == (128,) and crowd.data.heatmap_sizes == (128, 256)
+    assert aic.model.with_ae == (True,) and crowd.model.with_ae == (True, False)
+    # Trap 9: AIC pushes ten times harder.
+    assert (aic.train.push_loss_factor, aic.train.pull_loss_factor) == ((0.01,), (0.001,))
+    assert crowd.train.push_loss_factor == (0.001, 0.001)
+    assert crowd.train.heatmap_loss_factor == (1.0, 1.0)
+    assert aic.data.val_ann == "annotations/aic_val.json"
+    assert crowd.data.train_ann == "annotations/mmpose_crowdpose_trainval.json"
+    assert crowd.data.val_ann == "annotations/mmpose_crowdpose_test.json"
+
+
+def test_zoo_relatives() -> None:
+    assert get_preset("higherhrnet_w32_coco_640").data.heatmap_sizes == (160, 320)
+    assert get_preset("higherhrnet_w32_aic_512").train.push_loss_factor == (0.01, 0.01)
+    assert get_preset("hrnet_w48_coco_512").model.backbone == "w48"
+    assert get_preset("higherhrnet_w48_coco_512").model.deconv_channels == 48
+    assert get_preset("hrnet_w48_coco_512").train.batch_size == 16
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_dict_round_trip(name: str) -> None:
+    cfg = PRESETS[name]
+    assert config_from_dict(dataclasses.asdict(cfg)) == cfg
+
+
+def test_unknown_names_suggest_the_closest() -> None:
+    with pytest.raises(AeposeError, match="did you mean 'higherhrnet_w32_crowdpose_512'"):
+        get_preset("higherhrnet_w32_crowdpose")
+    data = dataclasses.asdict(get_preset("hrnet_w32_aic_512"))
+    data["train"]["lerning_rate"] = data["train"].pop("lr")
+    with pytest.raises(AeposeError, match=r"config\.train: unknown key 'lerning_rate'"):
+        config_from_dict(data)
