@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) -m aepose demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 
 test: lint
