@@ -108,7 +108,7 @@ class Config:
 
 
 # (train annotations, train images, val annotations, val images) under --data-root.
-_FILES = {
+DATASET_FILES: dict[str, tuple[str, str, str, str]] = {
     "aic": (
         "annotations/aic_train.json",
         "ai_challenger_keypoint_train_20170902/keypoint_train_images_20170902",
@@ -145,7 +145,7 @@ def _preset(
     width = {"w32": 32, "w48": 48, "tiny": 8}[backbone]
     outputs = 2 if higher else 1
     quarter = input_size // 4
-    train_ann, train_images, val_ann, val_images = _FILES[dataset]
+    train_ann, train_images, val_ann, val_images = DATASET_FILES[dataset]
     train = train or TrainConfig(batch_size=batch_size)
     return Config(
         name=name,
