@@ -79,3 +79,18 @@ def test_unknown_subcommand_and_option_suggest(capsys: pytest.CaptureFixture[str
 def test_help_has_worked_examples(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = _run(capsys, command, "--help")
     assert code == 0 and f"examples:\n  aepose {command}" in out
+
+
+def test_synth_writes_a_dataset_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from aepose.config import get_preset
+    from aepose.data import load_split
+
+    out = tmp_path / "synth"
+    code, stdout, _ = _run(capsys, "synth", str(out), "--spec", "aic", "--images", "5",
+                           "--size", "128")
+    assert code == 0 and f"use it as --data-root {out}" in stdout
+    data = get_preset("hrnet_w32_aic_512").data
+    assert len(load_split(out, data, "train").images) == 4
+    assert len(load_split(out, data, "val").images) == 1
+    code, _, err = _run(capsys, "synth", str(out), "--spec", "aic", "--images", "5")
+    assert code == 1 and err.count("\n") == 1 and "already exists" in err

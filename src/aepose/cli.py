@@ -15,7 +15,9 @@ import torch
 import aepose
 from aepose.checkpoint import detect_architecture, matching_presets, read_checkpoint, resolve_config
 from aepose.config import PRESETS, did_you_mean
+from aepose.data.synthetic import generate_dataset, parse_size, split_counts
 from aepose.errors import AeposeError
+from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
 from aepose.profile import model_cost
 
@@ -82,6 +84,19 @@ def _cmd_info(args: argparse.Namespace) -> None:
             print(f"{key + ':':15}{ckpt.meta[key]}")
 
 
+def _cmd_synth(args: argparse.Namespace) -> None:
+    train, val = split_counts(args.images)
+    summary = generate_dataset(
+        args.out_dir, args.spec, train_images=train, val_images=val, seed=args.seed,
+        size=parse_size(args.size), overwrite=args.overwrite,
+    )
+    for split in summary.splits:
+        easy, medium, hard = split.crowd_buckets()
+        print(f"{split.name:5} {split.images:6} images {split.people:7} people  "
+              f"crowdIndex easy/medium/hard {easy}/{medium}/{hard}  -> {split.annotation_file}")
+    print(f"use it as --data-root {summary.root}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     # Until training and decoding exist this is the most complete real job: the preset
     # table and a forward pass of each seed network at its full input size.
@@ -107,6 +122,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "info": (_cmd_info, "tell what a weights file is and which preset fits it",
              "examples:\n  aepose info hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
              "  aepose info runs/demo/checkpoint.pth"),
+    "synth": (_cmd_synth, "generate a crowd dataset (images + COCO-format JSON) offline",
+              "examples:\n  aepose synth data/synth --spec crowdpose --images 500 --seed 0\n"
+              "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512"),
     "demo": (_cmd_demo, "the main job, offline: presets and a forward pass of each seed network",
              "examples:\n  aepose demo\n  aepose demo --device cuda"),
 }
@@ -131,6 +149,16 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     subparsers["models"].add_argument(
         "--no-flops", dest="flops", action="store_false", help="skip the FLOP count")
     subparsers["info"].add_argument("weights", help="checkpoint file (mmpose or aepose)")
+    synth = subparsers["synth"]
+    synth.add_argument("out_dir", help="folder to write (the dataset's own layout)")
+    synth.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), default="crowdpose",
+                       help="keypoint definition and folder layout (default crowdpose)")
+    synth.add_argument("--images", type=int, default=200,
+                       help="images in total; a fifth (at least 1) go to val (default 200)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    synth.add_argument("--size", default="256..640",
+                       help="image side in pixels: N or MIN..MAX (default 256..640)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     subparsers["demo"].add_argument("--device", default="cpu", help="cpu or cuda")
     return parser, subparsers
 
