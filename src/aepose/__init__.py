@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from aepose.checkpoint import load_model
 from aepose.config import Config, get_preset, list_presets
 from aepose.errors import AeposeError
+from aepose.grouping import decode_poses
+from aepose.losses import compute_loss
 from aepose.models import build_model
 
 try:
@@ -24,6 +26,8 @@ __all__ = [
     "Config",
     "__version__",
     "build_model",
+    "compute_loss",
+    "decode_poses",
     "get_preset",
     "list_presets",
     "load_model",
