@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -288,8 +287,6 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         return tuple(value)
-    if origin in (typing.Union, types.UnionType):
-        return value
     if hint is float and isinstance(value, int):
         return float(value)
     return value
