@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from aepose.config import PRESETS, config_from_dict, get_preset
+from aepose.config import PRESETS, apply_overrides, config_from_dict, get_preset
 from aepose.errors import AeposeError
 
 
@@ -57,3 +57,29 @@ def test_unknown_names_suggest_the_closest() -> None:
     data["train"]["lerning_rate"] = data["train"].pop("lr")
     with pytest.raises(AeposeError, match=r"config\.train: unknown key 'lerning_rate'"):
         config_from_dict(data)
+
+
+def test_overrides_parse_each_field_type() -> None:
+    cfg = apply_overrides(get_preset("higherhrnet_w32_crowdpose_512"), [
+        "train.epochs=3", "train.lr=1e-3", "train.lr_steps=[1, 2]", "data.flip_prob=0",
+        "test.flip=false", "data.scale_range=0.5,2", "test.scales=2,1", "name=mine",
+    ])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.lr_steps) == (3, 1e-3, (1, 2))
+    assert isinstance(cfg.train.lr, float) and isinstance(cfg.data.flip_prob, float)
+    assert (cfg.test.flip, cfg.data.scale_range, cfg.test.scales, cfg.name) == (
+        False, (0.5, 2.0), (2.0, 1.0), "mine")
+    # Untouched fields keep the preset's values.
+    assert cfg.train.batch_size == 24 and cfg.model == get_preset(
+        "higherhrnet_w32_crowdpose_512").model
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("train.epoch=3", r"unknown config key 'train.epoch'; did you mean 'train.epochs'"),
+    ("train.epochs=three", r"train.epochs: expected an integer, got 'three'"),
+    ("test.flip=maybe", r"test.flip: expected true or false"),
+    ("data.scale_range=1", r"data.scale_range: expected 2 comma-separated values"),
+    ("train.epochs", r"not of the form section.field=value"),
+])
+def test_bad_overrides_name_the_problem(item: str, message: str) -> None:
+    with pytest.raises(AeposeError, match=message):
+        apply_overrides(get_preset("hrnet_tiny_aic_128"), [item])

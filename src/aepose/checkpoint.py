@@ -77,7 +77,10 @@ class Architecture:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load a weights file safely and normalise its layout (``module.`` prefixes stripped)."""
     path = Path(path)
-    raw = _torch_load(path)
+    return _parse(path, _torch_load(path))
+
+
+def _parse(path: Path, raw: Any) -> Checkpoint:
     if not isinstance(raw, dict):
         raise AeposeError(f"{path}: not a checkpoint (holds a {type(raw).__name__}, not a dict)")
     config = None
@@ -256,3 +259,36 @@ def load_model(
     _key_report(ckpt, model, name)
     model.load_state_dict(ckpt.state_dict, strict=True)
     return model.to(device).eval()
+
+
+# Keys every training checkpoint written by aepose carries (see aepose.train).
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "iteration", "config",
+                 "rng_state", "version")
+
+
+def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Save ``payload`` with ``torch.save`` atomically: a temporary file in the same folder
+    renamed over ``path``, so a crash mid-write never leaves a truncated checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_training_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:
+    """The checkpoint at ``path`` and its whole raw content (optimizer, schedule, RNG state).
+
+    Raises a one-line error when the file is not an aepose training checkpoint (an mmpose
+    file or a bare state_dict can initialise weights but cannot resume a run).
+    """
+    path = Path(path)
+    raw = _torch_load(path)
+    missing = [key for key in TRAINING_KEYS if not isinstance(raw, dict) or key not in raw]
+    if missing:
+        raise AeposeError(
+            f"{path}: not an aepose training checkpoint (no {', '.join(missing[:3])}); "
+            "only files written by 'aepose train' can be resumed"
+        )
+    return _parse(path, raw), raw

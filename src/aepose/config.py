@@ -290,3 +290,68 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, int):
         return float(value)
     return value
+
+
+def apply_overrides(cfg: Config, overrides: typing.Sequence[str]) -> Config:
+    """``cfg`` with ``section.field=value`` assignments applied, e.g. ``train.epochs=3``.
+
+    Values are read for the field's type: numbers, ``true``/``false``, and tuples written as
+    ``200,260`` or ``[200, 260]``. An unknown key raises with the closest valid key.
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise AeposeError(f"override {item!r} is not of the form section.field=value")
+        cfg = _set_field(cfg, key.strip(), text.strip())
+    return cfg
+
+
+def override_keys(cfg: Config) -> list[str]:
+    """Every key ``apply_overrides`` accepts, e.g. ``train.lr``."""
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(value)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def _set_field(cfg: Config, key: str, text: str) -> Config:
+    if key not in override_keys(cfg):
+        raise AeposeError(f"unknown config key {key!r}{did_you_mean(key, override_keys(cfg))}")
+    section, _, name = key.rpartition(".")
+    if not section:
+        hint = typing.get_type_hints(Config)[name]
+        return dataclasses.replace(cfg, **{name: _parse_value(hint, text, key)})
+    part = getattr(cfg, section)
+    hint = typing.get_type_hints(type(part))[name]
+    new_part = dataclasses.replace(part, **{name: _parse_value(hint, text, key)})
+    return dataclasses.replace(cfg, **{section: new_part})
+
+
+def _parse_value(hint: Any, text: str, key: str) -> Any:
+    """``text`` read as a value of type ``hint`` (str, int, float, bool or a tuple of them)."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        items = [s.strip() for s in text.strip("[]() ").split(",") if s.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse_value(args[0], s, key) for s in items)
+        if len(items) != len(args):
+            raise AeposeError(f"{key}: expected {len(args)} comma-separated values, got {text!r}")
+        return tuple(_parse_value(a, s, key) for a, s in zip(args, items, strict=True))
+    readers: dict[Any, typing.Callable[[str], Any]] = {
+        int: int, float: float, str: str, bool: _parse_bool}
+    try:
+        return readers[hint](text)
+    except ValueError:
+        kind = {int: "an integer", float: "a number", bool: "true or false"}[hint]
+        raise AeposeError(f"{key}: expected {kind}, got {text!r}") from None
+
+
+def _parse_bool(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]

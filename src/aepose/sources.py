@@ -1,0 +1,302 @@
+"""Input sources for prediction: image files, folders, glob patterns and videos.
+
+:func:`expand_sources` turns command-line arguments into an ordered list of media files plus
+one-line problems for the arguments that yield nothing, so a run can report bad inputs and
+finish the rest. Videos are read with :func:`iter_video_frames` and overlays written with
+:class:`VideoWriter`, both through OpenCV's FFmpeg backend.
+
+Legend: H x W frame (pixels). Frames are RGB uint8 [H, W, 3] on both sides, as everywhere
+else in aepose; the BGR order OpenCV uses stays inside this module.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from aepose.errors import AeposeError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "SourceItem",
+    "Sources",
+    "VideoInfo",
+    "VideoWriter",
+    "expand_sources",
+    "iter_video_frames",
+    "video_info",
+]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+Kind = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One media file to predict on; ``path`` is spelled as the user (or the glob) gave it."""
+
+    path: Path
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Expanded inputs: the files in order, and one ``"PATH: reason"`` line per bad argument."""
+
+    items: tuple[SourceItem, ...]
+    problems: tuple[str, ...]
+
+
+def _kind(path: Path) -> Kind | None:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def _is_glob(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[SourceItem]:
+    # Hidden files and folders are skipped: editors' and OSes' droppings (._x.jpg,
+    # .ipynb_checkpoints) and half-written temporary files (our atomic writes use hidden
+    # names) are not inputs.
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = [
+        p
+        for p in candidates
+        if _kind(p) == "image"
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    ]
+    return [SourceItem(p, "image") for p in sorted(files)]
+
+
+def _glob_media(pattern: str) -> list[SourceItem]:
+    # Files the pattern matches that are not media (a README under "data/*") are skipped
+    # silently; listing each one as a problem would bury the real ones.
+    items = []
+    for name in sorted(glob.glob(pattern, recursive=True)):
+        path = Path(name)
+        kind = _kind(path)
+        if kind is not None and path.is_file():
+            items.append(SourceItem(path, kind))
+    return items
+
+
+def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], str | None]:
+    """The items one argument names, or a problem line when it names none."""
+    path = Path(source)
+    if path.is_dir():
+        items = _folder_images(path, recursive)
+        where = "folder or its subfolders" if recursive else "folder"
+        return items, None if items else f"{source}: no images in this {where}"
+    if path.is_file():
+        kind = _kind(path)
+        if kind is None:
+            suffix = repr(path.suffix) if path.suffix else "(no extension)"
+            return [], f"{source}: unsupported file type {suffix}"
+        return [SourceItem(path, kind)], None
+    if _is_glob(source):
+        items = _glob_media(source)
+        return items, None if items else f"{source}: pattern matches no image or video files"
+    return [], f"{source}: no such file or folder"
+
+
+def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Sources:
+    """Expand image files, folders, glob patterns and video files into media files.
+
+    Args:
+        sources: each entry is an image file (``.jpg .jpeg .png .bmp .webp .tif .tiff``), a
+            video file (``.mp4 .avi .mov .mkv .webm .m4v``), a folder (the images directly in
+            it, sorted by path, hidden files skipped) or a glob pattern (``data/*.jpg``;
+            ``**`` matches any depth). Extensions are case-insensitive.
+        recursive: also take images from a folder's subfolders.
+
+    Returns:
+        The files in argument order, each once (the first spelling of a file is kept), and
+        one ``"ARGUMENT: reason"`` line per argument that is missing, of an unsupported type,
+        an empty folder or a pattern matching nothing.
+    """
+    items: list[SourceItem] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+    for source in sources:
+        found, problem = _expand_one(source, recursive)
+        if problem is not None:
+            problems.append(problem)
+        for item in found:
+            key = item.path.resolve()
+            if key not in seen:
+                seen.add(key)
+                items.append(item)
+    return Sources(tuple(items), tuple(problems))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video's properties as its container reports them.
+
+    ``fps`` is 0.0 when the container does not say; ``frames`` may be approximate or 0 for
+    some containers; only reading the frames (:func:`iter_video_frames`) counts them exactly.
+    """
+
+    fps: float
+    width: int
+    height: int
+    frames: int
+
+
+def _open_capture(path: str | Path) -> cv2.VideoCapture:
+    file = Path(path)
+    if not file.is_file():
+        raise AeposeError(f"video file {file} not found")
+    capture = cv2.VideoCapture(str(file), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise AeposeError(f"video file {file} cannot be opened (not a video, or corrupt)")
+    return capture
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame rate, frame size (pixels) and frame count of a video file."""
+    capture = _open_capture(path)
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        return VideoInfo(
+            fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+        )
+    finally:
+        capture.release()
+
+
+def iter_video_frames(path: str | Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Decode a video file frame by frame.
+
+    The file is opened before this returns, so a missing or undecodable video raises
+    :class:`AeposeError` here, not at the first ``next()``. A video that opens but yields
+    no frame raises when iterated. Decoding stops quietly at the first unreadable frame
+    (a truncated file gives the frames before the damage).
+
+    Yields:
+        (frame index from 0, RGB uint8 frame [H, W, 3]).
+    """
+    capture = _open_capture(path)
+    return _frames(capture, Path(path))
+
+
+def _frames(capture: cv2.VideoCapture, file: Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    index = 0
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok or bgr is None:
+                break
+            yield index, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise AeposeError(f"video file {file} has no decodable frames")
+
+
+class VideoWriter:
+    """Write RGB frames to a video file (MPEG-4 Part 2, fourcc ``mp4v``), atomically.
+
+    Frames go to a hidden temporary file beside ``path`` that is renamed to ``path`` when the
+    ``with`` block ends normally; after an exception, or when no frame was written, the
+    temporary file is deleted and ``path`` is left as it was. ``path`` must end in ``.mp4``.
+    mp4v stores even sizes only, so an
+    odd width or height is padded by repeating the last column or row.
+
+    Example::
+
+        with VideoWriter("out/overlay.mp4", fps=info.fps, width=info.width,
+                         height=info.height) as writer:
+            for _, frame in iter_video_frames("clip.mp4"):
+                writer.write(frame)
+    """
+
+    def __init__(self, path: str | Path, *, fps: float, width: int, height: int) -> None:
+        """Args: destination path; frames per second (> 0); frame width and height (pixels)."""
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".mp4":
+            raise AeposeError(f"cannot write video {self.path}: use a .mp4 name")
+        if not (math.isfinite(fps) and fps > 0):
+            raise AeposeError(f"cannot write video {self.path}: frame rate {fps} is not > 0")
+        if width <= 0 or height <= 0:
+            raise AeposeError(f"cannot write video {self.path}: frame size {width}x{height}")
+        self.fps, self.width, self.height = float(fps), width, height
+        self.frames_written = 0
+        # FFmpeg picks the container from the name, so the temporary name ends in .mp4 too.
+        self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.mp4")
+        self._writer: cv2.VideoWriter | None = None
+
+    def __enter__(self) -> VideoWriter:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AeposeError(f"cannot write video {self.path}: {err.strerror or err}") from None
+        size = (self.width + self.width % 2, self.height + self.height % 2)
+        fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+        writer = cv2.VideoWriter(str(self._tmp), cv2.CAP_FFMPEG, fourcc, self.fps, size)
+        if not writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise AeposeError(f"cannot write video {self.path}: the mp4v encoder did not open")
+        self._writer = writer
+        return self
+
+    def write(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
+        """Append one RGB uint8 frame [height, width, 3]."""
+        if self._writer is None:
+            raise AeposeError(f"video {self.path} is not open (use VideoWriter in a with block)")
+        frame = np.asarray(frame_rgb)
+        expected = (self.height, self.width, 3)
+        if frame.shape != expected or frame.dtype != np.uint8:
+            raise AeposeError(
+                f"frame {self.frames_written} for video {self.path} is {frame.dtype} "
+                f"{list(frame.shape)}, expected uint8 {list(expected)}"
+            )
+        pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+        bgr = cv2.cvtColor(np.pad(frame, pad, mode="edge"), cv2.COLOR_RGB2BGR)
+        self._writer.write(bgr)
+        self.frames_written += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if exc_type is None and self.frames_written > 0:
+            try:
+                os.replace(self._tmp, self.path)
+            except OSError as err:
+                self._tmp.unlink(missing_ok=True)
+                raise AeposeError(f"cannot write video {self.path}: {err.strerror}") from None
+            return
+        self._tmp.unlink(missing_ok=True)
+        if exc_type is None:
+            raise AeposeError(f"no frames were written to video {self.path}")

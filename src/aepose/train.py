@@ -1,0 +1,508 @@
+"""Training: mmpose 0.x's recipe in a loop that reads top to bottom.
+
+``train(cfg, options)`` is the whole job: build the data, the network and the optimiser
+(Adam; linear warm-up from ``warmup_ratio`` over ``warmup_iters`` iterations; ×``lr_gamma``
+at each epoch of ``lr_steps``: reference.md §1.8), then for every epoch and batch: forward,
+:func:`aepose.losses.compute_loss`, backward, step. One process trains on one device; under
+``torchrun`` every rank trains its shard of each epoch and DDP averages the gradients.
+
+Files in the run folder: ``config.yaml`` (the resolved recipe), ``metrics.jsonl`` (one JSON
+object per log interval, epoch and validation), ``last.pth`` (newest checkpoint),
+``epoch_NNN.pth`` (every ``checkpoint_interval`` epochs and the last) and TensorBoard events
+when the ``tensorboard`` package is installed. Checkpoints carry everything needed to resume
+exactly (same world size and batch size): weights, optimiser, schedule, grad scaler, epoch,
+position inside the epoch, RNG state and the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+import aepose
+from aepose.checkpoint import read_checkpoint, read_training_state, write_checkpoint
+from aepose.config import Config, TrainConfig
+from aepose.data.dataset import Batch, BottomUpDataset, collate
+from aepose.distributed import DistInfo, broadcast_object, init_distributed
+from aepose.errors import AeposeError
+from aepose.losses import compute_loss
+from aepose.models import AssociativeEmbeddingNet, build_from_config
+
+__all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train"]
+
+logger = logging.getLogger("aepose")
+
+_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LOSS_TERMS = ("heatmap_loss", "push_loss", "pull_loss")
+
+# Called after each validation epoch with (model, epoch); returns metrics to log.
+Validator = Callable[[nn.Module, int], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to run (not what to learn: that is the :class:`Config`)."""
+
+    data_root: Path
+    out: Path | None = None  # default: runs/<preset>-<timestamp>, or the resumed run's folder
+    resume: Path | None = None  # an aepose training checkpoint to continue exactly
+    amp: str = "none"  # "none", "bf16" or "fp16" (fp16 adds gradient scaling)
+    channels_last: bool = False
+    pretrained: Path | None = None  # backbone-only weights (e.g. ImageNet HRNet)
+    device: str | None = None  # "cpu", "cuda" or None for CUDA when available
+    seed: int = 0
+    deterministic: bool = False
+    log_interval: int = 20  # iterations between loss checks, log lines and bar updates
+    stop_after: int | None = None  # stop (with a checkpoint) once this many iterations are done
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run ended: its folder, newest checkpoint and last logged values."""
+
+    run_dir: Path
+    checkpoint: Path
+    epoch: int  # completed epochs
+    iteration: int  # optimiser steps done
+    interrupted: bool
+    metrics: dict[str, float]
+
+
+def lr_factor(train: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
+    """Learning-rate multiplier before optimiser step ``iteration`` (0-based), mmcv 1.x rules.
+
+    Step decay by the epoch the iteration falls in, times the linear warm-up
+    ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)`` during the first ``warmup_iters``.
+    """
+    epoch = iteration // iters_per_epoch
+    factor = train.lr_gamma ** sum(epoch >= step for step in train.lr_steps)
+    if iteration < train.warmup_iters:
+        factor *= 1 - (1 - iteration / train.warmup_iters) * (1 - train.warmup_ratio)
+    return float(factor)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one rank's share of an epoch: a permutation drawn from (seed, epoch),
+    padded by wrapping to a multiple of the world size and dealt out rank by rank, like
+    ``DistributedSampler``. ``skip`` leaves out the first items (resuming mid-epoch)."""
+
+    def __init__(self, size: int, info: DistInfo, seed: int) -> None:
+        self.size, self.info, self.seed = size, info, seed
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select epoch ``epoch``'s permutation, leaving out its first ``skip`` items."""
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        per_rank = math.ceil(self.size / self.info.world_size)
+        order += order[: per_rank * self.info.world_size - self.size]
+        return order[self.info.rank :: self.info.world_size][self.skip :]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(self.size / self.info.world_size) - self.skip)
+
+
+def _worker_init(_: int) -> None:
+    # One OpenCV/torch thread per worker (reference: opencv_num_threads 0), and Ctrl-C is
+    # the main process's to handle: it stops after the current step and saves.
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _build_loader(
+    cfg: Config, options: TrainOptions, info: DistInfo
+) -> tuple[DataLoader[Any], BottomUpDataset, EpochSampler]:
+    dataset = BottomUpDataset.from_data_root(options.data_root, cfg.data, seed=options.seed)
+    if len(dataset) == 0:
+        raise AeposeError(f"{dataset.annotations.ann_file}: no training images with people")
+    sampler = EpochSampler(len(dataset), info, options.seed)
+    workers = cfg.train.workers
+    loader = DataLoader(
+        dataset, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=workers,
+        collate_fn=collate, pin_memory=info.device.type == "cuda", drop_last=False,
+        worker_init_fn=_worker_init, persistent_workers=workers > 0,
+    )
+    return loader, dataset, sampler
+
+
+def _load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None:
+    """Copy a backbone-only checkpoint (keys with or without ``backbone.``) into the model,
+    reporting what did not fit; a shape mismatch or no usable key is an error."""
+    weights = read_checkpoint(path).state_dict
+    weights = {k.removeprefix("backbone."): v for k, v in weights.items()}
+    own = model.backbone.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own}
+    for key, value in matched.items():
+        if value.shape != own[key].shape:
+            raise AeposeError(
+                f"{path}: {key} has shape {list(value.shape)}, the backbone expects "
+                f"{list(own[key].shape)}")
+    if not matched:
+        raise AeposeError(f"{path}: no key matches the {model.config.backbone} backbone")
+    model.backbone.load_state_dict(matched, strict=False)
+    missing = sorted(set(own) - set(matched))
+    unexpected = sorted(set(weights) - set(own))
+    logger.info("pretrained backbone %s: %d tensors loaded, %d missing%s, %d unexpected%s",
+                path, len(matched), len(missing), _examples(missing), len(unexpected),
+                _examples(unexpected))
+
+
+def _examples(keys: list[str]) -> str:
+    return f" (e.g. {', '.join(keys[:3])})" if keys else ""
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                             "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class _Run:
+    """The mutable state of a run: what a checkpoint saves and a resume restores."""
+
+    cfg: Config
+    info: DistInfo
+    model: AssociativeEmbeddingNet
+    net: nn.Module  # the model itself or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    run_dir: Path
+    epoch: int = 0  # completed epochs
+    epoch_batches: int = 0  # batches done in the current epoch
+    iteration: int = 0  # optimiser steps done
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "epoch_batches": self.epoch_batches,
+            "iteration": self.iteration,
+            "world_size": self.info.world_size,
+            "config": dataclasses.asdict(self.cfg),
+            "rng_state": _rng_state(),
+            "version": aepose.__version__,
+        }
+
+    def restore(self, raw: dict[str, Any]) -> None:
+        self.model.load_state_dict(raw["model"])
+        self.optimizer.load_state_dict(raw["optimizer"])
+        self.scheduler.load_state_dict(raw["scheduler"])
+        self.scaler.load_state_dict(raw["scaler"])
+        self.epoch, self.iteration = int(raw["epoch"]), int(raw["iteration"])
+        self.epoch_batches = int(raw.get("epoch_batches", 0))
+        if int(raw.get("world_size", 1)) != self.info.world_size:
+            logger.warning("resuming a %s-rank run on %d ranks: the data order differs",
+                           raw.get("world_size"), self.info.world_size)
+        if self.info.is_main:
+            _set_rng_state(raw["rng_state"])
+
+    def save(self, name: str) -> Path:
+        return write_checkpoint(self.run_dir / name, self.payload())
+
+
+def _resolve_run(
+    cfg: Config, options: TrainOptions, info: DistInfo
+) -> tuple[Config, Path, dict[str, Any] | None]:
+    """The config to train, the run folder and, when resuming, the checkpoint's content."""
+    raw = None
+    if options.resume is not None:
+        ckpt, raw = read_training_state(options.resume)
+        if ckpt.config is None:
+            raise AeposeError(f"{options.resume}: has no embedded config")
+        cfg = _merge_resumed(ckpt.config, cfg)
+    if options.out is not None:
+        run_dir = options.out
+    elif options.resume is not None:
+        run_dir = options.resume.parent
+    else:
+        run_dir = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return cfg, Path(broadcast_object(str(run_dir), info)), raw
+
+
+def _merge_resumed(saved: Config, requested: Config) -> Config:
+    # The network and data must be the checkpoint's; the schedule may be extended.
+    if saved.model != requested.model:
+        raise AeposeError(
+            f"the checkpoint's network ({saved.name}) differs from the requested {requested.name}")
+    return dataclasses.replace(saved, train=requested.train, test=requested.test)
+
+
+def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
+              iters_per_epoch: int) -> _Run:
+    torch.manual_seed(options.seed)  # identical initial weights on every rank
+    model = build_from_config(cfg.model)
+    if options.pretrained is not None:
+        _load_pretrained_backbone(model, options.pretrained)
+    model.to(info.device)
+    if options.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net: nn.Module = model
+    if info.distributed:
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: lr_factor(cfg.train, i, iters_per_epoch))
+    scaler = torch.amp.GradScaler(info.device.type, enabled=options.amp == "fp16")
+    torch.manual_seed(options.seed + info.rank)
+    return _Run(cfg, info, model, net, optimizer, scheduler, scaler, run_dir)
+
+
+class _Log:
+    """Rank 0's outputs: bar, JSONL, TensorBoard. Loss values stay on the device until a
+    log interval ends, so the loop does not wait for the GPU after every step."""
+
+    def __init__(self, run: _Run, options: TrainOptions) -> None:
+        self.run, self.options = run, options
+        self.pending: list[Tensor] = []
+        self.images = 0
+        self.clock = time.perf_counter()
+        self.last: dict[str, float] = {}
+        self.bar: tqdm[Any] | None = None
+        self.writer = _tensorboard(run.run_dir) if run.info.is_main else None
+
+    def step(self, terms: dict[str, Tensor], images: int) -> None:
+        self.pending.append(torch.stack([terms[k].detach().float() for k in LOSS_TERMS]))
+        self.images += images
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def flush(self) -> None:
+        """Check the pending losses on every rank and log their means; stop on NaN/inf."""
+        if not self.pending:
+            return
+        values = torch.stack(self.pending)
+        bad = (~torch.isfinite(values)).any().to(torch.int32).reshape(1)
+        if self.run.info.distributed:
+            dist.all_reduce(bad)
+        if bad.item():
+            self._stop_non_finite(values.cpu())
+        means = values.mean(0).tolist()
+        seconds = time.perf_counter() - self.clock
+        record = dict(zip(LOSS_TERMS, means, strict=True))
+        record["loss"] = sum(means)
+        record["lr"] = self.run.optimizer.param_groups[0]["lr"]
+        record["images_per_s"] = self.images * self.run.info.world_size / max(seconds, 1e-9)
+        self.last = record
+        self.pending, self.images, self.clock = [], 0, time.perf_counter()
+        self.write("train", record)
+        if self.bar is not None:
+            self.bar.set_postfix(hm=f"{record['heatmap_loss']:.2e}",
+                                 push=f"{record['push_loss']:.2e}",
+                                 pull=f"{record['pull_loss']:.2e}",
+                                 img_s=f"{record['images_per_s']:.1f}")
+
+    def _stop_non_finite(self, values: Tensor) -> None:
+        rows = (~torch.isfinite(values)).any(dim=1).nonzero()
+        first = int(rows[0]) if len(rows) else len(values) - 1
+        iteration = self.run.iteration - len(values) + first
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_TERMS, values[first].tolist(),
+                                                          strict=True))
+        raise AeposeError(
+            f"non-finite loss at iteration {iteration} (epoch {self.run.epoch}): {terms}; "
+            f"stopped without saving; the newest good checkpoint is in {self.run.run_dir}")
+
+    def write(self, kind: str, values: dict[str, float]) -> None:
+        if not self.run.info.is_main:
+            return
+        record = {"kind": kind, "epoch": self.run.epoch, "iteration": self.run.iteration,
+                  **values}
+        with open(self.run.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{kind}/{key}", value, self.run.iteration)
+
+    def open_bar(self, total: int, initial: int) -> None:
+        show = self.run.info.is_main and self.options.progress
+        self.bar = tqdm(total=total, initial=initial, desc=f"epoch {self.run.epoch + 1}/"
+                        f"{self.run.cfg.train.epochs}", disable=not show, dynamic_ncols=True,
+                        leave=False)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: the JSONL log has everything
+        return None
+    return SummaryWriter(str(run_dir))
+
+
+def _train_step(run: _Run, batch: Batch, options: TrainOptions) -> dict[str, Tensor]:
+    batch = batch.to(run.info.device, non_blocking=True)
+    images = batch.images
+    if options.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    dtype = _AMP_DTYPES[options.amp]
+    with torch.autocast(run.info.device.type, dtype=dtype, enabled=dtype is not None):
+        outputs = run.net(images)
+    # The loss is computed in float32 whatever the network's precision.
+    terms = compute_loss(run.cfg, [o.float() for o in outputs], list(batch.heatmaps),
+                         list(batch.masks), list(batch.joints))
+    total = terms["heatmap_loss"] + terms["push_loss"] + terms["pull_loss"]
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(total).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.iteration += 1
+    return terms
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop after the current step (a second one kills)."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            self.previous = None
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.raised = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logger.warning("interrupted: stopping after this step and saving a checkpoint")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def train(cfg: Config, options: TrainOptions, validate: Validator | None = None) -> TrainResult:
+    """Train ``cfg``'s network on ``options.data_root``; see the module docstring.
+
+    ``validate(model, epoch)`` is called on every rank every ``train.val_interval`` epochs and
+    after the last one; its metrics are logged by rank 0.
+    """
+    if options.amp not in _AMP_DTYPES:
+        raise AeposeError(f"unknown --amp {options.amp!r} (choices: {', '.join(_AMP_DTYPES)})")
+    info = init_distributed(options.device)
+    cfg, run_dir, raw = _resolve_run(cfg, options, info)
+    if options.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not options.deterministic
+    loader, dataset, sampler = _build_loader(cfg, options, info)
+    run = _make_run(cfg, options, info, run_dir, max(1, len(loader)))
+    if raw is not None:
+        run.restore(raw)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg),
+                                                            sort_keys=False))
+        logger.info("training %s on %s (%d images, %d rank(s), %s) -> %s", cfg.name,
+                    options.data_root, len(dataset), info.world_size, info.device, run_dir)
+    log = _Log(run, options)
+    interrupted = False
+    skipped = 0
+    with _StopFlag() as stop:
+        while run.epoch < cfg.train.epochs and not interrupted:
+            dataset.set_epoch(run.epoch)
+            sampler.set_epoch(run.epoch, skip=run.epoch_batches * cfg.train.batch_size)
+            run.net.train()
+            log.open_bar(run.epoch_batches + len(loader), run.epoch_batches)
+            for batch in loader:
+                skipped += batch.skipped
+                if batch.size:
+                    log.step(_train_step(run, batch, options), batch.size)
+                run.epoch_batches += 1
+                if run.iteration % options.log_interval == 0:
+                    log.flush()
+                if _should_stop(run, stop, options):
+                    interrupted = True
+                    break
+            log.flush()
+            log.close_bar()
+            if interrupted:
+                break
+            run.epoch, run.epoch_batches = run.epoch + 1, 0
+            _end_epoch(run, log, validate, skipped)
+    checkpoint = run.save("last.pth") if info.is_main else run_dir / "last.pth"
+    return TrainResult(run_dir, checkpoint, run.epoch, run.iteration, interrupted, log.last)
+
+
+def _should_stop(run: _Run, stop: _StopFlag, options: TrainOptions) -> bool:
+    if run.iteration == options.stop_after:
+        return True
+    if not run.info.distributed:
+        return stop.raised
+    # Every rank must leave at the same step, so Ctrl-C is agreed on at log intervals only.
+    if run.iteration % options.log_interval:
+        return False
+    flag = torch.tensor([int(stop.raised)], device=run.info.device)
+    dist.all_reduce(flag)
+    return bool(flag.item())
+
+
+def _end_epoch(run: _Run, log: _Log, validate: Validator | None, skipped: int) -> None:
+    train_cfg = run.cfg.train
+    if run.info.distributed:
+        # DDP copies rank 0's BatchNorm statistics into every rank before each forward, so
+        # after the last one they differ by one local update: give every rank rank 0's,
+        # which is what gets saved, before validating.
+        for buffer in run.model.buffers():
+            dist.broadcast(buffer, 0)
+    last = run.epoch == train_cfg.epochs
+    if validate is not None and (run.epoch % train_cfg.val_interval == 0 or last):
+        metrics = validate(run.model, run.epoch)
+        log.write("val", metrics)
+        log.last = {**log.last, **{f"val_{k}": v for k, v in metrics.items()}}
+    if run.info.is_main:
+        log.write("epoch", {"skipped_images": float(skipped), **log.last})
+        if run.epoch % train_cfg.checkpoint_interval == 0 or last:
+            run.save(f"epoch_{run.epoch:03d}.pth")
+        if not last:
+            run.save("last.pth")
+

@@ -1,0 +1,236 @@
+"""Drawing of predicted poses and heatmap debug views on RGB images.
+
+Legend: H x W image (pixels), P people, K keypoints, h x w heatmap. Keypoint coordinates are
+image pixels with x = column and y = row; an integer coordinate is the centre of that pixel
+(OpenCV's drawing convention), and fractional coordinates are drawn with sub-pixel precision.
+
+Colours: each person's links take the person's own colour (:func:`person_color`, a fixed
+golden-ratio hue sequence), so neighbouring people in a crowd stay apart; keypoints keep the
+dataset's colours from :class:`~aepose.keypoints.KeypointSpec` (left green, right orange,
+centre blue, mmpose's palette), so left and right stay readable on every person.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from aepose.errors import AeposeError
+from aepose.keypoints import RGB, KeypointSpec
+
+__all__ = [
+    "draw_poses",
+    "heatmap_overlay",
+    "person_color",
+    "save_image",
+]
+
+Image = npt.NDArray[np.uint8]
+
+# Golden-ratio steps spread consecutive hues as far apart as possible for any person count.
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+# cv2 draws integer coordinates; 4 fractional bits keep sub-pixel keypoint positions.
+_SHIFT = 4
+# Far beyond any image, but small enough that coordinate * 2**_SHIFT fits cv2's int32.
+_COORD_LIMIT = 1e6
+_JPEG = (".jpg", (cv2.IMWRITE_JPEG_QUALITY, 95))
+_SAVE_FORMATS: dict[str, tuple[str, tuple[int, ...]]] = {
+    ".png": (".png", ()),
+    ".jpg": _JPEG,
+    ".jpeg": _JPEG,
+}
+
+
+def person_color(index: int) -> RGB:
+    """Colour of person ``index`` (0-based): a fixed, distinct, bright RGB colour."""
+    hue = (0.05 + index * _GOLDEN) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def draw_poses(
+    image_rgb: npt.NDArray[np.uint8],
+    keypoints: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    spec: KeypointSpec,
+    *,
+    keypoint_threshold: float = 0.3,
+    radius: int | None = None,
+    thickness: int | None = None,
+    show_scores: bool = True,
+) -> Image:
+    """Draw skeletons, keypoints and person scores on a copy of an RGB image.
+
+    Args:
+        image_rgb: [H, W, 3] uint8 RGB image; not modified.
+        keypoints: [P, K, 3] (x, y, score) per person, x/y in image pixels.
+        scores: [P] person scores, written as a label near each person's top-left.
+        spec: the skeleton (links) and keypoint colours; K must match it.
+        keypoint_threshold: keypoints with score below it (and links touching them) are not
+            drawn (mmpose's demo ``kpt_thr``).
+        radius, thickness: keypoint radius and link width in pixels; by default they grow
+            with the image (4 and 2 pixels at 640 pixels on the long side).
+        show_scores: draw the person-score labels.
+
+    Returns:
+        [H, W, 3] uint8 RGB image with the poses drawn (anti-aliased).
+    """
+    canvas = _check_image(image_rgb).copy()
+    kpts, person_scores = _check_poses(keypoints, scores, spec)
+    scale = max(canvas.shape[:2]) / 640.0
+    radius = max(2, round(4 * scale)) if radius is None else radius
+    thickness = max(1, round(2 * scale)) if thickness is None else thickness
+    for index, (person, score) in enumerate(zip(kpts, person_scores, strict=True)):
+        visible = (person[:, 2] >= keypoint_threshold) & np.isfinite(person[:, :2]).all(axis=1)
+        if not visible.any():
+            continue
+        color = person_color(index)
+        _draw_person(canvas, person[:, :2], visible, spec, color, radius, thickness)
+        if show_scores:
+            corner = person[visible, :2].min(axis=0)
+            _draw_label(canvas, f"{score:.2f}", (float(corner[0]), float(corner[1])), color, scale)
+    return canvas
+
+
+def _check_image(image_rgb: npt.NDArray[np.uint8]) -> Image:
+    image = np.asarray(image_rgb)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise AeposeError(
+            f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}"
+        )
+    return image
+
+
+def _check_poses(
+    keypoints: npt.ArrayLike, scores: npt.ArrayLike, spec: KeypointSpec
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    person_scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    k = spec.num_keypoints
+    if kpts.size == 0 and person_scores.size == 0:
+        return np.zeros((0, k, 3)), person_scores
+    if kpts.ndim != 3 or kpts.shape[1:] != (k, 3):
+        raise AeposeError(f"keypoints must be [P, {k}, 3] for {spec.name}, got {list(kpts.shape)}")
+    if len(person_scores) != len(kpts):
+        raise AeposeError(f"{len(kpts)} people but {len(person_scores)} person scores")
+    return kpts, person_scores
+
+
+def _fixed_point(xy: npt.NDArray[np.float64]) -> tuple[int, int]:
+    x, y = np.clip(xy, -_COORD_LIMIT, _COORD_LIMIT) * (1 << _SHIFT)
+    return round(float(x)), round(float(y))
+
+
+def _draw_person(
+    canvas: Image,
+    xy: npt.NDArray[np.float64],
+    visible: npt.NDArray[np.bool_],
+    spec: KeypointSpec,
+    color: RGB,
+    radius: int,
+    thickness: int,
+) -> None:
+    # Links first so keypoint dots stay on top of them.
+    for a, b in spec.skeleton:
+        if visible[a] and visible[b]:
+            pa, pb = _fixed_point(xy[a]), _fixed_point(xy[b])
+            cv2.line(canvas, pa, pb, color, thickness, cv2.LINE_AA, _SHIFT)
+    for k in np.flatnonzero(visible):
+        center = _fixed_point(xy[k])
+        cv2.circle(
+            canvas, center, radius << _SHIFT, spec.keypoint_colors[k], -1, cv2.LINE_AA, _SHIFT
+        )
+
+
+def _draw_label(
+    canvas: Image, text: str, corner: tuple[float, float], color: RGB, scale: float
+) -> None:
+    """Write ``text`` on a box of ``color`` just above ``corner`` (x, y), kept inside the image."""
+    font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, 0.5 * scale)
+    weight = max(1, round(scale))
+    (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, weight)
+    pad = max(1, round(2 * scale))
+    box_w, box_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    height, width = canvas.shape[:2]
+    left = int(np.clip(corner[0], 0, max(0, width - box_w)))
+    top = int(np.clip(corner[1] - box_h - pad, 0, max(0, height - box_h)))
+    cv2.rectangle(canvas, (left, top), (left + box_w, top + box_h), color, -1)
+    # Dark text on light boxes, light text on dark ones (ITU-R BT.601 luma).
+    luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = (0, 0, 0) if luma > 128 else (255, 255, 255)
+    origin = (left + pad, top + pad + text_h)
+    cv2.putText(canvas, text, origin, font, font_scale, ink, weight, cv2.LINE_AA)
+
+
+def heatmap_overlay(
+    image_rgb: npt.NDArray[np.uint8], heatmaps: npt.ArrayLike, *, alpha: float = 0.5
+) -> Image:
+    """Blend the per-pixel maximum over joints of ``heatmaps`` onto an image (debug view).
+
+    Args:
+        image_rgb: [H, W, 3] uint8 RGB image covering the same field of view as the heatmaps
+            (e.g. the network input); not modified.
+        heatmaps: [K, h, w] float heatmaps; values are clipped to [0, 1] (the range of the
+            training targets) rather than normalised, so weak maps look weak.
+        alpha: weight of the colour-mapped heatmap (0 = image only, 1 = heatmap only).
+
+    Returns:
+        [H, W, 3] uint8 RGB image: the jet-coloured max heatmap, stretched to H x W with
+        bilinear interpolation, blended over the image.
+    """
+    image = _check_image(image_rgb)
+    maps = np.asarray(heatmaps, dtype=np.float32)
+    if maps.ndim != 3 or 0 in maps.shape:
+        raise AeposeError(f"heatmaps must be [K, h, w] with K, h, w > 0, got {list(maps.shape)}")
+    peak = np.nan_to_num(maps.max(axis=0), nan=0.0).clip(0.0, 1.0)
+    gray = np.round(peak * 255).astype(np.uint8)
+    height, width = image.shape[:2]
+    gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    blended = cv2.addWeighted(image, 1.0 - alpha, colored, alpha, 0.0)
+    return np.asarray(blended, dtype=np.uint8)
+
+
+def save_image(path: str | Path, image_rgb: npt.NDArray[np.uint8]) -> None:
+    """Write an RGB image as PNG (lossless) or JPEG (quality 95), chosen by the suffix.
+
+    The file appears complete or not at all: it is encoded in memory, written under a
+    temporary name in the same folder and renamed over ``path``. Parent folders are created.
+
+    Args:
+        path: destination ending in ``.png``, ``.jpg`` or ``.jpeg`` (any case).
+        image_rgb: [H, W, 3] uint8 RGB image.
+    """
+    file = Path(path)
+    encoding = _SAVE_FORMATS.get(file.suffix.lower())
+    if encoding is None:
+        raise AeposeError(f"cannot save image {file}: use a .png, .jpg or .jpeg name")
+    bgr = cv2.cvtColor(_check_image(image_rgb), cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(encoding[0], bgr, list(encoding[1]))
+    if not ok:
+        raise AeposeError(f"cannot encode image {file}")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(file, encoded.tobytes())
+    except OSError as err:
+        raise AeposeError(f"cannot write image {file}: {err.strerror or err}") from None
+
+
+def _write_atomic(file: Path, data: bytes) -> None:
+    # A hidden, unique sibling: the rename stays on one filesystem (atomic), and "x" mode
+    # creates it with the user's umask (mkstemp would leave the image private, 0600).
+    tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with tmp.open("xb") as handle:
+            handle.write(data)
+        os.replace(tmp, file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
