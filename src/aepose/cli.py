@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 import aepose
 from aepose.checkpoint import detect_architecture, matching_presets, read_checkpoint, resolve_config
-from aepose.config import PRESETS, did_you_mean
+from aepose.config import PRESETS, apply_overrides, did_you_mean, get_preset
 from aepose.data.synthetic import generate_dataset, parse_size, split_counts
+from aepose.distributed import shutdown
 from aepose.errors import AeposeError
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
 from aepose.profile import model_cost
+from aepose.train import TrainOptions, train
 
 SEEDS = ("hrnet_w32_aic_512", "higherhrnet_w32_crowdpose_512")
 
@@ -97,6 +101,35 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     print(f"use it as --data-root {summary.root}")
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    if args.preset is None and args.resume is None:
+        raise AeposeError("train needs --preset (or --resume CHECKPOINT)")
+    resume = Path(args.resume) if args.resume else None
+    if args.preset is not None:
+        cfg = get_preset(args.preset)
+    else:
+        saved = read_checkpoint(args.resume).config
+        if saved is None:
+            raise AeposeError(f"{resume}: has no embedded config; pass --preset")
+        cfg = saved
+    cfg = apply_overrides(cfg, args.overrides)
+    options = TrainOptions(
+        data_root=Path(args.data_root), out=Path(args.out) if args.out else None, resume=resume,
+        amp=args.amp, channels_last=args.channels_last,
+        pretrained=Path(args.pretrained) if args.pretrained else None, device=args.device,
+        seed=args.seed, deterministic=args.deterministic, log_interval=args.log_interval,
+        stop_after=args.stop_after,
+    )
+    try:
+        result = train(cfg, options)
+    finally:
+        shutdown()
+    state = "stopped early" if result.interrupted else "finished"
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{state} after epoch {result.epoch}, iteration {result.iteration}; "
+              f"checkpoint {result.checkpoint}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     # Until training and decoding exist this is the most complete real job: the preset
     # table and a forward pass of each seed network at its full input size.
@@ -125,9 +158,43 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "synth": (_cmd_synth, "generate a crowd dataset (images + COCO-format JSON) offline",
               "examples:\n  aepose synth data/synth --spec crowdpose --images 500 --seed 0\n"
               "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512"),
+    "train": (_cmd_train, "train a preset on a COCO-format dataset (one GPU, torchrun, or CPU)",
+              "examples:\n"
+              "  aepose train --preset higherhrnet_w32_crowdpose_512 --data-root data/crowdpose\n"
+              "  torchrun --nproc-per-node 8 -m aepose train --preset hrnet_w32_aic_512 \\\n"
+              "      --data-root data/aic --amp bf16 --channels-last\n"
+              "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
+              "      --set train.epochs=3 train.lr=1e-3 --out runs/tiny\n"
+              "  aepose train --resume runs/tiny/last.pth --data-root data/synth"),
     "demo": (_cmd_demo, "the main job, offline: presets and a forward pass of each seed network",
              "examples:\n  aepose demo\n  aepose demo --device cuda"),
 }
+
+
+def _add_train_arguments(p: _Parser) -> None:
+    p.add_argument("--preset", help="recipe to train (see 'aepose models')")
+    p.add_argument("--data-root", required=True,
+                   help="dataset root in the dataset's own layout (see README, Data)")
+    p.add_argument("--out", help="run folder for logs and checkpoints "
+                   "(default runs/PRESET-TIMESTAMP, or the resumed run's folder)")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config values, e.g. train.epochs=3 train.lr=1e-3")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run exactly from its last.pth (or any epoch_NNN.pth)")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
+                   help="mixed precision (fp16 adds gradient scaling; default none)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format (faster convolutions on recent GPUs)")
+    p.add_argument("--pretrained", metavar="WEIGHTS",
+                   help="initialise the backbone from these weights (e.g. ImageNet HRNet)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="weights, shuffling, augmentation")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (slower; bit-exact reruns and resumes)")
+    p.add_argument("--log-interval", type=int, default=20,
+                   help="iterations between loss checks and log lines (default 20)")
+    p.add_argument("--stop-after", type=int, metavar="ITERATIONS",
+                   help="stop with a checkpoint after this many iterations (smoke tests)")
 
 
 def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -159,6 +226,7 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     synth.add_argument("--size", default="256..640",
                        help="image side in pixels: N or MIN..MAX (default 256..640)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    _add_train_arguments(subparsers["train"])
     subparsers["demo"].add_argument("--device", default="cpu", help="cpu or cuda")
     return parser, subparsers
 
