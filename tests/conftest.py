@@ -6,9 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+# pytest -n 2 runs two workers on two cores: one intra-op thread each avoids
+# oversubscription (tests that time nothing run several times faster).
+torch.set_num_threads(1)
 
 # keyspec.py (the independent key enumerator) is imported by tests as a plain module.
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from aepose.checkpoint import load_model
 from aepose.config import Config, get_preset, list_presets
 from aepose.errors import AeposeError
+from aepose.evaluation import evaluate_keypoints
 from aepose.grouping import decode_poses
+from aepose.inference import Pose, Predictor, predict_images
 from aepose.losses import compute_loss
 from aepose.models import build_model
 
@@ -24,11 +26,15 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "AeposeError",
     "Config",
+    "Pose",
+    "Predictor",
     "__version__",
     "build_model",
     "compute_loss",
     "decode_poses",
+    "evaluate_keypoints",
     "get_preset",
     "list_presets",
     "load_model",
+    "predict_images",
 ]
