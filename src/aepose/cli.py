@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -15,13 +16,23 @@ from typing import Any
 import torch
 
 import aepose
-from aepose.checkpoint import detect_architecture, matching_presets, read_checkpoint, resolve_config
-from aepose.config import PRESETS, apply_overrides, did_you_mean, get_preset
+from aepose.checkpoint import (
+    detect_architecture,
+    load_model,
+    matching_presets,
+    read_checkpoint,
+    resolve_config,
+)
+from aepose.config import PRESETS, Config, apply_overrides, did_you_mean, get_preset
 from aepose.data.synthetic import generate_dataset, parse_size, split_counts
-from aepose.distributed import shutdown
+from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
+from aepose.eval_loop import evaluate_model
+from aepose.evaluation import evaluate_keypoints, format_table
+from aepose.inference import Predictor
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
+from aepose.predict import run_predict
 from aepose.profile import model_cost
 from aepose.train import TrainOptions, train
 
@@ -130,6 +141,95 @@ def _cmd_train(args: argparse.Namespace) -> None:
               f"checkpoint {result.checkpoint}")
 
 
+def _config_for(weights: str, preset: str | None) -> Config:
+    """The recipe to run ``weights`` with: ``preset``'s, the file's own, or the recognised one."""
+    ckpt = read_checkpoint(weights)
+    name, _, _ = resolve_config(ckpt, preset)
+    return ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
+
+
+def _cmd_test(args: argparse.Namespace) -> None:
+    if args.results:
+        _rescore(args)
+        return
+    if args.weights is None:
+        raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
+    info = init_distributed(args.device)
+    try:
+        cfg = _config_for(args.weights, args.preset)
+        model = load_model(args.weights, preset=args.preset, device=info.device)
+        ann, images = _test_files(cfg, args)
+        out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = Path(broadcast_object(str(out), info))
+        scales = tuple(args.scales) if args.scales else cfg.test.scales
+        result = evaluate_model(
+            model, cfg, ann, images, info, scales=scales, flip=not args.no_flip,
+            stage_average=args.stage_average, batch_size=args.batch_size, workers=args.workers,
+            results_file=out / "results.json")
+    finally:
+        shutdown()
+    if info.is_main:
+        report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
+                  "scales": list(scales), "flip": not args.no_flip, "images": result.images,
+                  "people": result.people, "seconds": result.seconds,
+                  "skipped": list(result.skipped), "metrics": result.metrics}
+        _finish_test(report, cfg.data.dataset, out)
+
+
+def _test_files(cfg: Config, args: argparse.Namespace) -> tuple[Path, Path]:
+    if args.ann is None and args.data_root is None:
+        raise AeposeError("test needs --data-root (or --ann FILE --images DIR)")
+    root = Path(args.data_root or ".")
+    ann = Path(args.ann) if args.ann else root / cfg.data.val_ann
+    images = Path(args.images) if args.images else root / cfg.data.val_images
+    return ann, images
+
+
+def _rescore(args: argparse.Namespace) -> None:
+    cfg = get_preset(args.preset) if args.preset else None
+    if args.ann:
+        ann = Path(args.ann)
+    elif cfg is not None and args.data_root:
+        ann = Path(args.data_root) / cfg.data.val_ann
+    else:
+        raise AeposeError("--results needs --ann FILE, or --data-root with --preset")
+    spec = args.spec or (cfg.data.dataset if cfg else None)
+    if spec is None:
+        raise AeposeError("--results with --ann needs --spec (aic, crowdpose or coco) or --preset")
+    metrics = evaluate_keypoints(ann, args.results, spec)
+    out = Path(args.out) if args.out else Path(args.results).parent
+    _finish_test({"ann": str(ann), "results": str(args.results), "metrics": metrics}, spec, out)
+
+
+def _finish_test(report: dict[str, Any], spec: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report["metrics"], spec))
+    for problem in report.get("skipped", []):
+        print(f"skipped: {problem}", file=sys.stderr)
+    if "seconds" in report and report["seconds"] > 0:
+        print(f"{report['images']} images in {report['seconds']:.1f} s "
+              f"({report['images'] / report['seconds']:.1f} images/s on rank 0's share)")
+    print(f"metrics: {out / 'metrics.json'}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    cfg = _config_for(args.weights, args.preset)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.weights, preset=args.preset, device=device)
+    scales = tuple(args.scales) if args.scales else cfg.test.scales
+    predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
+                          pose_nms=args.pose_nms)
+    out = Path(args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = run_predict(args.sources, predictor, out, batch_size=args.batch_size,
+                          draw=not args.no_draw, keypoint_threshold=args.threshold)
+    for problem in summary.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{summary.images} images/frames, {summary.people} people -> {summary.json_path}")
+    if summary.images == 0:
+        raise AeposeError("nothing could be predicted (see the skipped inputs above)")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     # Until training and decoding exist this is the most complete real job: the preset
     # table and a forward pass of each seed network at its full input size.
@@ -166,6 +266,22 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
               "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
               "      --set train.epochs=3 train.lr=1e-3 --out runs/tiny\n"
               "  aepose train --resume runs/tiny/last.pth --data-root data/synth"),
+    "test": (_cmd_test, "evaluate weights on a COCO-format set: AP table, metrics.json, results",
+             "examples:\n"
+             "  aepose test --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth "
+             "--data-root data/aic\n"
+             "  aepose test --preset higherhrnet_w32_crowdpose_512 \\\n"
+             "      --weights higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth \\\n"
+             "      --data-root data/crowdpose --scales 2 1\n"
+             "  torchrun --nproc-per-node 8 -m aepose test --weights W.pth --data-root data/aic\n"
+             "  aepose test --results runs/x/results.json --ann data/aic/annotations/aic_val.json"
+             " --spec aic"),
+    "predict": (_cmd_predict, "poses for images, folders, globs or videos: JSON + overlays",
+                "examples:\n"
+                "  aepose predict photo.jpg --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
+                "  aepose predict 'shots/*.jpg' clip.mp4 --weights runs/demo/last.pth "
+                "--out runs/pred\n"
+                "  aepose predict folder/ --weights W.pth --device cuda --batch-size 16"),
     "demo": (_cmd_demo, "the main job, offline: presets and a forward pass of each seed network",
              "examples:\n  aepose demo\n  aepose demo --device cuda"),
 }
@@ -195,6 +311,42 @@ def _add_train_arguments(p: _Parser) -> None:
                    help="iterations between loss checks and log lines (default 20)")
     p.add_argument("--stop-after", type=int, metavar="ITERATIONS",
                    help="stop with a checkpoint after this many iterations (smoke tests)")
+
+
+def _add_test_arguments(p: _Parser) -> None:
+    p.add_argument("--weights", help="checkpoint (mmpose 0.x or aepose)")
+    p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
+    p.add_argument("--data-root", help="dataset root; the preset's val/test split is used")
+    p.add_argument("--ann", help="annotation file (instead of the preset's under --data-root)")
+    p.add_argument("--images", help="image folder for --ann (default: the preset's)")
+    p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1 0.5")
+    p.add_argument("--no-flip", action="store_true", help="no flip test")
+    p.add_argument("--stage-average", choices=["v0.29", "legacy"], default="v0.29",
+                   help="HigherHRNet output averaging (default v0.29, as the published numbers)")
+    p.add_argument("--out", help="folder for metrics.json and results.json")
+    p.add_argument("--results", help="re-score a saved results.json (no network run)")
+    p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), help="keypoints of --results")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images per forward pass when their test sizes agree (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="image reading workers (default 2)")
+
+
+def _add_predict_arguments(p: _Parser) -> None:
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="image, folder, glob (quoted) or video")
+    p.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose)")
+    p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
+    p.add_argument("--out", help="output folder (default runs/predict-TIMESTAMP)")
+    p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1")
+    p.add_argument("--no-flip", action="store_true", help="no flip test (faster)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--pose-nms", type=float, metavar="OKS",
+                   help="drop poses overlapping a better one by this OKS (mmpose demo: 0.9)")
+    p.add_argument("--threshold", type=float, default=0.3,
+                   help="keypoint score needed to draw it (default 0.3)")
+    p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
 
 
 def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -227,6 +379,8 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
                        help="image side in pixels: N or MIN..MAX (default 256..640)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     _add_train_arguments(subparsers["train"])
+    _add_test_arguments(subparsers["test"])
+    _add_predict_arguments(subparsers["predict"])
     subparsers["demo"].add_argument("--device", default="cpu", help="cpu or cuda")
     return parser, subparsers
 

@@ -127,6 +127,7 @@ def write_results(path: str | Path, records: Sequence[_Json]) -> None:
     removed and ``path`` is untouched. Keys are sorted and indented as mmpose writes them.
     """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

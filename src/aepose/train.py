@@ -45,6 +45,7 @@ from aepose.config import Config, TrainConfig
 from aepose.data.dataset import Batch, BottomUpDataset, collate
 from aepose.distributed import DistInfo, broadcast_object, init_distributed
 from aepose.errors import AeposeError
+from aepose.eval_loop import evaluate_model
 from aepose.losses import compute_loss
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 
@@ -75,6 +76,7 @@ class TrainOptions:
     log_interval: int = 20  # iterations between loss checks, log lines and bar updates
     stop_after: int | None = None  # stop (with a checkpoint) once this many iterations are done
     progress: bool = True
+    validate: bool = True  # AP on the preset's val split, when it exists under data_root
 
 
 @dataclass(frozen=True)
@@ -425,7 +427,8 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     """Train ``cfg``'s network on ``options.data_root``; see the module docstring.
 
     ``validate(model, epoch)`` is called on every rank every ``train.val_interval`` epochs and
-    after the last one; its metrics are logged by rank 0.
+    after the last one; its metrics are logged by rank 0. By default (``options.validate``)
+    it is the AP of the preset's val split with the preset's test settings.
     """
     if options.amp not in _AMP_DTYPES:
         raise AeposeError(f"unknown --amp {options.amp!r} (choices: {', '.join(_AMP_DTYPES)})")
@@ -444,6 +447,8 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
                                                             sort_keys=False))
         logger.info("training %s on %s (%d images, %d rank(s), %s) -> %s", cfg.name,
                     options.data_root, len(dataset), info.world_size, info.device, run_dir)
+    if validate is None and options.validate:
+        validate = _default_validator(cfg, options, info)
     log = _Log(run, options)
     interrupted = False
     skipped = 0
@@ -471,6 +476,24 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
             _end_epoch(run, log, validate, skipped)
     checkpoint = run.save("last.pth") if info.is_main else run_dir / "last.pth"
     return TrainResult(run_dir, checkpoint, run.epoch, run.iteration, interrupted, log.last)
+
+
+def _default_validator(cfg: Config, options: TrainOptions, info: DistInfo) -> Validator | None:
+    ann = options.data_root / cfg.data.val_ann
+    if not ann.is_file():
+        logger.warning("no validation: %s does not exist", ann)
+        return None
+    images = options.data_root / cfg.data.val_images
+
+    def validate(model: nn.Module, epoch: int) -> dict[str, float]:
+        result = evaluate_model(model, cfg, ann, images, info, workers=cfg.train.workers,
+                                progress=False)
+        if info.is_main:
+            logger.info("epoch %d: %s", epoch, ", ".join(
+                f"{k} {v:.3f}" for k, v in result.metrics.items()))
+        return result.metrics
+
+    return validate
 
 
 def _should_stop(run: _Run, stop: _StopFlag, options: TrainOptions) -> bool:
