@@ -25,6 +25,7 @@ from aepose.checkpoint import (
 )
 from aepose.config import PRESETS, Config, apply_overrides, did_you_mean, get_preset
 from aepose.data.synthetic import generate_dataset, parse_size, split_counts
+from aepose.demo import DemoSettings, run_demo
 from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
@@ -35,8 +36,6 @@ from aepose.models import build_model
 from aepose.predict import run_predict
 from aepose.profile import model_cost
 from aepose.train import TrainOptions, train
-
-SEEDS = ("hrnet_w32_aic_512", "higherhrnet_w32_crowdpose_512")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,22 +230,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    # Until training and decoding exist this is the most complete real job: the preset
-    # table and a forward pass of each seed network at its full input size.
-    _cmd_models(argparse.Namespace(flops=True))
-    print(f"\nForward pass of each seed network (random weights, fp32, {args.device}):")
-    torch.manual_seed(0)
-    for name in SEEDS:
-        cfg = PRESETS[name]
-        model = build_model(name).eval().to(args.device)
-        size = cfg.data.input_size
-        image = torch.randn(1, 3, size, size, device=args.device)
-        with torch.inference_mode():
-            start = time.perf_counter()
-            outputs = model(image)
-            seconds = time.perf_counter() - start
-        shapes = ", ".join(str(list(o.shape)) for o in outputs)
-        print(f"  {name:32} input [1, 3, {size}, {size}] -> {shapes}  ({seconds:.2f} s)")
+    settings = DemoSettings(out=Path(args.out), minutes=args.minutes, device=args.device,
+                            seed=args.seed, epochs=args.epochs, overrides=tuple(args.overrides))
+    run_demo(settings)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
@@ -282,8 +268,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                 "  aepose predict 'shots/*.jpg' clip.mp4 --weights runs/demo/last.pth "
                 "--out runs/pred\n"
                 "  aepose predict folder/ --weights W.pth --device cuda --batch-size 16"),
-    "demo": (_cmd_demo, "the main job, offline: presets and a forward pass of each seed network",
-             "examples:\n  aepose demo\n  aepose demo --device cuda"),
+    "demo": (_cmd_demo, "the main job, offline: generate crowds, train, evaluate, draw",
+             "examples:\n  aepose demo                       # about 10 minutes on 2 CPU cores\n"
+             "  aepose demo --minutes 3 --out runs/quick\n"
+             "  aepose demo --device cuda --epochs 200"),
 }
 
 
@@ -381,7 +369,16 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     _add_train_arguments(subparsers["train"])
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])
-    subparsers["demo"].add_argument("--device", default="cpu", help="cpu or cuda")
+    demo = subparsers["demo"]
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--minutes", type=float, default=DemoSettings.minutes,
+                      help="training time budget; the schedule shrinks to fit (default 8)")
+    demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    demo.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
+    demo.add_argument("--epochs", type=int, default=DemoSettings.epochs,
+                      help=f"epochs when the budget allows (default {DemoSettings.epochs})")
+    demo.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                      help="override config values of the demo recipe")
     return parser, subparsers
 
 

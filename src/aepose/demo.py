@@ -1,0 +1,205 @@
+"""``aepose demo``: the whole product on generated data, offline, in minutes on a CPU.
+
+1. generate a CrowdPose-layout crowd dataset (reused by later runs with the same seed),
+2. train a tiny HigherHRNet on it, sized to the time budget,
+3. evaluate it single-scale with flip, with the real CrowdPose metrics,
+4. draw predictions on a few val images and plot the loss / AP curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aepose.checkpoint import load_model
+from aepose.config import Config, apply_overrides, get_preset
+from aepose.data.coco import load_annotations, read_image
+from aepose.data.synthetic import SceneParams, generate_dataset
+from aepose.distributed import init_distributed
+from aepose.eval_loop import evaluate_model
+from aepose.evaluation import format_table
+from aepose.inference import Predictor
+from aepose.keypoints import get_spec
+from aepose.train import TrainOptions, TrainResult, train
+from aepose.visualize import draw_poses, save_image
+
+__all__ = ["DemoSettings", "run_demo"]
+
+logger = logging.getLogger("aepose")
+
+# Calibrated so that 2 CPU cores reach AP >= 0.5 on the val set in the default budget
+# (see BENCHMARKS.md, "Demo").
+DEMO_PRESET = "higherhrnet_tiny_crowdpose_128"
+DEMO_SCENES = SceneParams(people=(1, 6), height=(0.45, 0.9), crowd_region_prob=0.0)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo does; the defaults are the ``make demo`` run."""
+
+    out: Path = Path("runs/demo")
+    minutes: float = 8.0  # training budget; the schedule is shortened to fit, never longer
+    device: str = "cpu"
+    seed: int = 0
+    train_images: int = 400
+    val_images: int = 50
+    image_size: tuple[int, int] = (128, 192)
+    epochs: int = 40
+    overrides: tuple[str, ...] = ()  # extra --set items
+    overlays: int = 6
+
+
+def run_demo(settings: DemoSettings) -> dict[str, float]:
+    """Run the four steps and return the val metrics; every artefact lands in ``settings.out``."""
+    data = _dataset(settings)
+    cfg = _recipe(settings)
+    result = _train(cfg, settings, data)
+    if result.interrupted:
+        print(f"interrupted: checkpoint {result.checkpoint} (resume with "
+              f"aepose train --resume {result.checkpoint} --data-root {data})")
+        return {}
+    metrics = _evaluate(cfg, settings, data, result.checkpoint)
+    _draw(cfg, settings, data, result.checkpoint)
+    curve = _plot(settings.out)
+    _summary(settings, data, result, curve)
+    return metrics
+
+
+def _dataset(settings: DemoSettings) -> Path:
+    """The generated dataset, reused when a previous run made it with the same settings."""
+    root = settings.out / "data"
+    stamp = root / "demo-dataset.json"
+    wanted = {"seed": settings.seed, "train": settings.train_images, "val": settings.val_images,
+              "size": list(settings.image_size), "scenes": dataclasses.asdict(DEMO_SCENES)}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        print(f"[1/4] reusing the generated dataset in {root}")
+        return root
+    print(f"[1/4] generating {settings.train_images} + {settings.val_images} crowd images "
+          f"in {root}")
+    generate_dataset(root, "crowdpose", train_images=settings.train_images,
+                     val_images=settings.val_images, seed=settings.seed,
+                     size=settings.image_size, params=DEMO_SCENES, overwrite=True)
+    stamp.write_text(json.dumps(wanted))
+    return root
+
+
+def _recipe(settings: DemoSettings) -> Config:
+    epochs = settings.epochs
+    return apply_overrides(get_preset(DEMO_PRESET), [
+        f"train.epochs={epochs}", f"train.lr_steps={round(epochs * 0.75)},{round(epochs * 0.9)}",
+        f"train.val_interval={epochs}", f"train.checkpoint_interval={epochs}",
+        *settings.overrides])
+
+
+def _train(cfg: Config, settings: DemoSettings, data: Path) -> TrainResult:
+    """Train; after the first epoch, shorten the schedule if it would overrun the budget."""
+    run_dir = settings.out / "train"
+    # Bit-exact reruns on the CPU; CUDA's deterministic kernels would need extra settings.
+    base = TrainOptions(data_root=data, out=run_dir, device=settings.device, seed=settings.seed,
+                        deterministic=settings.device == "cpu", validate=False, progress=False)
+    print(f"[2/4] training {cfg.name} for {cfg.train.epochs} epochs (budget "
+          f"{settings.minutes:g} min) -> {run_dir}")
+    resume = run_dir / "last.pth"
+    if resume.is_file():
+        print(f"      continuing {resume}")
+    start = time.perf_counter()
+    first = train(cfg, dataclasses.replace(
+        base, stop_after=_iters_per_epoch(cfg, settings),
+        resume=resume if resume.is_file() else None))
+    if first.interrupted and first.iteration != _iters_per_epoch(cfg, settings):
+        return first
+    per_epoch = (time.perf_counter() - start) / max(1, first.epoch or 1)
+    fitted = _fit_epochs(cfg.train.epochs, per_epoch, settings.minutes * 60)
+    if fitted < cfg.train.epochs:
+        print(f"      {per_epoch:.1f} s per epoch here: shortening to {fitted} epochs to fit")
+        cfg = _recipe(dataclasses.replace(settings, epochs=fitted))
+    return train(cfg, dataclasses.replace(base, resume=resume))
+
+
+def _iters_per_epoch(cfg: Config, settings: DemoSettings) -> int:
+    return math.ceil(settings.train_images / cfg.train.batch_size)
+
+
+def _fit_epochs(epochs: int, seconds_per_epoch: float, budget: float) -> int:
+    return max(2, min(epochs, int(budget / max(seconds_per_epoch, 1e-9))))
+
+
+def _evaluate(
+    cfg: Config, settings: DemoSettings, data: Path, checkpoint: Path
+) -> dict[str, float]:
+    print("[3/4] evaluating on the val set (single scale, flip test)")
+    info = init_distributed(settings.device)
+    model = load_model(checkpoint, device=info.device)
+    out = settings.out
+    result = evaluate_model(model, cfg, data / cfg.data.val_ann, data / cfg.data.val_images,
+                            info, scales=(1,), flip=True, workers=0, progress=False,
+                            results_file=out / "results.json")
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    print(format_table(result.metrics, "crowdpose"))
+    return result.metrics
+
+
+def _draw(cfg: Config, settings: DemoSettings, data: Path, checkpoint: Path) -> None:
+    print(f"[4/4] drawing predictions on {settings.overlays} val images")
+    spec = get_spec(cfg.data.dataset)
+    predictor = Predictor(load_model(checkpoint, device=settings.device), cfg)
+    val = load_annotations(data / cfg.data.val_ann, spec, image_dir=data / cfg.data.val_images,
+                           test_mode=True)
+    for record in val.images[: settings.overlays]:
+        image = read_image(val.image_path(record))
+        poses = predictor(image)
+        keypoints = np.stack([p.keypoints for p in poses]) if poses else np.zeros(
+            (0, spec.num_keypoints, 3), np.float32)
+        scores = np.array([p.score for p in poses], np.float32)
+        save_image(settings.out / "overlays" / f"{Path(record.file_name).stem}.png",
+                   draw_poses(image, keypoints, scores, spec))
+
+
+def _plot(out: Path) -> Path | None:
+    """Loss and AP curves as a PNG, when matplotlib is installed (the ``plot`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    records = [json.loads(line) for line in (out / "train" / "metrics.jsonl").open()]
+    steps = [r for r in records if r["kind"] == "train"]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    its = [r["iteration"] for r in steps]
+    ax[0].semilogy(its, [r["heatmap_loss"] for r in steps], label="heatmap")
+    ax[0].semilogy(its, [r["push_loss"] + r["pull_loss"] for r in steps], label="push + pull")
+    ax[0].set_xlabel("iteration")
+    ax[0].legend()
+    ax[0].set_title("training loss")
+    metrics = json.loads((out / "metrics.json").read_text())
+    names = ["AP", "AP50", "AP75", "AR", "AP_easy", "AP_medium", "AP_hard"]
+    ax[1].bar(names, [metrics.get(n, 0.0) for n in names])
+    ax[1].set_ylim(0, 1)
+    ax[1].set_title("val metrics (flip test)")
+    ax[1].tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _summary(settings: DemoSettings, data: Path, result: TrainResult, curve: Path | None) -> None:
+    out = settings.out
+    print("\nwhere everything is:")
+    print(f"  dataset      {data}  (CrowdPose layout; use as --data-root)")
+    print(f"  checkpoint   {result.checkpoint}  (epoch {result.epoch})")
+    print(f"  training log {out / 'train' / 'metrics.jsonl'}")
+    print(f"  metrics      {out / 'metrics.json'}  results {out / 'results.json'}")
+    print(f"  overlays     {out / 'overlays'}/")
+    print(f"  curves       {curve or 'not drawn (pip install matplotlib)'}")
+    print(f"next: aepose predict {data / 'images'} --weights {result.checkpoint}")
