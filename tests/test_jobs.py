@@ -1,0 +1,119 @@
+"""The user-facing jobs end to end on a tiny generated dataset: train -> test -> re-score ->
+predict through the CLI, and a shortened demo."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from aepose.checkpoint import read_training_state
+from aepose.cli import main
+from aepose.data.synthetic import generate_dataset
+from aepose.demo import DemoSettings, run_demo
+
+TINY = "higherhrnet_tiny_crowdpose_128"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("crowd")
+    generate_dataset(root, "crowdpose", train_images=8, val_images=3, seed=1, size=(128, 160))
+    return root
+
+
+def test_train_test_rescore_predict(
+    crowd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    code, out, err = _run(capsys, "train", "--preset", TINY, "--data-root", str(crowd),
+                          "--out", str(run), "--set", "train.epochs=1", "train.batch_size=4",
+                          "--device", "cpu", "--deterministic")
+    assert code == 0, err
+    assert f"finished after epoch 1, iteration 2; checkpoint {run / 'last.pth'}" in out
+    val = [json.loads(line) for line in (run / "metrics.jsonl").open()
+           if '"val"' in line]
+    assert len(val) == 1 and "AP_hard" in val[0]  # validation ran after the last epoch
+
+    code, out, err = _run(capsys, "test", "--weights", str(run / "last.pth"), "--data-root",
+                          str(crowd), "--out", str(tmp_path / "test"), "--device", "cpu",
+                          "--workers", "0")
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["AP", "AP50", "AP75", "AR", "AR50", "AP(E)",
+                                           "AP(M)", "AP(H)"]
+    report = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert report["images"] == 3 and report["flip"] is True and report["scales"] == [1.0]
+    results = json.loads((tmp_path / "test" / "results.json").read_text())
+    assert len(results) == report["people"]
+    # The trainer's validation used the same weights and test settings.
+    assert report["metrics"] == {k: v for k, v in val[0].items()
+                                 if k not in ("kind", "epoch", "iteration")}
+
+    code, out, _ = _run(capsys, "test", "--results", str(tmp_path / "test" / "results.json"),
+                        "--ann", str(crowd / "annotations" / "mmpose_crowdpose_test.json"),
+                        "--spec", "crowdpose", "--out", str(tmp_path / "rescore"))
+    assert code == 0
+    again = json.loads((tmp_path / "rescore" / "metrics.json").read_text())["metrics"]
+    assert again == report["metrics"]  # re-scoring without the network gives the same table
+
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    code, out, err = _run(capsys, "predict", str(crowd / "images"), str(tmp_path / "broken.jpg"),
+                          str(tmp_path / "missing.png"), "--weights", str(run / "last.pth"),
+                          "--out", str(tmp_path / "pred"), "--device", "cpu")
+    assert code == 0
+    assert "broken.jpg" in err and "missing.png: no such file or folder" in err
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(predictions["images"]) == 11  # 8 train + 3 val images share the folder
+    assert {a["image_id"] for a in predictions["annotations"]} <= {
+        i["id"] for i in predictions["images"]}
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 11
+
+    code, _, err = _run(capsys, "predict", str(tmp_path / "broken.jpg"), "--weights",
+                        str(run / "last.pth"), "--out", str(tmp_path / "pred2"))
+    assert code == 1 and "nothing could be predicted" in err
+
+
+def test_train_rejects_unknown_override(crowd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "train", "--preset", TINY, "--data-root", str(crowd),
+                        "--set", "train.epoch=3")
+    assert code == 1
+    assert err.startswith("aepose: error: unknown config key 'train.epoch'; did you mean "
+                          "'train.epochs'")
+
+
+def test_short_demo_is_complete_and_deterministic(tmp_path: Path) -> None:
+    settings = DemoSettings(out=tmp_path / "a", train_images=12, val_images=3, epochs=2,
+                            overlays=2)
+    metrics = run_demo(settings)
+    out = settings.out
+    for name in ("metrics.json", "results.json", "train/last.pth", "train/metrics.jsonl",
+                 "train/config.yaml", "data/demo-dataset.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert (out / "curves.png").stat().st_size > 1000
+    assert {"AP", "AP50", "AR", "AP_easy"} <= set(metrics)
+    assert all(math.isfinite(v) for v in metrics.values())
+    # Same seed, fresh folder: the same weights, bit for bit (CPU, deterministic kernels).
+    other = run_demo(DemoSettings(out=tmp_path / "b", train_images=12, val_images=3, epochs=2,
+                                  overlays=0))
+    assert other == metrics
+    a = read_training_state(out / "train" / "last.pth")[1]["model"]
+    b = read_training_state(tmp_path / "b" / "train" / "last.pth")[1]["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
