@@ -35,18 +35,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
     names = args.only or list(VARIANTS)
     # Each variant generates the same seeded dataset in its own folder (a few seconds).
     jobs: list[tuple[str, subprocess.Popen[bytes], float]] = []
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // args.parallel))}
     for name in names:
         run = out / name
         run.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "aepose", "demo", "--out", str(run), "--device",
                args.device, "--epochs", str(args.epochs), "--minutes", "1000",
-               "--set", "train.workers=2", *VARIANTS[name]]
+               "--set", f"train.workers={args.workers}", *VARIANTS[name]]
         log = open(run / "log.txt", "w")  # noqa: SIM115
         jobs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                      time.perf_counter()))

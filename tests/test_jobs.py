@@ -117,3 +117,50 @@ def test_short_demo_is_complete_and_deterministic(tmp_path: Path) -> None:
     a = read_training_state(out / "train" / "last.pth")[1]["model"]
     b = read_training_state(tmp_path / "b" / "train" / "last.pth")[1]["model"]
     assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_export_then_onnxruntime_predict_equals_torch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    import dataclasses
+
+    from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+    from aepose.config import get_preset
+    from aepose.data.dataset import normalize_image
+    from aepose.models import build_model
+    from aepose.visualize import save_image
+
+    cfg = get_preset(TINY)
+    model = realistic_weights(build_model(cfg)).eval()
+    images = crowd_images(2, (160, 128), seed=2)
+    batch = torch.stack([normalize_image(im) for im in images])
+    mimic_trained_maps(model, cfg, batch)  # a trained network's number of candidates
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(cfg)},
+               tmp_path / "w.pth")
+    for i, image in enumerate(images):
+        save_image(tmp_path / "in" / f"{i}.png", image)
+    assert _run(capsys, "export", "--weights", str(tmp_path / "w.pth"), "--output",
+                str(tmp_path / "w.onnx"))[0] == 0
+    runs = {}
+    for backend, weights in (("torch", "w.pth"), ("onnxruntime", "w.onnx")):
+        code, _, err = _run(capsys, "predict", str(tmp_path / "in"), "--weights",
+                            str(tmp_path / weights), "--backend", backend, "--device", "cpu",
+                            "--out", str(tmp_path / backend), "--no-draw")
+        assert code == 0, err
+        runs[backend] = json.loads((tmp_path / backend / "predictions.json").read_text())
+    a, b = runs["torch"]["annotations"], runs["onnxruntime"]["annotations"]
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        assert x["image_id"] == y["image_id"]
+        assert max(abs(p - q) for p, q in zip(x["keypoints"], y["keypoints"], strict=True)) < 1e-2
+
+
+def test_benchmark_command_writes_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "benchmark", "--preset", "hrnet_tiny_aic_128", "--stage",
+                        "forward", "decode", "--batch-size", "2", "--repeats", "2", "--warmup",
+                        "1", "--json", str(tmp_path / "rows.json"))
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["stage", "preset", "device"]
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["stage"] for r in rows] == ["forward", "decode"]
+    assert all(r["batch"] == 2 and r["images_per_s"] > 0 for r in rows)

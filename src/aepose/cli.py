@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import aepose
+from aepose.benchmark import DTYPES, STAGES, format_rows, run_benchmark
 from aepose.checkpoint import (
     detect_architecture,
     load_model,
@@ -30,6 +31,7 @@ from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import evaluate_keypoints, format_table
+from aepose.export import export_onnx, onnx_predictor
 from aepose.inference import Predictor
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
@@ -213,12 +215,19 @@ def _finish_test(report: dict[str, Any], spec: str, out: Path) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    cfg = _config_for(args.weights, args.preset)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.weights, preset=args.preset, device=device)
-    scales = tuple(args.scales) if args.scales else cfg.test.scales
-    predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
-                          pose_nms=args.pose_nms)
+    if args.backend == "onnxruntime":
+        # The network runs in ONNX Runtime; pre- and post-processing are the same code.
+        providers = ["CUDAExecutionProvider"] if args.device == "cuda" else None
+        predictor = onnx_predictor(args.weights, args.preset, providers=providers,
+                                   scales=args.scales, flip=not args.no_flip,
+                                   pose_nms=args.pose_nms)
+    else:
+        cfg = _config_for(args.weights, args.preset)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(args.weights, preset=args.preset, device=device)
+        scales = tuple(args.scales) if args.scales else cfg.test.scales
+        predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
+                              pose_nms=args.pose_nms)
     out = Path(args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}")
     summary = run_predict(args.sources, predictor, out, batch_size=args.batch_size,
                           draw=not args.no_draw, keypoint_threshold=args.threshold)
@@ -227,6 +236,29 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     print(f"{summary.images} images/frames, {summary.people} people -> {summary.json_path}")
     if summary.images == 0:
         raise AeposeError("nothing could be predicted (see the skipped inputs above)")
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    rows = [
+        run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
+                      dtype=args.dtype, compile=args.compile, channels_last=args.channels_last,
+                      repeats=args.repeats, warmup=args.warmup, input_size=args.input_size,
+                      flip=not args.no_flip)
+        for stage in args.stage
+    ]
+    print(format_rows(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    cfg = _config_for(args.weights, args.preset)
+    model = load_model(args.weights, preset=args.preset)
+    path = export_onnx(model, args.output, config=cfg,
+                       input_size=args.input_size or cfg.data.input_size,
+                       dynamic=not args.static, opset=args.opset)
+    print(f"wrote {path} (input 'images' [B, 3, H, W]"
+          f"{', dynamic batch/height/width' if not args.static else ''}; config {cfg.name})")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -268,6 +300,18 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                 "  aepose predict 'shots/*.jpg' clip.mp4 --weights runs/demo/last.pth "
                 "--out runs/pred\n"
                 "  aepose predict folder/ --weights W.pth --device cuda --batch-size 16"),
+    "benchmark": (_cmd_benchmark, "time the network, decoding, the whole pipeline or training",
+                  "examples:\n"
+                  "  aepose benchmark --preset hrnet_w32_aic_512 --stage forward e2e\n"
+                  "  aepose benchmark --preset hrnet_w32_aic_512 --device cuda --dtype bf16 "
+                  "--channels-last --compile --batch-size 64\n"
+                  "  aepose benchmark --preset higherhrnet_w32_crowdpose_512 --stage train "
+                  "--device cuda --dtype bf16 --batch-size 24"),
+    "export": (_cmd_export, "export the network to ONNX (dynamic batch, height and width)",
+               "examples:\n"
+               "  aepose export --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth "
+               "--output hrnet_aic.onnx\n"
+               "  aepose export --weights runs/demo/train/last.pth --output demo.onnx --static"),
     "demo": (_cmd_demo, "the main job, offline: generate crowds, train, evaluate, draw",
              "examples:\n  aepose demo                       # about 10 minutes on 2 CPU cores\n"
              "  aepose demo --minutes 3 --out runs/quick\n"
@@ -335,6 +379,25 @@ def _add_predict_arguments(p: _Parser) -> None:
     p.add_argument("--threshold", type=float, default=0.3,
                    help="keypoint score needed to draw it (default 0.3)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
+                   "then a file from 'aepose export')")
+
+
+def _add_benchmark_arguments(p: _Parser) -> None:
+    p.add_argument("--preset", required=True, help="network to time (see 'aepose models')")
+    p.add_argument("--stage", nargs="+", choices=sorted(STAGES), default=["forward"],
+                   help="what to time (default forward)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per batch (default 1)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="default fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--repeats", type=int, default=20, help="timed iterations (median)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    p.add_argument("--input-size", type=int, help="square input side (default preset's)")
+    p.add_argument("--no-flip", action="store_true", help="e2e without the flip test")
+    p.add_argument("--json", help="also write the rows to this JSON file")
 
 
 def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -369,6 +432,14 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     _add_train_arguments(subparsers["train"])
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])
+    _add_benchmark_arguments(subparsers["benchmark"])
+    export = subparsers["export"]
+    export.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose)")
+    export.add_argument("--preset", help="recipe (default: the file's own, or recognised)")
+    export.add_argument("--output", required=True, help="the .onnx file to write")
+    export.add_argument("--input-size", type=int, help="example input side (default preset's)")
+    export.add_argument("--static", action="store_true", help="fixed batch 1 and input size")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     demo = subparsers["demo"]
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--minutes", type=float, default=DemoSettings.minutes,

@@ -15,7 +15,7 @@ Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). With t
 the TorchScript exporter is deprecated (warns that it will be removed) and labels
 HigherHRNet's stride-2 output with the stride-4 output's height and width symbols, which is
 wrong; the dynamo exporter gives named symbolic dims with the right formulas
-(``2*(((height - 1)//4)) + 2``). It costs about 6 s on 2 CPU cores for a tiny network
+(``2*(((height - 1)//4)) + 2``). It costs 6-9 s on 2 CPU cores for a tiny network
 against 0.4 s, which is acceptable for a one-off step.
 
 ``onnx`` is needed to export, ``onnxruntime`` to run; both come with the ``export`` extra
@@ -96,14 +96,15 @@ def export_onnx(
             ``dynamic=False`` it is the only size (and 1 the only batch) the file accepts.
         dynamic: batch, height and width as symbolic dims ``batch``, ``height``, ``width``.
         opset: ONNX opset; ``None`` takes the exporter's default (20 with torch 2.13).
+            Below 18 the exporter writes 18 and onnx's version converter steps it down.
 
     The written file passes ``onnx.checker.check_model(full_check=True)``.
     """
     onnx = _optional("onnx")
     _optional("onnxscript")  # the dynamo exporter's translator; fail early with the hint
-    path = _destination(path)
     _check_input_size(input_size)
     net = _export_copy(model, config)
+    path = _destination(path)
     example = torch.zeros(_EXAMPLE_BATCH if dynamic else 1, 3, input_size, input_size)
     names = [f"output{i}" for i in range(_count_outputs(net, example))]
     proto = _to_onnx(net, example, names, dynamic, opset)
