@@ -207,3 +207,24 @@ def test_tiny_higherhrnet_learns(tmp_path: Path) -> None:
     assert mean("heatmap_loss", last) < 0.85 * mean("heatmap_loss", first)
     ae_first = mean("push_loss", first) + mean("pull_loss", first)
     assert mean("push_loss", last) + mean("pull_loss", last) < 0.7 * ae_first
+
+
+@pytest.mark.parametrize(("amp", "channels_last"), [("bf16", False), ("fp16", True)])
+def test_mixed_precision_steps_update_weights(
+    crowd: Path, tmp_path: Path, amp: str, channels_last: bool
+) -> None:
+    cfg = tiny("train.epochs=1", "train.warmup_iters=1")
+    result = train(cfg, options(crowd, tmp_path, amp=amp,  # type: ignore[arg-type]
+                                channels_last=channels_last, stop_after=2, validate=False))
+    raw = read_training_state(result.checkpoint)[1]
+    assert result.iteration == 2 and all(
+        torch.isfinite(v).all() for v in raw["model"].values() if v.is_floating_point())
+    from aepose.models import build_model
+
+    torch.manual_seed(0)  # the trainer's initial weights (seed 0)
+    fresh = build_model(TINY).state_dict()
+    changed = [k for k, v in raw["model"].items()
+               if v.is_floating_point() and not torch.equal(v, fresh[k])]
+    assert any(k.endswith("final_layers.0.weight") for k in changed)
+    # fp16 keeps a grad scaler state; bf16 needs none.
+    assert bool(raw["scaler"]) == (amp == "fp16")
