@@ -123,22 +123,11 @@ def test_export_then_onnxruntime_predict_equals_torch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("onnxruntime")
-    import dataclasses
-
-    from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
-    from aepose.config import get_preset
-    from aepose.data.dataset import normalize_image
-    from aepose.models import build_model
+    from aepose.benchmark import crowd_images
     from aepose.visualize import save_image
 
-    cfg = get_preset(TINY)
-    model = realistic_weights(build_model(cfg)).eval()
-    images = crowd_images(2, (160, 128), seed=2)
-    batch = torch.stack([normalize_image(im) for im in images])
-    mimic_trained_maps(model, cfg, batch)  # a trained network's number of candidates
-    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(cfg)},
-               tmp_path / "w.pth")
-    for i, image in enumerate(images):
+    _detecting_checkpoint(tmp_path / "w.pth")
+    for i, image in enumerate(crowd_images(2, (160, 128), seed=2)):
         save_image(tmp_path / "in" / f"{i}.png", image)
     assert _run(capsys, "export", "--weights", str(tmp_path / "w.pth"), "--output",
                 str(tmp_path / "w.onnx"))[0] == 0
@@ -164,3 +153,50 @@ def test_benchmark_command_writes_rows(tmp_path: Path, capsys: pytest.CaptureFix
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["stage"] for r in rows] == ["forward", "decode"]
     assert all(r["batch"] == 2 and r["images_per_s"] > 0 for r in rows)
+
+
+def _detecting_checkpoint(path: Path) -> None:
+    """A tiny checkpoint whose maps hold a trained network's number of candidates."""
+    import dataclasses
+
+    from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+    from aepose.config import get_preset
+    from aepose.data.dataset import normalize_image
+    from aepose.models import build_model
+
+    cfg = get_preset(TINY)
+    model = realistic_weights(build_model(cfg)).eval()
+    batch = torch.stack([normalize_image(im) for im in crowd_images(2, (160, 128), seed=2)])
+    mimic_trained_maps(model, cfg, batch)
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(cfg)}, path)
+
+
+@pytest.mark.slow
+def test_test_command_on_two_ranks_decodes_each_image_once(
+    crowd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _detecting_checkpoint(tmp_path / "w.pth")
+    common = ["test", "--weights", str(tmp_path / "w.pth"), "--data-root", str(crowd),
+              "--device", "cpu", "--workers", "0"]
+    assert _run(capsys, *common, "--out", str(tmp_path / "one"))[0] == 0
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "aepose", *common, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert two["metrics"] == one["metrics"] and two["images"] == one["images"] == 3
+    results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two")]
+    assert len(results[0]) > 0
+
+    def key(r: dict[str, object]) -> str:
+        return json.dumps(r, sort_keys=True)
+
+    # The same records, each image's people once: rank 1 took image 2, rank 0 images 1 and 3.
+    assert sorted(map(key, results[1])) == sorted(map(key, results[0]))
