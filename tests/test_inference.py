@@ -497,3 +497,24 @@ def test_from_checkpoint_mmpose_file_with_preset(tmp_path: Path) -> None:
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a.keypoints, b.keypoints)
         assert a.tags is not None and a.tags.shape == (14, 2)
+
+
+def test_fast_network_keeps_the_pipeline_within_dtype_tolerance() -> None:
+    from aepose.inference import FastNetwork
+
+    cfg = get_preset("higherhrnet_tiny_crowdpose_128")
+    torch.manual_seed(3)
+    model = build_model(cfg).eval()
+    images = torch.randn(2, 3, 128, 192)
+    with torch.inference_mode():
+        reference = model(images)
+        nhwc = FastNetwork(model, channels_last=True).eval()(images)
+        bf16 = FastNetwork(model, dtype="bf16")(images)
+    for ref, out in zip(reference, nhwc, strict=True):
+        assert out.dtype == torch.float32 and out.is_contiguous()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for ref, out in zip(reference, bf16, strict=True):
+        assert out.dtype == torch.float32
+        assert 0 < float((out - ref).norm() / ref.norm()) < 5e-2  # bf16 rounding, no more
+    with pytest.raises(AeposeError, match="unknown dtype 'int8'"):
+        FastNetwork(model, dtype="int8")

@@ -32,7 +32,7 @@ from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import evaluate_keypoints, format_table
 from aepose.export import export_onnx, onnx_predictor
-from aepose.inference import Predictor
+from aepose.inference import FastNetwork, Predictor
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
 from aepose.predict import run_predict
@@ -149,6 +149,14 @@ def _config_for(weights: str, preset: str | None) -> Config:
     return ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
 
 
+def _fast(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """The network with the requested GPU fast paths (unchanged for the fp32 defaults)."""
+    if args.dtype == "fp32" and not args.channels_last and not args.compile:
+        return model
+    return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
+                       compile=args.compile).eval()
+
+
 def _cmd_test(args: argparse.Namespace) -> None:
     if args.results:
         _rescore(args)
@@ -158,7 +166,7 @@ def _cmd_test(args: argparse.Namespace) -> None:
     info = init_distributed(args.device)
     try:
         cfg = _config_for(args.weights, args.preset)
-        model = load_model(args.weights, preset=args.preset, device=info.device)
+        model = _fast(load_model(args.weights, preset=args.preset, device=info.device), args)
         ann, images = _test_files(cfg, args)
         out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
@@ -224,7 +232,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     else:
         cfg = _config_for(args.weights, args.preset)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_model(args.weights, preset=args.preset, device=device)
+        model = _fast(load_model(args.weights, preset=args.preset, device=device), args)
         scales = tuple(args.scales) if args.scales else cfg.test.scales
         predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
                               pose_nms=args.pose_nms)
@@ -345,6 +353,13 @@ def _add_train_arguments(p: _Parser) -> None:
                    help="stop with a checkpoint after this many iterations (smoke tests)")
 
 
+def _add_speed_arguments(p: _Parser) -> None:
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="network precision (autocast; default fp32, as the published numbers)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+
+
 def _add_test_arguments(p: _Parser) -> None:
     p.add_argument("--weights", help="checkpoint (mmpose 0.x or aepose)")
     p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
@@ -362,6 +377,7 @@ def _add_test_arguments(p: _Parser) -> None:
     p.add_argument("--batch-size", type=int, default=8,
                    help="images per forward pass when their test sizes agree (default 8)")
     p.add_argument("--workers", type=int, default=2, help="image reading workers (default 2)")
+    _add_speed_arguments(p)
 
 
 def _add_predict_arguments(p: _Parser) -> None:
@@ -379,6 +395,7 @@ def _add_predict_arguments(p: _Parser) -> None:
     p.add_argument("--threshold", type=float, default=0.3,
                    help="keypoint score needed to draw it (default 0.3)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
+    _add_speed_arguments(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
                    "then a file from 'aepose export')")

@@ -42,6 +42,7 @@ from aepose.keypoints import get_spec
 
 __all__ = [
     "DEMO_OKS_THRESHOLD",
+    "FastNetwork",
     "Pose",
     "Predictor",
     "StageAverage",
@@ -92,6 +93,40 @@ class Pose:
             "score": float(self.score),
             "bbox": [float(low[0]), float(low[1]), *(float(v) for v in high - low)],
         }
+
+
+_AUTOCAST: dict[str, torch.dtype | None] = {
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class FastNetwork(nn.Module):
+    """A network run with the GPU fast paths: NHWC memory format, autocast to bf16 or fp16,
+    ``torch.compile``. Outputs come back as float32 so aggregation and decoding are the same
+    code; use it wherever a network goes (``Predictor``, ``predict_images``).
+
+    The outputs differ from fp32's by the dtype's rounding (relative L2 about 3e-2 for bf16,
+    1e-6 for channels_last, 3e-7 for compile on the tiny presets: tests/test_benchmark.py).
+    """
+
+    def __init__(self, model: nn.Module, *, dtype: str = "fp32", channels_last: bool = False,
+                 compile: bool = False) -> None:
+        super().__init__()
+        if dtype not in _AUTOCAST:
+            raise AeposeError(f"unknown dtype {dtype!r} (choices: {', '.join(_AUTOCAST)})")
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = model
+        self.dtype = _AUTOCAST[dtype]
+        self.channels_last = channels_last
+        self.run = torch.compile(self.model) if compile else self.model
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(images.device.type, dtype=self.dtype or torch.float32,
+                            enabled=self.dtype is not None):
+            outputs = self.run(images)
+        return [o.float().contiguous() for o in outputs]
 
 
 # ---------------------------------------------------------------------------------------
