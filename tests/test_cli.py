@@ -6,21 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli as _run
 
 import aepose
 from aepose import build_model
-from aepose.cli import main
 from aepose.config import PRESETS
 from aepose.profile import model_cost
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

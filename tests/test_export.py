@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock, Timeout
+from helpers import lively
 from torch import Tensor, nn
 
-from aepose import AeposeError, build_model, get_preset
+from aepose import AeposeError, get_preset
 from aepose.data.synthetic import SceneParams, render_scene, sample_scene
 from aepose.inference import Predictor
 
@@ -43,25 +44,6 @@ class Exported:
     path: Path
 
 
-def _lively(preset: str, seed: int = 0) -> nn.Module:
-    """Tiny network with outputs of O(0.1-1) that vary over the image: mmpose's init gives
-    ~1e-3 maps, against which a 1e-4 tolerance would prove nothing. Left in train mode."""
-    torch.manual_seed(seed)
-    model = build_model(preset)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.uniform_(module.bias, -0.1, 0.1)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.uniform_(module.weight, 0.3, 0.6)
-            nn.init.uniform_(module.bias, -0.1, 0.1)
-            # Running statistics unlike a fresh BN's (0, 1), so eval mode is visible.
-            nn.init.uniform_(module.running_mean, -0.2, 0.2)
-            nn.init.uniform_(module.running_var, 0.5, 2.0)
-    return model
-
-
 @pytest.fixture(scope="session")
 def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each preset exported once per test session (the dynamo exporter takes seconds).
@@ -83,8 +65,8 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 continue
             try:
                 if not path.exists():  # written atomically: existing means complete
-                    export_onnx(_lively(preset).train(), path, config=get_preset(preset),
-                                input_size=SIZE)
+                    model = lively(preset, bn_statistics=True).train()
+                    export_onnx(model, path, config=get_preset(preset), input_size=SIZE)
             finally:
                 lock.release()
     return paths
@@ -93,7 +75,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(params=[SIMPLE, HIGHER])
 def exported(request: pytest.FixtureRequest, onnx_files: dict[str, Path]) -> Exported:
     preset = request.param
-    return Exported(preset, _lively(preset).eval(), onnx_files[preset])
+    return Exported(preset, lively(preset, bn_statistics=True).eval(), onnx_files[preset])
 
 
 def _torch_outputs(model: nn.Module, images: Tensor) -> list[Tensor]:

@@ -4,13 +4,14 @@ the output with painted maps, batching, pose NMS, COCO records, checkpoints and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import lively
 from torch import Tensor, nn
 
 from aepose import AeposeError, build_model, get_preset
@@ -24,32 +25,6 @@ from aepose.keypoints import get_spec
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 SIMPLE = "hrnet_tiny_aic_128"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny convolutions gain nothing from intra-op threads, and with two pytest-xdist
-    workers on two cores OpenMP's spin-waiting made this file ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _lively(preset: str, seed: int = 0) -> nn.Module:
-    """A tiny network whose outputs are O(0.1-1) and vary over the image (mmpose's init
-    gives ~1e-3 maps, too flat to test anything), in eval mode."""
-    torch.manual_seed(seed)
-    model = build_model(preset)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.uniform_(module.bias, -0.1, 0.1)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.uniform_(module.weight, 0.3, 0.6)
-            nn.init.uniform_(module.bias, -0.1, 0.1)
-    return model.eval()
 
 
 def _image(seed: int, width: int, height: int) -> np.ndarray:
@@ -137,7 +112,7 @@ def _inputs(images: Sequence[np.ndarray], scales: Sequence[float], input_size: i
 def test_aggregation_equals_the_literal_oracle(
     preset: str, width: int, height: int, scales: tuple[float, ...], flip: bool
 ) -> None:
-    model = _lively(preset)
+    model = lively(preset).eval()
     cfg = get_preset(preset)
     flip_index = get_spec(cfg.data.dataset).flip_index if flip else None
     images = [_image(1, width, height), _image(2, width, height)]
@@ -156,7 +131,7 @@ def test_aggregation_equals_the_literal_oracle(
 
 
 def test_predict_images_is_oracle_maps_then_decode_then_back_projection() -> None:
-    model = _lively(HIGHER, seed=3)
+    model = lively(HIGHER, seed=3).eval()
     cfg = get_preset(HIGHER)
     image = _image(4, 120, 90)
     (poses, scores), = predict_images(model, cfg, [image], scales=(2, 1), flip=True)
@@ -342,7 +317,7 @@ class _Recording(nn.Module):
 
 
 def test_predict_batch_buckets_by_input_size_and_equals_one_by_one() -> None:
-    net = _Recording(_lively(HIGHER, seed=5))
+    net = _Recording(lively(HIGHER, seed=5).eval())
     predictor = Predictor(net, get_preset(HIGHER))
     # 150x100 and 140x100 both become 192x128 inputs; 100x150 becomes 128x192.
     images = [_image(6, 150, 100), _image(7, 100, 150), _image(8, 140, 100),
@@ -461,13 +436,13 @@ def test_bad_scales_raise(scales: tuple[float, ...], message: str) -> None:
 
 
 def test_network_that_does_not_fit_the_config_raises() -> None:
-    predictor = Predictor(_lively(SIMPLE), get_preset(HIGHER), flip=False)
+    predictor = Predictor(lively(SIMPLE).eval(), get_preset(HIGHER), flip=False)
     with pytest.raises(AeposeError, match="network returned 1 outputs"):
         predictor(np.zeros((64, 64, 3), np.uint8))
 
 
 def test_from_checkpoint_aepose_file_uses_its_own_config(tmp_path: Path) -> None:
-    model = _lively(HIGHER, seed=11)
+    model = lively(HIGHER, seed=11).eval()
     base = get_preset(HIGHER)
     cfg = dataclasses.replace(base, name="my_run",
                               test=dataclasses.replace(base.test, detection_threshold=0.2))
@@ -485,7 +460,7 @@ def test_from_checkpoint_aepose_file_uses_its_own_config(tmp_path: Path) -> None
 
 
 def test_from_checkpoint_mmpose_file_with_preset(tmp_path: Path) -> None:
-    model = _lively(SIMPLE, seed=13)
+    model = lively(SIMPLE, seed=13).eval()
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
     loaded = Predictor.from_checkpoint(path, preset=SIMPLE, device="cpu", scales=(2, 1))

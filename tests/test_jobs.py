@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli as _run
 
 from aepose.checkpoint import read_training_state
-from aepose.cli import main
 from aepose.data.synthetic import generate_dataset
 from aepose.demo import DemoSettings, run_demo
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -251,6 +251,14 @@ def load_model(
     the architecture is recognised from the keys (or taken from an aepose file's config)
     and the choice is logged on the ``aepose`` logger.
     """
+    return load_with_config(path, preset, device)[0]
+
+
+def load_with_config(
+    path: str | Path, preset: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[AssociativeEmbeddingNet, Config]:
+    """:func:`load_model` and the recipe to run it with, from one read of the file: the
+    ``preset``'s when given, else an aepose file's own config, else the recognised preset's."""
     ckpt = read_checkpoint(path)
     name, cfg, how = resolve_config(ckpt, preset)
     if preset is None:
@@ -258,7 +266,8 @@ def load_model(
     model = build_from_config(cfg)
     _key_report(ckpt, model, name)
     model.load_state_dict(ckpt.state_dict, strict=True)
-    return model.to(device).eval()
+    config = ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
+    return model.to(device).eval(), config
 
 
 # Keys every training checkpoint written by aepose carries (see aepose.train).

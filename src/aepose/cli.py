@@ -19,7 +19,7 @@ import aepose
 from aepose.benchmark import DTYPES, STAGES, format_rows, run_benchmark
 from aepose.checkpoint import (
     detect_architecture,
-    load_model,
+    load_with_config,
     matching_presets,
     read_checkpoint,
     resolve_config,
@@ -142,13 +142,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
               f"checkpoint {result.checkpoint}")
 
 
-def _config_for(weights: str, preset: str | None) -> Config:
-    """The recipe to run ``weights`` with: ``preset``'s, the file's own, or the recognised one."""
-    ckpt = read_checkpoint(weights)
-    name, _, _ = resolve_config(ckpt, preset)
-    return ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
-
-
 def _fast(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
     """The network with the requested GPU fast paths (unchanged for the fp32 defaults)."""
     if args.dtype == "fp32" and not args.channels_last and not args.compile:
@@ -165,8 +158,8 @@ def _cmd_test(args: argparse.Namespace) -> None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
     info = init_distributed(args.device)
     try:
-        cfg = _config_for(args.weights, args.preset)
-        model = _fast(load_model(args.weights, preset=args.preset, device=info.device), args)
+        network, cfg = load_with_config(args.weights, preset=args.preset, device=info.device)
+        model = _fast(network, args)
         ann, images = _test_files(cfg, args)
         out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
@@ -230,9 +223,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
                                    scales=args.scales, flip=not args.no_flip,
                                    pose_nms=args.pose_nms)
     else:
-        cfg = _config_for(args.weights, args.preset)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = _fast(load_model(args.weights, preset=args.preset, device=device), args)
+        network, cfg = load_with_config(args.weights, preset=args.preset, device=device)
+        model = _fast(network, args)
         scales = tuple(args.scales) if args.scales else cfg.test.scales
         predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
                               pose_nms=args.pose_nms)
@@ -260,8 +253,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    cfg = _config_for(args.weights, args.preset)
-    model = load_model(args.weights, preset=args.preset)
+    model, cfg = load_with_config(args.weights, preset=args.preset)
     path = export_onnx(model, args.output, config=cfg,
                        input_size=args.input_size or cfg.data.input_size,
                        dynamic=not args.static, opset=args.opset)

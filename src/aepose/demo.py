@@ -16,19 +16,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from torch import nn
 
 from aepose.checkpoint import load_model
 from aepose.config import Config, apply_overrides, get_preset
 from aepose.data.coco import load_annotations, read_image
 from aepose.data.synthetic import SceneParams, generate_dataset
-from aepose.distributed import init_distributed
+from aepose.distributed import DistInfo, init_distributed
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import format_table
 from aepose.inference import Predictor
 from aepose.keypoints import get_spec
+from aepose.predict import overlay
 from aepose.train import TrainOptions, TrainResult, train
-from aepose.visualize import draw_poses, save_image
+from aepose.visualize import save_image
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -72,8 +73,10 @@ def run_demo(settings: DemoSettings) -> dict[str, float]:
         print(f"interrupted: checkpoint {result.checkpoint} (resume with "
               f"aepose train --resume {result.checkpoint} --data-root {data})")
         return {}
-    metrics = _evaluate(cfg, settings, data, result.checkpoint)
-    _draw(cfg, settings, data, result.checkpoint)
+    info = init_distributed(settings.device)
+    model = load_model(result.checkpoint, device=info.device)
+    metrics = _evaluate(model, cfg, settings, data, info)
+    _draw(model, cfg, settings, data)
     curve = _plot(settings.out)
     _summary(settings, data, result, curve)
     return metrics
@@ -122,7 +125,7 @@ def _train(cfg: Config, settings: DemoSettings, data: Path) -> TrainResult:
         resume=resume if resume.is_file() else None))
     if first.interrupted and first.iteration != _iters_per_epoch(cfg, settings):
         return first
-    per_epoch = (time.perf_counter() - start) / max(1, first.epoch or 1)
+    per_epoch = (time.perf_counter() - start) / max(1, first.epoch)
     fitted = _fit_epochs(cfg.train.epochs, per_epoch, settings.minutes * 60)
     if fitted < cfg.train.epochs:
         print(f"      {per_epoch:.1f} s per epoch here: shortening to {fitted} epochs to fit")
@@ -139,11 +142,9 @@ def _fit_epochs(epochs: int, seconds_per_epoch: float, budget: float) -> int:
 
 
 def _evaluate(
-    cfg: Config, settings: DemoSettings, data: Path, checkpoint: Path
+    model: nn.Module, cfg: Config, settings: DemoSettings, data: Path, info: DistInfo
 ) -> dict[str, float]:
     print("[3/4] evaluating on the val set (single scale, flip test)")
-    info = init_distributed(settings.device)
-    model = load_model(checkpoint, device=info.device)
     out = settings.out
     result = evaluate_model(model, cfg, data / cfg.data.val_ann, data / cfg.data.val_images,
                             info, scales=(1,), flip=True, workers=0, progress=False,
@@ -153,20 +154,16 @@ def _evaluate(
     return result.metrics
 
 
-def _draw(cfg: Config, settings: DemoSettings, data: Path, checkpoint: Path) -> None:
+def _draw(model: nn.Module, cfg: Config, settings: DemoSettings, data: Path) -> None:
     print(f"[4/4] drawing predictions on {settings.overlays} val images")
     spec = get_spec(cfg.data.dataset)
-    predictor = Predictor(load_model(checkpoint, device=settings.device), cfg)
+    predictor = Predictor(model, cfg)
     val = load_annotations(data / cfg.data.val_ann, spec, image_dir=data / cfg.data.val_images,
                            test_mode=True)
     for record in val.images[: settings.overlays]:
         image = read_image(val.image_path(record))
-        poses = predictor(image)
-        keypoints = np.stack([p.keypoints for p in poses]) if poses else np.zeros(
-            (0, spec.num_keypoints, 3), np.float32)
-        scores = np.array([p.score for p in poses], np.float32)
         save_image(settings.out / "overlays" / f"{Path(record.file_name).stem}.png",
-                   draw_poses(image, keypoints, scores, spec))
+                   overlay(image, predictor(image), spec))
 
 
 def _plot(out: Path) -> Path | None:

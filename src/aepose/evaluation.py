@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_keypoints",
     "format_table",
     "results_from_poses",
+    "write_json",
     "write_results",
 ]
 
@@ -120,11 +121,18 @@ def results_from_poses(
 
 
 def write_results(path: str | Path, records: Sequence[_Json]) -> None:
-    """Write result records as JSON, atomically: readers see the old file or the whole new one.
+    """Write result records as JSON, atomically (see :func:`write_json`); keys are sorted
+    and indented as mmpose writes them."""
+    write_json(path, list(records), sort_keys=True, indent=4)
+
+
+def write_json(path: str | Path, data: Any, *, sort_keys: bool = False,
+               indent: int | None = None) -> None:
+    """Write ``data`` as JSON atomically: readers see the old file or the whole new one.
 
     The text goes to a temporary file in the same folder (so the rename stays on one file
     system) and replaces ``path`` with :func:`os.replace`; on failure the temporary file is
-    removed and ``path`` is untouched. Keys are sorted and indented as mmpose writes them.
+    removed and ``path`` is untouched. Missing parent folders are created.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +140,7 @@ def write_results(path: str | Path, records: Sequence[_Json]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600; results are meant to be shared
-            json.dump(list(records), f, sort_keys=True, indent=4)
+            json.dump(data, f, sort_keys=sort_keys, indent=indent)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, target)

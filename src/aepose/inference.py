@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aepose.checkpoint import load_model, read_checkpoint, resolve_config
-from aepose.config import Config, ModelConfig, get_preset
+from aepose.checkpoint import load_with_config
+from aepose.config import Config, ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
@@ -491,12 +491,9 @@ class Predictor:
         else the preset recognised from the weights. ``device`` defaults to CUDA when
         available, else CPU.
         """
-        ckpt = read_checkpoint(path)
-        name, _, _ = resolve_config(ckpt, preset)
-        config = ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_model(path, preset=preset, device=device)
+        model, config = load_with_config(path, preset=preset, device=device)
         return cls(model, config, scales=scales, flip=flip, pose_nms=pose_nms)
 
     @property

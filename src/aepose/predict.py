@@ -8,10 +8,7 @@ and the JSON holds everything finished even when the run is interrupted.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,12 +20,13 @@ from tqdm import tqdm
 
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
+from aepose.evaluation import write_json
 from aepose.inference import Pose, Predictor
 from aepose.keypoints import KeypointSpec
 from aepose.sources import SourceItem, VideoWriter, expand_sources, iter_video_frames, video_info
 from aepose.visualize import draw_poses, save_image
 
-__all__ = ["PredictSummary", "run_predict"]
+__all__ = ["PredictSummary", "overlay", "run_predict"]
 
 logger = logging.getLogger("aepose")
 
@@ -59,11 +57,7 @@ class _Collector:
         self.annotations += [pose.to_coco(entry["id"]) for pose in poses]
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"images": self.images, "annotations": self.annotations}, f)
-        os.replace(tmp, path)
+        write_json(path, {"images": self.images, "annotations": self.annotations})
 
 
 def run_predict(
@@ -141,12 +135,14 @@ def _predict_images(
         summary.images += 1
         summary.people += len(poses)
         if draw:
-            save_image(summary.out_dir / f"{name}.png", _overlay(image, poses, spec, threshold))
+            save_image(summary.out_dir / f"{name}.png", overlay(image, poses, spec, threshold))
 
 
-def _overlay(
-    image: np.ndarray, poses: list[Pose], spec: KeypointSpec, threshold: float
+def overlay(
+    image: np.ndarray, poses: list[Pose], spec: KeypointSpec, threshold: float = 0.3
 ) -> np.ndarray:
+    """``image`` (RGB uint8 [H, W, 3]) with ``poses`` drawn: skeletons, person colours, scores;
+    keypoints scoring below ``threshold`` are left out."""
     keypoints = np.stack([p.keypoints for p in poses]) if poses else np.zeros(
         (0, spec.num_keypoints, 3), np.float32)
     scores = np.array([p.score for p in poses], dtype=np.float32)
@@ -182,7 +178,7 @@ def _predict_video(
                     summary.images += 1
                     summary.people += len(poses)
                     if writer is not None:
-                        writer.write(_overlay(frame, poses, predictor.spec, threshold))
+                        writer.write(overlay(frame, poses, predictor.spec, threshold))
                 bar.update(len(chunk))
     except AeposeError as error:
         summary.problems.append(str(error))

@@ -1,0 +1,43 @@
+"""Helpers shared by several test files (imported as a plain module, like keyspec.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from aepose.cli import main
+from aepose.models import build_model
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``aepose ARGV`` in-process: (exit status, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lively(preset: str, seed: int = 0, *, bn_statistics: bool = False) -> nn.Module:
+    """A tiny network whose outputs are O(0.1-1) and vary over the image (mmpose's init
+    gives ~1e-3 maps, too flat to test anything against a tolerance), in train mode.
+
+    ``bn_statistics`` also gives BatchNorm running statistics unlike a fresh BN's (0, 1),
+    so whether eval mode was used is visible in the outputs.
+    """
+    torch.manual_seed(seed)
+    model = build_model(preset)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.uniform_(module.bias, -0.1, 0.1)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.weight, 0.3, 0.6)
+            nn.init.uniform_(module.bias, -0.1, 0.1)
+            if bn_statistics:
+                nn.init.uniform_(module.running_mean, -0.2, 0.2)
+                nn.init.uniform_(module.running_var, 0.5, 2.0)
+    return model
