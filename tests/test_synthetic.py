@@ -274,6 +274,29 @@ def test_box_is_the_whole_figure(spec: str) -> None:
             assert np.abs(np.array([x, y, x + bw, y + bh]) - extent).max() <= 1.5
 
 
+def test_in_view_keeps_whole_people_inside_the_image() -> None:
+    """With ``in_view`` every figure that fits is drawn whole: its pixel mask does not touch
+    the border and every labelled joint lies inside; the same seed without it cuts people."""
+    side = 128
+    cut = 0
+    for index in range(12):
+        params = SceneParams(people=(1, 4), height=(0.4, 0.7), crowd_region_prob=0.0)
+        free = sample("crowdpose", index, params, side=side)
+        kept = sample("crowdpose", index, SceneParams(**{**vars(params), "in_view": True}),
+                      side=side)
+        assert len(free.scene.people) == len(kept.scene.people)
+        for before, fig in zip(free.scene.people, kept.scene.people, strict=True):
+            shift = fig.points - before.points  # one translation of the whole figure
+            assert np.allclose(shift, shift[0])
+            rows, cols = np.nonzero(figure_mask(fig, side, side))
+            assert rows.min() > 0 and cols.min() > 0
+            assert rows.max() < side - 1 and cols.max() < side - 1
+            assert np.all((fig.points >= 0) & (fig.points <= side - 1))
+            mask = figure_mask(before, side, side)
+            cut += bool(mask[0].any() | mask[-1].any() | mask[:, 0].any() | mask[:, -1].any())
+    assert cut >= 3
+
+
 def test_coco_box_area_and_polygons_are_the_visible_region() -> None:
     for index in range(3):
         s = sample("coco", index, SceneParams(crowd_region_prob=1.0))

@@ -129,6 +129,8 @@ class SceneParams:
         unlabelled_joint_prob: chance that a joint inside the image is left unlabelled (v=0).
         crowd_region_prob: chance of an ``iscrowd`` region (COCO and CrowdPose only).
         clutter_shapes: inclusive range of background shapes.
+        in_view: move each person (after placing the group) the least distance that brings
+            the whole figure inside the image, when it fits; no person is cut by the border.
     """
 
     people: tuple[int, int] = (1, 20)
@@ -140,6 +142,7 @@ class SceneParams:
     unlabelled_joint_prob: float = 0.02
     crowd_region_prob: float = 0.25
     clutter_shapes: tuple[int, int] = (3, 14)
+    in_view: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.people
@@ -563,12 +566,11 @@ def figure_mask(fig: Figure, width: int, height: int) -> BoolArray:
     return canvas.astype(bool)
 
 
-def figure_bbox(fig: Figure, width: int, height: int) -> tuple[float, float, float, float]:
-    """COCO box (x, y, w, h) of the whole drawn figure, clipped to the image.
+def _extent(fig: Figure) -> tuple[FloatArray, FloatArray]:
+    """Unclipped (x, y) minimum and maximum of the whole drawn figure.
 
     Computed from the primitives (endpoints and centres +- half widths or radii), so it covers
-    parts hidden by nearer people; it agrees with the pixel extent of :func:`figure_mask` to
-    about a pixel.
+    parts hidden by nearer people.
     """
     grow = _outline_width(fig)
     solid = [part for part in fig._parts if part.solid]
@@ -580,8 +582,15 @@ def figure_bbox(fig: Figure, width: int, height: int) -> tuple[float, float, flo
             for _ in part.pts
         ]
     )[:, None]
-    x0, y0 = np.maximum(0.0, (pts - reach).min(axis=0)).tolist()
-    x1, y1 = np.minimum((width - 1.0, height - 1.0), (pts + reach).max(axis=0)).tolist()
+    return (pts - reach).min(axis=0), (pts + reach).max(axis=0)
+
+
+def figure_bbox(fig: Figure, width: int, height: int) -> tuple[float, float, float, float]:
+    """COCO box (x, y, w, h) of the whole drawn figure (:func:`_extent`), clipped to the image;
+    it agrees with the pixel extent of :func:`figure_mask` to about a pixel."""
+    low, high = _extent(fig)
+    x0, y0 = np.maximum(0.0, low).tolist()
+    x1, y1 = np.minimum((width - 1.0, height - 1.0), high).tolist()
     return x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)
 
 
@@ -695,10 +704,33 @@ def _sample_people(
     # The pelvis stays inside the image so that every person is at least partly in view.
     xs = np.clip(xs, 0.0, width - 1.0)
     ys = np.clip(ys, 0.0, height - 1.0)
-    return tuple(
+    figures = (
         _sample_figure(rng, (float(x), float(y)), float(s), params.unlabelled_joint_prob)
         for x, y, s in zip(xs, ys, heights, strict=True)
     )
+    if params.in_view:
+        return tuple(_into_view(fig, width, height) for fig in figures)
+    return tuple(figures)
+
+
+def _into_view(fig: Figure, width: int, height: int) -> Figure:
+    """``fig`` moved the least distance that puts its whole drawing inside the image; along
+    an axis where it is larger than the image it is centred instead."""
+    low, high = _extent(fig)
+    dx = _axis_shift(float(low[0]), float(high[0]), width)
+    dy = _axis_shift(float(low[1]), float(high[1]), height)
+    points = fig.points + np.array([dx, dy])
+    points.setflags(write=False)  # drawing caches derive from these points
+    return Figure(points, fig.height, fig.front, fig.style, fig.labelled)
+
+
+def _axis_shift(low: float, high: float, size: int, margin: float = 2.0) -> float:
+    """Shift along one axis that brings [low, high] inside [margin, size - 1 - margin]; the
+    margin absorbs the pixel by which the drawing may exceed :func:`_extent`."""
+    end = size - 1 - margin
+    if high - low > end - margin:
+        return 0.5 * (end + margin - low - high)
+    return max(0.0, margin - low) + min(0.0, end - high)
 
 
 def _sample_crowd(rng: np.random.Generator, width: int, height: int) -> tuple[Figure, ...]:
