@@ -10,6 +10,7 @@ from helpers import run_cli as _run
 
 import aepose
 from aepose import build_model
+from aepose.cli import _compile_mode, build_parser
 from aepose.config import PRESETS
 from aepose.profile import model_cost
 
@@ -85,3 +86,22 @@ def test_synth_writes_a_dataset_folder(capsys: pytest.CaptureFixture[str], tmp_p
     assert len(load_split(out, data, "val").images) == 1
     code, _, err = _run(capsys, "synth", str(out), "--spec", "aic", "--images", "5")
     assert code == 1 and err.count("\n") == 1 and "already exists" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode"),
+    [((), None), (("--compile",), "default"),
+     (("--compile-mode", "reduce-overhead"), "reduce-overhead"),
+     (("--compile", "--compile-mode", "max-autotune"), "max-autotune")],
+)
+def test_compile_flags_choose_the_mode(flags: tuple[str, ...], mode: str | None) -> None:
+    parser, _ = build_parser()
+    for command in (["test", "--weights", "w.pth", "--data-root", "d"],
+                    ["predict", "x.jpg", "--weights", "w.pth"], ["benchmark", "--preset", "p"]):
+        assert _compile_mode(parser.parse_args([*command, *flags])) == mode
+
+
+def test_unknown_compile_mode_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "benchmark", "--preset", "hrnet_tiny_aic_128",
+                        "--compile-mode", "fast")
+    assert code == 2 and "invalid choice: 'fast'" in err

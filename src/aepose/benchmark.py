@@ -66,7 +66,7 @@ from aepose.data.synthetic import SceneParams, render_scene, sample_scene
 from aepose.data.transforms import back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
 from aepose.grouping import decode_poses, nms_heatmaps
-from aepose.inference import Pose, aggregate_maps
+from aepose.inference import Pose, aggregate_maps, check_compile_mode
 from aepose.keypoints import get_spec
 from aepose.losses import compute_loss
 from aepose.models import build_model
@@ -122,7 +122,7 @@ class BenchRow:
     device: str
     dtype: str
     batch: int
-    compile: bool
+    compile: str | None  # torch.compile mode, None when eager
     channels_last: bool
     input: str
     images_per_s: float
@@ -148,7 +148,7 @@ class _Job:
     device: torch.device
     dtype: str
     batch: int
-    compile: bool
+    compile: str | None
     channels_last: bool
     repeats: int
     warmup: int
@@ -432,17 +432,17 @@ def _prepared(
     model.train(training)
     if job.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model, _compiled(model) if job.compile else model
+    return model, _compiled(model, job.compile) if job.compile else model
 
 
-def _compiled(model: nn.Module) -> nn.Module:
-    """``torch.compile(model)`` (mode default) with dynamo's caches cleared first."""
+def _compiled(model: nn.Module, mode: str) -> nn.Module:
+    """``torch.compile(model, mode=mode)`` with dynamo's caches cleared first."""
     import torch._dynamo  # here, not at the top: it takes a second to import
 
     # Compiled code is cached per code object: without a reset, successive models would
     # pile up recompilations until dynamo's cache limit silently falls back to eager.
     torch._dynamo.reset()
-    return cast(nn.Module, torch.compile(model))
+    return cast(nn.Module, torch.compile(model, mode=mode))
 
 
 def _images(job: _Job) -> Tensor:
@@ -612,7 +612,7 @@ def _forward(job: _Job) -> _Outcome:
 
     with torch.inference_mode(), _autocast(job.device, job.dtype):
         timing = _measure(step, job.device, job.repeats, job.warmup)
-    note = "compiled (mode default); compilation in the warm-up" if job.compile else ""
+    note = f"compiled (mode {job.compile}); compilation in the warm-up" if job.compile else ""
     return _Outcome(timing, _square(job), flop_factor=1.0, note=note)
 
 
@@ -729,7 +729,7 @@ def _row(job: _Job, out: _Outcome) -> BenchRow:
     return BenchRow(
         stage=job.stage, preset=job.cfg.name, device=str(job.device),
         dtype=job.dtype if out.uses_network else "fp32",
-        batch=job.batch, compile=job.compile and out.uses_network,
+        batch=job.batch, compile=job.compile if out.uses_network else None,
         channels_last=job.channels_last and out.uses_network, input=out.input,
         images_per_s=1.0 / seconds, ms_per_image=seconds * 1000,
         parts={k: v * 1000 / job.batch for k, v in out.timing.parts.items()},
@@ -745,7 +745,7 @@ def run_benchmark(
     device: str = "cpu",
     batch_size: int = 1,
     dtype: str = "fp32",
-    compile: bool = False,
+    compile: str | None = None,
     channels_last: bool = False,
     repeats: int = 20,
     warmup: int = 5,
@@ -760,18 +760,20 @@ def run_benchmark(
     generated images of ``image_size`` (W, H) run as one batch); ``input_size`` S of the
     square network input for forward/train/decode (default: the preset's; e2e always uses the
     preset's test sizing); ``people``: people drawn in the decode stage's maps. ``dtype``,
-    ``compile`` and ``channels_last`` apply to the network (the decode row records fp32,
-    False, False). Raises AeposeError for an unknown stage, dtype, preset or device and
-    for fp16 on the CPU.
+    ``compile`` (a mode of :data:`aepose.inference.COMPILE_MODES`, None for eager) and
+    ``channels_last`` apply to the network (the decode row records fp32, None, False).
+    Raises AeposeError for an unknown stage, dtype, compile mode, preset or device and for
+    fp16 on the CPU.
     """
     if stage not in STAGES:
         raise AeposeError(f"unknown stage {stage!r} (choices: {', '.join(STAGES)})")
     torch_device = _device(device)
     _check_dtype(dtype, torch_device)
+    check_compile_mode(compile)
     cfg = get_preset(preset)
     job = _Job(
         cfg=cfg, stage=stage, device=torch_device, dtype=dtype,
-        batch=_positive("batch_size", batch_size), compile=bool(compile),
+        batch=_positive("batch_size", batch_size), compile=compile,
         channels_last=bool(channels_last), repeats=_positive("repeats", repeats),
         warmup=_positive("warmup", warmup, least=0), input_size=_input_size(cfg, input_size),
         image_size=_image_size(image_size), flip=bool(flip), people=_positive("people", people),
@@ -787,7 +789,7 @@ def run_benchmark(
 def outputs_match(
     preset: str,
     dtype: str = "fp32",
-    compile: bool = False,
+    compile: str | None = None,
     channels_last: bool = False,
     device: str = "cpu",
 ) -> float:
@@ -796,6 +798,7 @@ def outputs_match(
     realistic random weights and a random normal batch [2, 3, S, S] at the preset's size."""
     torch_device = _device(device)
     _check_dtype(dtype, torch_device)
+    check_compile_mode(compile)
     cfg = get_preset(preset)
     size = cfg.data.input_size
     model = realistic_weights(build_model(cfg).to(torch_device), min(size, 256))
@@ -808,7 +811,7 @@ def outputs_match(
         variant = variant.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         images = images.contiguous(memory_format=torch.channels_last)
     if compile:
-        variant = _compiled(variant)
+        variant = _compiled(variant, compile)
     with torch.inference_mode(), _autocast(torch_device, dtype):
         outputs = variant(images)
     error = sum(float((o.float() - r).pow(2).sum()) for o, r in zip(outputs, reference,
@@ -837,7 +840,7 @@ _COLUMNS: dict[str, Callable[[BenchRow], Any]] = {
     "device": lambda r: r.device,
     "dtype": lambda r: r.dtype,
     "batch": lambda r: r.batch,
-    "compile": lambda r: r.compile,
+    "compile": lambda r: r.compile or "no",
     "ch_last": lambda r: r.channels_last,
     "input": lambda r: r.input,
     "img/s": lambda r: r.images_per_s,

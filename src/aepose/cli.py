@@ -32,7 +32,7 @@ from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import evaluate_keypoints, format_table
 from aepose.export import export_onnx, onnx_predictor
-from aepose.inference import FastNetwork, Predictor
+from aepose.inference import COMPILE_MODES, FastNetwork, Predictor
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
 from aepose.predict import run_predict
@@ -144,10 +144,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _fast(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
     """The network with the requested GPU fast paths (unchanged for the fp32 defaults)."""
-    if args.dtype == "fp32" and not args.channels_last and not args.compile:
+    mode = _compile_mode(args)
+    if args.dtype == "fp32" and not args.channels_last and mode is None:
         return model
     return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
-                       compile=args.compile).eval()
+                       compile=mode).eval()
+
+
+def _compile_mode(args: argparse.Namespace) -> str | None:
+    """The torch.compile mode asked for by --compile / --compile-mode, or None (eager)."""
+    return args.compile_mode or ("default" if args.compile else None)
 
 
 def _cmd_test(args: argparse.Namespace) -> None:
@@ -242,9 +248,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     rows = [
         run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
-                      dtype=args.dtype, compile=args.compile, channels_last=args.channels_last,
-                      repeats=args.repeats, warmup=args.warmup, input_size=args.input_size,
-                      flip=not args.no_flip)
+                      dtype=args.dtype, compile=_compile_mode(args),
+                      channels_last=args.channels_last, repeats=args.repeats,
+                      warmup=args.warmup, input_size=args.input_size, flip=not args.no_flip)
         for stage in args.stage
     ]
     print(format_rows(rows))
@@ -350,6 +356,8 @@ def _add_speed_arguments(p: _Parser) -> None:
                    help="network precision (autocast; default fp32, as the published numbers)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES,
+                   help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)")
 
 
 def _add_test_arguments(p: _Parser) -> None:
@@ -401,6 +409,8 @@ def _add_benchmark_arguments(p: _Parser) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (default 1)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="default fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES,
+                   help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--repeats", type=int, default=20, help="timed iterations (median)")
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")

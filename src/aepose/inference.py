@@ -41,12 +41,14 @@ from aepose.grouping import decode_poses
 from aepose.keypoints import get_spec
 
 __all__ = [
+    "COMPILE_MODES",
     "DEMO_OKS_THRESHOLD",
     "FastNetwork",
     "Pose",
     "Predictor",
     "StageAverage",
     "aggregate_maps",
+    "check_compile_mode",
     "oks_nms",
     "predict_images",
 ]
@@ -98,6 +100,10 @@ class Pose:
 _AUTOCAST: dict[str, torch.dtype | None] = {
     "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+"""``torch.compile`` modes. "reduce-overhead" replays CUDA graphs, one capture per input
+shape, which removes the kernel-launch cost of small batches; on the CPU it is "default"."""
+
 
 class FastNetwork(nn.Module):
     """A network run with the GPU fast paths: NHWC memory format, autocast to bf16 or fp16,
@@ -106,19 +112,21 @@ class FastNetwork(nn.Module):
 
     The outputs differ from fp32's by the dtype's rounding (relative L2 about 3e-2 for bf16,
     1e-6 for channels_last, 3e-7 for compile on the tiny presets: tests/test_benchmark.py).
+    ``compile`` is one of :data:`COMPILE_MODES`, or None to run eagerly.
     """
 
     def __init__(self, model: nn.Module, *, dtype: str = "fp32", channels_last: bool = False,
-                 compile: bool = False) -> None:
+                 compile: str | None = None) -> None:
         super().__init__()
         if dtype not in _AUTOCAST:
             raise AeposeError(f"unknown dtype {dtype!r} (choices: {', '.join(_AUTOCAST)})")
+        check_compile_mode(compile)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.dtype = _AUTOCAST[dtype]
         self.channels_last = channels_last
-        self.run = torch.compile(self.model) if compile else self.model
+        self.run = torch.compile(self.model, mode=compile) if compile else self.model
 
     def forward(self, images: Tensor) -> list[Tensor]:
         if self.channels_last:
@@ -127,6 +135,12 @@ class FastNetwork(nn.Module):
                             enabled=self.dtype is not None):
             outputs = self.run(images)
         return [o.float().contiguous() for o in outputs]
+
+
+def check_compile_mode(mode: str | None) -> None:
+    """Raise AeposeError unless ``mode`` is None or one of :data:`COMPILE_MODES`."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise AeposeError(f"unknown compile mode {mode!r} (choices: {', '.join(COMPILE_MODES)})")
 
 
 # ---------------------------------------------------------------------------------------
