@@ -141,7 +141,7 @@ def _preset(
     train: TrainConfig | None = None,
 ) -> Config:
     """Build the Config of one mmpose AE recipe; HigherHRNet adds a stride-2 heatmap output."""
-    width = {"w32": 32, "w48": 48, "tiny": 8}[backbone]
+    width = {"w32": 32, "w48": 48, "tiny": 8, "small": 16}[backbone]
     outputs = 2 if higher else 1
     quarter = input_size // 4
     train_ann, train_images, val_ann, val_images = DATASET_FILES[dataset]
@@ -154,7 +154,7 @@ def _preset(
             num_keypoints=_KEYPOINTS[dataset],
             with_ae=(True, False) if higher else (True,),
             deconv_channels=width,
-            num_basic_blocks=1 if backbone == "tiny" else 4,
+            num_basic_blocks=1 if backbone in ("tiny", "small") else 4,
         ),
         data=DataConfig(
             dataset=dataset,
@@ -174,7 +174,7 @@ def _preset(
     )
 
 
-# Small, fast recipes for tests and the CPU demo: 128 px input, tiny widths, short schedule.
+# Small, fast recipes for tests and the CPU demo: 128 px input, narrow widths, short schedule.
 _TINY_TRAIN = TrainConfig(
     lr=1.5e-3, warmup_iters=50, lr_steps=(40, 55), epochs=60, batch_size=8, workers=0,
     checkpoint_interval=10, val_interval=10,
@@ -235,6 +235,10 @@ PRESETS: dict[str, Config] = {
         _preset(
             "higherhrnet_tiny_coco_128", backbone="tiny", higher=True, dataset="coco",
             input_size=128, train=_TINY_TRAIN,
+        ),
+        _preset(
+            "higherhrnet_small_crowdpose_128", backbone="small", higher=True,
+            dataset="crowdpose", input_size=128, train=_TINY_TRAIN,
         ),
     )
 }

@@ -1,7 +1,7 @@
 """``aepose demo``: the whole product on generated data, offline, in minutes on a CPU.
 
 1. generate a CrowdPose-layout crowd dataset (reused by later runs with the same seed),
-2. train a tiny HigherHRNet on it, sized to the time budget,
+2. train a small HigherHRNet on it, sized to the time budget,
 3. evaluate it single-scale with flip, with the real CrowdPose metrics,
 4. draw predictions on a few val images and plot the loss / AP curves.
 """
@@ -36,8 +36,13 @@ __all__ = ["DemoSettings", "run_demo"]
 logger = logging.getLogger("aepose")
 
 # The demo recipe and scenes; BENCHMARKS.md ("Demo") records what they reach.
-DEMO_PRESET = "higherhrnet_tiny_crowdpose_128"
-DEMO_SCENES = SceneParams(people=(1, 4), height=(0.7, 1.0), crowd_region_prob=0.0)
+# The small preset (0.7 M parameters) localises twice as precisely as tiny in these minutes.
+DEMO_PRESET = "higherhrnet_small_crowdpose_128"
+# 1-4 whole people (none cut by the border) of similar, fairly large size: crowdIndex still
+# spans easy to hard because they overlap, and OKS does not punish the stride-2 heatmaps of a
+# 128-px input as hard as on small people.
+DEMO_SCENES = SceneParams(people=(1, 4), height=(0.65, 0.9), depth_jitter=(0.85, 1.2),
+                          crowd_shrink=0.15, crowd_region_prob=0.0, in_view=True)
 # The preset's 'exp' push has no gradient while all tags start alike (d/dx e^-x^2 = 0 at 0)
 # and weighs 1e-3: it needs hours to separate people. 'max' at 1e-2 moves from the start
 # (tests/test_train.py shows 'exp' flat and 'max' falling within seconds).
@@ -56,10 +61,10 @@ class DemoSettings:
     minutes: float = 8.0  # training budget; the schedule is shortened to fit, never longer
     device: str = "cpu"
     seed: int = 0
-    train_images: int = 400
-    val_images: int = 50
+    train_images: int = 1000  # more images for fewer epochs learns better than 400 x 100
+    val_images: int = 100
     image_size: tuple[int, int] = (128, 192)
-    epochs: int = 100
+    epochs: int = 40
     overrides: tuple[str, ...] = ()  # extra --set items
     overlays: int = 6
 
@@ -112,8 +117,10 @@ def _train(cfg: Config, settings: DemoSettings, data: Path) -> TrainResult:
     """Train; after the first epoch, shorten the schedule if it would overrun the budget."""
     run_dir = settings.out / "train"
     # Bit-exact reruns on the CPU; CUDA's deterministic kernels would need extra settings.
+    # channels_last: 25 % faster training on the CPU too (oneDNN's NHWC convolutions).
     base = TrainOptions(data_root=data, out=run_dir, device=settings.device, seed=settings.seed,
-                        deterministic=settings.device == "cpu", validate=False, progress=False)
+                        deterministic=settings.device == "cpu", validate=False, progress=False,
+                        channels_last=True)
     print(f"[2/4] training {cfg.name} for {cfg.train.epochs} epochs (budget "
           f"{settings.minutes:g} min) -> {run_dir}")
     resume = run_dir / "last.pth"

@@ -39,6 +39,12 @@ HRNET_VARIANTS: dict[str, HRNetSpec] = {
         widths=(8, 16, 32, 64), stem_channels=16, stage1_channels=8, stage1_blocks=1,
         blocks_per_branch=1, modules=(1, 1, 1),
     ),
+    # The CPU demo's network: the tiny layout at twice the widths, ~0.7 M parameters. It
+    # localises keypoints about twice as precisely as tiny in the same minutes (BENCHMARKS.md).
+    "small": HRNetSpec(
+        widths=(16, 32, 64, 128), stem_channels=32, stage1_channels=16, stage1_blocks=1,
+        blocks_per_branch=1, modules=(1, 1, 1),
+    ),
 }
 
 
