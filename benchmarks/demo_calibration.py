@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from aepose.demo import DemoSettings
+
 VARIANTS: dict[str, list[str]] = {
     "current": [],
     "preset_exp_1e-3": ["train.ae_loss_type=exp", "train.push_loss_factor=0.001,0.001",
@@ -35,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=DemoSettings.epochs)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--workers", type=int, default=0)
