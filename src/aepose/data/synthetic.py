@@ -130,7 +130,8 @@ class SceneParams:
         crowd_region_prob: chance of an ``iscrowd`` region (COCO and CrowdPose only).
         clutter_shapes: inclusive range of background shapes.
         in_view: move each person (after placing the group) the least distance that brings
-            the whole figure inside the image, when it fits; no person is cut by the border.
+            the whole figure inside the image, so that nobody is cut by the border; a figure
+            larger than the image is centred on it instead.
     """
 
     people: tuple[int, int] = (1, 20)
