@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from faster_coco_eval import COCO, COCOeval_faster
 
+from aepose.data.coco import read_json
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec, get_spec
 
@@ -243,15 +244,7 @@ def _load(source: Any, what: str) -> tuple[Any, str]:
     if not isinstance(source, (str, Path)):
         return source, what
     path = Path(source)
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f), str(path)
-    except FileNotFoundError:
-        raise AeposeError(f"{what} file {path} not found") from None
-    except OSError as err:
-        raise AeposeError(f"cannot read {what} file {path}: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AeposeError(f"{what} file {path} is not valid JSON: {err}") from None
+    return read_json(path, what), str(path)
 
 
 def _prepare_ground_truth(data: Any, source: str, spec: KeypointSpec, crowd: bool) -> _Json:

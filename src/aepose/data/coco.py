@@ -156,17 +156,23 @@ def load_annotations(
     return CocoKeypoints(ann_file=path, image_dir=folder, spec=spec, images=records)
 
 
-def _read_coco_json(path: Path) -> dict[str, Any]:
-    """The parsed file, checked to be an object with ``images`` and ``annotations`` lists."""
+def read_json(path: Path, what: str) -> Any:
+    """The parsed JSON file ``path``; a missing, unreadable or malformed file raises a one-line
+    AeposeError naming it as the ``what`` file (e.g. "annotation", "results")."""
     try:
         with path.open(encoding="utf-8") as f:
-            coco = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
-        raise AeposeError(f"annotation file {path} not found") from None
+        raise AeposeError(f"{what} file {path} not found") from None
     except OSError as err:
-        raise AeposeError(f"cannot read annotation file {path}: {err.strerror or err}") from None
+        raise AeposeError(f"cannot read {what} file {path}: {err.strerror or err}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AeposeError(f"annotation file {path} is not valid JSON: {err}") from None
+        raise AeposeError(f"{what} file {path} is not valid JSON: {err}") from None
+
+
+def _read_coco_json(path: Path) -> dict[str, Any]:
+    """The parsed file, checked to be an object with ``images`` and ``annotations`` lists."""
+    coco = read_json(path, "annotation")
     if not isinstance(coco, dict):
         raise AeposeError(
             f"{path} is not a COCO-format annotation file: top level is a "
