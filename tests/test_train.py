@@ -209,12 +209,12 @@ def test_tiny_higherhrnet_learns(tmp_path: Path) -> None:
     assert mean("push_loss", last) + mean("pull_loss", last) < 0.7 * ae_first
 
 
-@pytest.mark.parametrize(("amp", "channels_last"), [("bf16", False), ("fp16", True)])
+@pytest.mark.parametrize(("dtype", "channels_last"), [("bf16", False), ("fp16", True)])
 def test_mixed_precision_steps_update_weights(
-    crowd: Path, tmp_path: Path, amp: str, channels_last: bool
+    crowd: Path, tmp_path: Path, dtype: str, channels_last: bool
 ) -> None:
     cfg = tiny("train.epochs=1", "train.warmup_iters=1")
-    result = train(cfg, options(crowd, tmp_path, amp=amp,  # type: ignore[arg-type]
+    result = train(cfg, options(crowd, tmp_path, dtype=dtype,  # type: ignore[arg-type]
                                 channels_last=channels_last, stop_after=2, validate=False))
     raw = read_training_state(result.checkpoint)[1]
     assert result.iteration == 2 and all(
@@ -227,4 +227,4 @@ def test_mixed_precision_steps_update_weights(
                if v.is_floating_point() and not torch.equal(v, fresh[k])]
     assert any(k.endswith("final_layers.0.weight") for k in changed)
     # fp16 keeps a grad scaler state; bf16 needs none.
-    assert bool(raw["scaler"]) == (amp == "fp16")
+    assert bool(raw["scaler"]) == (dtype == "fp16")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 import aepose
-from aepose.benchmark import DTYPES, STAGES, format_rows, run_benchmark
+from aepose.benchmark import STAGES, format_rows, run_benchmark
 from aepose.checkpoint import (
     detect_architecture,
     load_with_config,
@@ -35,6 +35,7 @@ from aepose.export import export_onnx, onnx_predictor
 from aepose.inference import COMPILE_MODES, FastNetwork, Predictor
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.models import build_model
+from aepose.precision import PRECISIONS
 from aepose.predict import run_predict
 from aepose.profile import model_cost
 from aepose.train import TrainOptions, train
@@ -127,7 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = apply_overrides(cfg, args.overrides)
     options = TrainOptions(
         data_root=Path(args.data_root), out=Path(args.out) if args.out else None, resume=resume,
-        amp=args.amp, channels_last=args.channels_last,
+        dtype=args.dtype, channels_last=args.channels_last,
         pretrained=Path(args.pretrained) if args.pretrained else None, device=args.device,
         seed=args.seed, deterministic=args.deterministic, log_interval=args.log_interval,
         stop_after=args.stop_after,
@@ -286,7 +287,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
               "examples:\n"
               "  aepose train --preset higherhrnet_w32_crowdpose_512 --data-root data/crowdpose\n"
               "  torchrun --nproc-per-node 8 -m aepose train --preset hrnet_w32_aic_512 \\\n"
-              "      --data-root data/aic --amp bf16 --channels-last\n"
+              "      --data-root data/aic --dtype bf16 --channels-last\n"
               "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
               "      --set train.epochs=3 train.lr=1e-3 --out runs/tiny\n"
               "  aepose train --resume runs/tiny/last.pth --data-root data/synth"),
@@ -335,8 +336,8 @@ def _add_train_arguments(p: _Parser) -> None:
                    help="override config values, e.g. train.epochs=3 train.lr=1e-3")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run exactly from its last.pth (or any epoch_NNN.pth)")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
-                   help="mixed precision (fp16 adds gradient scaling; default none)")
+    p.add_argument("--dtype", choices=PRECISIONS, default="fp32",
+                   help="mixed precision (fp16 adds gradient scaling; default fp32)")
     p.add_argument("--channels-last", action="store_true",
                    help="NHWC memory format (faster convolutions on recent GPUs)")
     p.add_argument("--pretrained", metavar="WEIGHTS",
@@ -352,7 +353,7 @@ def _add_train_arguments(p: _Parser) -> None:
 
 
 def _add_speed_arguments(p: _Parser) -> None:
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+    p.add_argument("--dtype", choices=PRECISIONS, default="fp32",
                    help="network precision (autocast; default fp32, as the published numbers)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -407,7 +408,7 @@ def _add_benchmark_arguments(p: _Parser) -> None:
                    help="what to time (default forward)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (default 1)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="default fp32")
+    p.add_argument("--dtype", choices=PRECISIONS, default="fp32", help="default fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)")

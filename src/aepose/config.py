@@ -91,6 +91,9 @@ class TestConfig:
     adjust: bool = True
     refine: bool = True
     project2image: bool = True
+    # How HigherHRNet's outputs are combined: "v0.29" (mmpose >= 0.19, the published
+    # numbers) or "legacy" (mmpose < 0.19); see aepose.inference.StageAverage.
+    stage_average: str = "v0.29"
 
 
 @dataclass(frozen=True)

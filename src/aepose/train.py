@@ -48,12 +48,12 @@ from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
 from aepose.losses import compute_loss
 from aepose.models import AssociativeEmbeddingNet, build_from_config
+from aepose.precision import autocast, check_precision
 
 __all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train"]
 
 logger = logging.getLogger("aepose")
 
-_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOSS_TERMS = ("heatmap_loss", "push_loss", "pull_loss")
 
 # Called after each validation epoch with (model, epoch); returns metrics to log.
@@ -67,7 +67,7 @@ class TrainOptions:
     data_root: Path
     out: Path | None = None  # default: runs/<preset>-<timestamp>, or the resumed run's folder
     resume: Path | None = None  # an aepose training checkpoint to continue exactly
-    amp: str = "none"  # "none", "bf16" or "fp16" (fp16 adds gradient scaling)
+    dtype: str = "fp32"  # aepose.precision.PRECISIONS; fp16 adds gradient scaling
     channels_last: bool = False
     pretrained: Path | None = None  # backbone-only weights (e.g. ImageNet HRNet)
     device: str | None = None  # "cpu", "cuda" or None for CUDA when available
@@ -288,7 +288,7 @@ def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: lr_factor(cfg.train, i, iters_per_epoch))
-    scaler = torch.amp.GradScaler(info.device.type, enabled=options.amp == "fp16")
+    scaler = torch.amp.GradScaler(info.device.type, enabled=options.dtype == "fp16")
     torch.manual_seed(options.seed + info.rank)
     return _Run(cfg, info, model, net, optimizer, scheduler, scaler, run_dir)
 
@@ -383,8 +383,7 @@ def _train_step(run: _Run, batch: Batch, options: TrainOptions) -> dict[str, Ten
     images = batch.images
     if options.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    dtype = _AMP_DTYPES[options.amp]
-    with torch.autocast(run.info.device.type, dtype=dtype, enabled=dtype is not None):
+    with autocast(run.info.device.type, options.dtype):
         outputs = run.net(images)
     # The loss is computed in float32 whatever the network's precision.
     terms = compute_loss(run.cfg, [o.float() for o in outputs], list(batch.heatmaps),
@@ -430,8 +429,7 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     after the last one; its metrics are logged by rank 0. By default (``options.validate``)
     it is the AP of the preset's val split with the preset's test settings.
     """
-    if options.amp not in _AMP_DTYPES:
-        raise AeposeError(f"unknown --amp {options.amp!r} (choices: {', '.join(_AMP_DTYPES)})")
+    check_precision(options.dtype)
     info = init_distributed(options.device)
     cfg, run_dir, raw = _resolve_run(cfg, options, info)
     if options.deterministic:
