@@ -23,7 +23,7 @@ import torch
 
 from aepose.config import get_preset
 from aepose.data import BottomUpDataset
-from aepose.data.synthetic import generate_dataset
+from aepose.synth import generate_dataset
 
 
 def _throughput(dataset: BottomUpDataset, count: int) -> float:

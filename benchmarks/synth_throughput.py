@@ -1,6 +1,6 @@
 """Throughput of the crowd-scene generator on one CPU core.
 
-Times the whole of :func:`aepose.data.synthetic.generate_dataset` - sampling, drawing,
+Times the whole of :func:`aepose.synth.generate_dataset` - sampling, drawing,
 labelling, JPEG encoding, writing the images and the annotation file - into a temporary
 folder, once per image size, and prints images per second.
 
@@ -16,7 +16,7 @@ import time
 
 import cv2
 
-from aepose.data.synthetic import generate_dataset
+from aepose.synth import generate_dataset
 
 
 def pin_one_core() -> str:

@@ -16,8 +16,8 @@ from helpers import lively
 from torch import Tensor, nn
 
 from aepose import AeposeError, get_preset
-from aepose.data.synthetic import SceneParams, render_scene, sample_scene
 from aepose.inference import Predictor
+from aepose.synth import SceneParams, render_scene, sample_scene
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")

@@ -12,8 +12,8 @@ import torch
 from helpers import run_cli as _run
 
 from aepose.checkpoint import read_training_state
-from aepose.data.synthetic import generate_dataset
 from aepose.demo import DemoSettings, run_demo
+from aepose.synth import generate_dataset
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 

@@ -14,12 +14,12 @@ import pytest
 
 from aepose.config import DATASET_FILES
 from aepose.data.coco import load_annotations
-from aepose.data.synthetic import SceneParams, generate_dataset
 from aepose.data.targets import encode_targets
 from aepose.data.transforms import apply_affine, back_project, resize_matrix, test_sizes
 from aepose.evaluation import evaluate_keypoints, results_from_poses
 from aepose.grouping import decode_poses
 from aepose.keypoints import get_spec
+from aepose.synth import SceneParams, generate_dataset
 
 
 def ideal_maps(joints: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ import torch
 
 from aepose.checkpoint import TRAINING_KEYS, load_model, read_training_state
 from aepose.config import apply_overrides, get_preset
-from aepose.data.synthetic import generate_dataset
 from aepose.distributed import DistInfo
 from aepose.errors import AeposeError
+from aepose.synth import generate_dataset
 from aepose.train import EpochSampler, TrainOptions, lr_factor, train
 
 TINY = "higherhrnet_tiny_crowdpose_128"

@@ -62,7 +62,6 @@ from torch import Tensor, nn
 
 from aepose.config import Config, get_preset
 from aepose.data.dataset import normalize_image
-from aepose.data.synthetic import SceneParams, render_scene, sample_scene
 from aepose.data.transforms import back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
 from aepose.grouping import decode_poses, nms_heatmaps
@@ -71,6 +70,7 @@ from aepose.keypoints import get_spec
 from aepose.losses import compute_loss
 from aepose.models import build_model
 from aepose.profile import model_cost
+from aepose.synth import SceneParams, render_scene, sample_scene
 
 __all__ = [
     "DTYPES",

@@ -25,7 +25,6 @@ from aepose.checkpoint import (
     resolve_config,
 )
 from aepose.config import PRESETS, Config, apply_overrides, did_you_mean, get_preset
-from aepose.data.synthetic import generate_dataset, parse_size, split_counts
 from aepose.demo import DemoSettings, run_demo
 from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
@@ -38,6 +37,7 @@ from aepose.models import build_model
 from aepose.precision import PRECISIONS
 from aepose.predict import run_predict
 from aepose.profile import model_cost
+from aepose.synth import generate_dataset, parse_size, split_counts
 from aepose.train import TrainOptions, train
 
 

@@ -21,13 +21,13 @@ from torch import nn
 from aepose.checkpoint import load_model
 from aepose.config import Config, apply_overrides, get_preset
 from aepose.data.coco import load_annotations, read_image
-from aepose.data.synthetic import SceneParams, generate_dataset
 from aepose.distributed import DistInfo, init_distributed
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import format_table
 from aepose.inference import Predictor
 from aepose.keypoints import get_spec
 from aepose.predict import overlay
+from aepose.synth import SceneParams, generate_dataset
 from aepose.train import TrainOptions, TrainResult, train
 from aepose.visualize import save_image
 

@@ -1,9 +1,8 @@
-"""Generated crowd dataset (issue 3, "Generated crowd dataset").
+"""Annotations of generated scenes (aepose.synth.annotate, with figure and render).
 
 Independent oracles: visibility is recomputed from solo renders of every figure (not from the
 generator's label map), crowdIndex from a plain loop over the written JSON, segmentations are
-decoded with pycocotools, and every file is loaded with faster-coco-eval and pycocotools.
-Images are kept small so the whole file runs in a few seconds.
+decoded with pycocotools.
 """
 
 from __future__ import annotations
@@ -12,155 +11,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-import faster_coco_eval
 import numpy as np
 import pytest
-from pycocotools import coco as oracle_coco
 from pycocotools import mask as coco_mask
 
-from aepose.config import DATASET_FILES
-from aepose.data.synthetic import (
-    CROWD_LABEL,
-    Figure,
-    FigureStyle,
-    Pose,
-    Scene,
-    SceneParams,
-    annotate_scene,
-    build_figure,
-    crowd_index,
-    figure_bbox,
-    figure_mask,
-    generate_dataset,
-    generate_image,
-    keypoints_for,
-    parse_size,
-    render_scene,
-    split_counts,
-)
-from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
+from aepose.synth.annotate import annotate_scene, crowd_index, generate_image, keypoints_for
+from aepose.synth.figure import Figure, FigureStyle, JointAngles, build_figure
+from aepose.synth.render import CROWD_LABEL, Scene, figure_bbox, figure_mask, render_scene
+from aepose.synth.scene import SceneParams
+from aepose.synth.write import generate_dataset
 
 SPECS = ("crowdpose", "aic", "coco")
 # pycocotools (the oracle) trips a NumPy 2 deprecation inside its own decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-SMALL = (96, 160)  # image sides of the generated test sets
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+SMALL = (96, 160)
 
 
 def sample(spec: str, index: int, params: SceneParams | None = None, side: int = 160) -> Any:
     rng = np.random.default_rng(np.random.SeedSequence(11, spawn_key=(index,)))
     return generate_image(rng, spec, side, side, params or SceneParams())
-
-
-# --------------------------------------------------------------------------------------------
-# Files: determinism, layout, format
-
-
-@pytest.mark.parametrize("spec", SPECS)
-def test_same_seed_same_bytes_other_seed_other_bytes(spec: str, tmp_path: Path) -> None:
-    kwargs: dict[str, Any] = {"train_images": 3, "val_images": 2, "size": SMALL}
-    generate_dataset(tmp_path / "a", spec, seed=7, **kwargs)
-    generate_dataset(tmp_path / "b", spec, seed=7, **kwargs)
-    generate_dataset(tmp_path / "c", spec, seed=8, **kwargs)
-    a, b, c = (tree_bytes(tmp_path / n) for n in "abc")
-    assert a == b
-    assert a.keys() == c.keys() or spec == "aic"  # AIC's file names are digests of the seed
-    assert sorted(a.values()) != sorted(c.values())
-    jpegs_a = {v for k, v in a.items() if k.endswith(".jpg")}
-    jpegs_c = {v for k, v in c.items() if k.endswith(".jpg")}
-    assert not jpegs_a & jpegs_c
-
-
-def test_an_image_does_not_depend_on_the_others(tmp_path: Path) -> None:
-    generate_dataset(
-        tmp_path / "few", "crowdpose", train_images=2, val_images=1, seed=3, size=SMALL
-    )
-    generate_dataset(
-        tmp_path / "many", "crowdpose", train_images=4, val_images=1, seed=3, size=SMALL
-    )
-    few, many = tree_bytes(tmp_path / "few"), tree_bytes(tmp_path / "many")
-    for name in ("images/1.jpg", "images/2.jpg"):  # train images 1 and 2
-        assert few[name] == many[name]
-    assert few["images/3.jpg"] == many["images/5.jpg"]  # val image 0: its id moved, not its pixels
-
-
-@pytest.mark.parametrize("spec", SPECS)
-def test_layout_is_the_real_datasets(spec: str, tmp_path: Path) -> None:
-    summary = generate_dataset(tmp_path, spec, train_images=3, val_images=2, seed=1, size=SMALL)
-    train_ann, train_dir, val_ann, val_dir = DATASET_FILES[spec]
-    expected = {train_ann, val_ann}
-    for ann, folder in ((train_ann, train_dir), (val_ann, val_dir)):
-        for image in load(tmp_path / ann)["images"]:
-            expected.add(f"{folder}/{image['file_name']}")
-    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
-    assert written == expected
-    assert len(expected) == 2 + 5
-    assert [s.annotation_file for s in summary.splits] == [tmp_path / train_ann, tmp_path / val_ann]
-    assert [s.image_dir for s in summary.splits] == [tmp_path / train_dir, tmp_path / val_dir]
-    assert [s.images for s in summary.splits] == [3, 2]
-
-
-def check_record_fields(spec: str, data: dict[str, Any]) -> None:
-    """The fields each real format has (../shared/fixtures), plus crowd regions with
-    segmentation where the brief asks for them (COCO, CrowdPose)."""
-    k = get_spec(spec).num_keypoints
-    category = data["categories"][0]
-    assert category["keypoints"] == list(get_spec(spec).keypoint_names)
-    assert category["skeleton"] == [[a + 1, b + 1] for a, b in get_spec(spec).skeleton]
-    assert ("info" in data) == (spec != "crowdpose")
-    for image in data["images"]:
-        assert {"id", "file_name", "width", "height"} <= image.keys()
-        assert ("crowdIndex" in image) == (spec == "crowdpose")
-    for ann in data["annotations"]:
-        kpts = np.array(ann["keypoints"], dtype=float).reshape(-1, 3)
-        assert kpts.shape == (k, 3)
-        assert set(kpts[:, 2]) <= {0, 1, 2}
-        assert (kpts[kpts[:, 2] == 0, :2] == 0).all()
-        assert ann["num_keypoints"] == np.count_nonzero(kpts[:, 2])
-        assert ann["category_id"] == 1
-        crowd = ann.get("iscrowd", 0) == 1
-        assert ("iscrowd" in ann) == (spec != "aic")
-        assert ("area" in ann) == (spec == "coco")
-        assert ("segmentation" in ann) == (spec == "coco" or crowd)
-
-
-@pytest.mark.parametrize("spec", SPECS)
-def test_annotation_files_load_in_both_coco_apis(spec: str, tmp_path: Path) -> None:
-    params = SceneParams(crowd_region_prob=1.0)
-    summary = generate_dataset(
-        tmp_path, spec, train_images=3, val_images=1, seed=5, size=SMALL, params=params
-    )
-    for split in summary.splits:
-        data = load(split.annotation_file)
-        check_record_fields(spec, data)
-        fast = faster_coco_eval.COCO(str(split.annotation_file))
-        oracle = oracle_coco.COCO(str(split.annotation_file))
-        assert (
-            sorted(fast.getImgIds())
-            == sorted(oracle.getImgIds())
-            == [i["id"] for i in data["images"]]
-        )
-        assert sorted(fast.getAnnIds()) == sorted(oracle.getAnnIds())
-        crowds = [a for a in data["annotations"] if a.get("iscrowd")]
-        assert len(crowds) == split.crowd_regions
-        assert (split.crowd_regions > 0) == (spec != "aic")
-        for ann in crowds:  # RLE decoded by a maintained library agrees with box and area
-            mask = oracle.annToMask(ann)
-            assert mask.any()
-            assert list(coco_mask.toBbox(oracle.annToRLE(ann))) == ann["bbox"]
-            if spec == "coco":
-                assert mask.sum() == ann["area"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,12 +43,12 @@ def make_scene(figures: tuple[Figure, ...], width: int = 160, height: int = 140)
 
 def test_visibility_on_a_constructed_scene() -> None:
     thin, thick = FigureStyle(arm_width=0.05, leg_width=0.07), FigureStyle(arm_width=0.08)
-    behind = build_figure(Pose(), thin, (60.0, 70.0), 90.0)
+    behind = build_figure(JointAngles(), thin, (60.0, 70.0), 90.0)
     # Same skeleton, wider limbs, drawn later (nearer): it covers the first one completely.
-    front = build_figure(Pose(), thick, (60.0, 70.0), 90.0)
+    front = build_figure(JointAngles(), thick, (60.0, 70.0), 90.0)
     # Raised left arm, pelvis near the right edge: its left wrist and elbow leave the image.
     waving = build_figure(
-        Pose(arm_deg=(100.0, 15.0), elbow_deg=(0.0, 0.0)), thin, (140.0, 70.0), 80.0
+        JointAngles(arm_deg=(100.0, 15.0), elbow_deg=(0.0, 0.0)), thin, (140.0, 70.0), 80.0
     )
     scene = make_scene((behind, front, waving))
     rendered = render_scene(scene)
@@ -202,7 +72,7 @@ def test_visibility_on_a_constructed_scene() -> None:
 
 def test_back_view_face_points_are_unlabelled() -> None:
     spec = get_spec("coco")
-    fig = build_figure(Pose(), FigureStyle(), (60.0, 70.0), 90.0, front=False)
+    fig = build_figure(JointAngles(), FigureStyle(), (60.0, 70.0), 90.0, front=False)
     rendered = render_scene(make_scene((fig,)))
     v = keypoints_for(fig, 1, rendered.labels, spec)[:, 2]
     face = [spec.keypoint_names.index(n) for n in ("nose", "left_eye", "right_eye")]
@@ -210,7 +80,7 @@ def test_back_view_face_points_are_unlabelled() -> None:
     assert (np.delete(v, face) == 2).all()
     # Seen from the back the person's left is on the image left (and in front, the right).
     assert fig.point("left_shoulder")[0] < fig.point("right_shoulder")[0]
-    front = build_figure(Pose(), FigureStyle(), (60.0, 70.0), 90.0)
+    front = build_figure(JointAngles(), FigureStyle(), (60.0, 70.0), 90.0)
     assert front.point("left_shoulder")[0] > front.point("right_shoulder")[0]
 
 
@@ -272,29 +142,6 @@ def test_box_is_the_whole_figure(spec: str) -> None:
             rows, cols = np.nonzero(figure_mask(fig, w, h))
             extent = np.array([cols.min(), rows.min(), cols.max(), rows.max()])
             assert np.abs(np.array([x, y, x + bw, y + bh]) - extent).max() <= 1.5
-
-
-def test_in_view_keeps_whole_people_inside_the_image() -> None:
-    """With ``in_view`` every figure that fits is drawn whole: its pixel mask does not touch
-    the border and every labelled joint lies inside; the same seed without it cuts people."""
-    side = 128
-    cut = 0
-    for index in range(12):
-        params = SceneParams(people=(1, 4), height=(0.4, 0.7), crowd_region_prob=0.0)
-        free = sample("crowdpose", index, params, side=side)
-        kept = sample("crowdpose", index, SceneParams(**{**vars(params), "in_view": True}),
-                      side=side)
-        assert len(free.scene.people) == len(kept.scene.people)
-        for before, fig in zip(free.scene.people, kept.scene.people, strict=True):
-            shift = fig.points - before.points  # one translation of the whole figure
-            assert np.allclose(shift, shift[0])
-            rows, cols = np.nonzero(figure_mask(fig, side, side))
-            assert rows.min() > 0 and cols.min() > 0
-            assert rows.max() < side - 1 and cols.max() < side - 1
-            assert np.all((fig.points >= 0) & (fig.points <= side - 1))
-            mask = figure_mask(before, side, side)
-            cut += bool(mask[0].any() | mask[-1].any() | mask[:, 0].any() | mask[:, -1].any())
-    assert cut >= 3
 
 
 def test_coco_box_area_and_polygons_are_the_visible_region() -> None:
@@ -385,47 +232,6 @@ def test_crowd_index_function_on_edge_cases() -> None:
     assert crowd_index(np.zeros((0, 14, 3)), np.zeros((0, 4))) == 0.0
 
 
-def test_scenes_span_easy_to_hard_with_one_to_twenty_people() -> None:
-    indices: list[float] = []
-    counts: list[int] = []
-    for index in range(40):
-        s = sample("crowdpose", 100 + index, side=128)
-        indices.append(s.crowd_index)
-        counts.append(len(s.scene.people))
-        assert 1 <= len([a for a in s.annotations if not a["iscrowd"]]) <= 20
-    ci = np.array(indices)
-    easy, hard = int(np.sum(ci < 0.2)), int(np.sum(ci >= 0.8))
-    assert min(easy, len(ci) - easy - hard, hard) >= 4, (easy, hard)
-    assert min(counts) == 1 and max(counts) >= 10
-    assert max(counts) <= 20
-
-
-# --------------------------------------------------------------------------------------------
-# Arguments
-
-
-def test_split_counts_and_size_parsing() -> None:
-    assert split_counts(1) == (1, 0)
-    assert split_counts(2) == (1, 1)
-    assert split_counts(10) == (8, 2)
-    assert split_counts(1000) == (800, 200)
-    assert parse_size("256..640") == (256, 640)
-    assert parse_size("320") == (320, 320)
-    for bad in ("", "a..b", "640..256", "10"):
-        with pytest.raises(AeposeError):
-            parse_size(bad)
-    with pytest.raises(AeposeError):
-        split_counts(0)
-
-
-def test_bad_arguments_raise_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(AeposeError, match="unknown keypoint spec"):
-        generate_dataset(tmp_path, "mpii", train_images=1, val_images=0)
-    with pytest.raises(AeposeError, match="seed"):
-        generate_dataset(tmp_path, "coco", train_images=1, val_images=0, seed=-1)
-    with pytest.raises(AeposeError):
-        SceneParams(people=(0, 5))
-    generate_dataset(tmp_path, "aic", train_images=1, val_images=0, size=SMALL)
-    with pytest.raises(AeposeError, match="already exists"):
-        generate_dataset(tmp_path, "aic", train_images=1, val_images=0, size=SMALL)
-    generate_dataset(tmp_path, "aic", train_images=1, val_images=0, size=SMALL, overwrite=True)
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
