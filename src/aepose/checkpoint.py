@@ -22,6 +22,7 @@ from torch import Tensor
 
 from aepose.config import PRESETS, Config, ModelConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
+from aepose.io import atomic_write
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.hrnet import HRNET_VARIANTS
 
@@ -276,14 +277,9 @@ TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "iteratio
 
 
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Save ``payload`` with ``torch.save`` atomically: a temporary file in the same folder
-    renamed over ``path``, so a crash mid-write never leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    """Save ``payload`` with ``torch.save`` atomically (:func:`aepose.io.atomic_write`): a
+    crash or a full disk mid-write never leaves a truncated checkpoint under ``path``."""
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp), what="checkpoint")
 
 
 def read_training_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:

@@ -28,10 +28,7 @@ files. Legend: P people, K keypoints.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,8 +37,8 @@ import numpy as np
 import numpy.typing as npt
 from faster_coco_eval import COCO, COCOeval_faster
 
-from aepose.data.coco import read_json
 from aepose.errors import AeposeError
+from aepose.io import read_json, write_json
 from aepose.keypoints import KeypointSpec, get_spec
 
 __all__ = [
@@ -122,32 +119,9 @@ def results_from_poses(
 
 
 def write_results(path: str | Path, records: Sequence[_Json]) -> None:
-    """Write result records as JSON, atomically (see :func:`write_json`); keys are sorted
-    and indented as mmpose writes them."""
+    """Write result records as JSON, atomically (:func:`aepose.io.write_json`); keys are
+    sorted and indented as mmpose writes them."""
     write_json(path, list(records), sort_keys=True, indent=4)
-
-
-def write_json(path: str | Path, data: Any, *, sort_keys: bool = False,
-               indent: int | None = None) -> None:
-    """Write ``data`` as JSON atomically: readers see the old file or the whole new one.
-
-    The text goes to a temporary file in the same folder (so the rename stays on one file
-    system) and replaces ``path`` with :func:`os.replace`; on failure the temporary file is
-    removed and ``path`` is untouched. Missing parent folders are created.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600; results are meant to be shared
-            json.dump(data, f, sort_keys=sort_keys, indent=indent)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def evaluate_keypoints(

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from aepose.config import Config, ModelConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
 from aepose.inference import Predictor, StageAverage
+from aepose.io import atomic_write
 
 if TYPE_CHECKING:
     import onnx
@@ -196,16 +197,14 @@ def _set_metadata(proto: onnx.ModelProto, key: str, value: str) -> None:
 
 
 def _save_checked(onnx: ModuleType, proto: onnx.ModelProto, path: Path) -> Path:
-    """Write to a hidden temporary file beside ``path``, check it, rename it over ``path``:
-    a crash or a failed check never leaves a truncated or invalid model under the name."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    """Write through :func:`aepose.io.atomic_write`, checking the temporary file before the
+    rename: a crash or a failed check never leaves a truncated or invalid model under the name."""
+
+    def save_and_check(tmp: Path) -> None:
         onnx.save_model(proto, tmp)
         onnx.checker.check_model(str(tmp), full_check=True)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, save_and_check, what="ONNX model")
 
 
 # ---------------------------------------------------------------------------------------

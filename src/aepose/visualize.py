@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import colorsys
 import math
-import os
-import uuid
 from pathlib import Path
 
 import cv2
@@ -23,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
+from aepose.io import write_bytes
 from aepose.keypoints import RGB, KeypointSpec
 
 __all__ = [
@@ -201,8 +200,8 @@ def heatmap_overlay(
 def save_image(path: str | Path, image_rgb: npt.NDArray[np.uint8]) -> None:
     """Write an RGB image as PNG (lossless) or JPEG (quality 95), chosen by the suffix.
 
-    The file appears complete or not at all: it is encoded in memory, written under a
-    temporary name in the same folder and renamed over ``path``. Parent folders are created.
+    The file appears complete or not at all: it is encoded in memory and written with
+    :func:`aepose.io.write_bytes`. Parent folders are created.
 
     Args:
         path: destination ending in ``.png``, ``.jpg`` or ``.jpeg`` (any case).
@@ -216,21 +215,4 @@ def save_image(path: str | Path, image_rgb: npt.NDArray[np.uint8]) -> None:
     ok, encoded = cv2.imencode(encoding[0], bgr, list(encoding[1]))
     if not ok:
         raise AeposeError(f"cannot encode image {file}")
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(file, encoded.tobytes())
-    except OSError as err:
-        raise AeposeError(f"cannot write image {file}: {err.strerror or err}") from None
-
-
-def _write_atomic(file: Path, data: bytes) -> None:
-    # A hidden, unique sibling: the rename stays on one filesystem (atomic), and "x" mode
-    # creates it with the user's umask (mkstemp would leave the image private, 0600).
-    tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with tmp.open("xb") as handle:
-            handle.write(data)
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(file, encoded.tobytes(), what="image")

@@ -15,7 +15,6 @@ pixel indices, x = column, y = row.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from faster_coco_eval.core import mask as mask_api
 
 from aepose.config import DataConfig
 from aepose.errors import AeposeError
+from aepose.io import read_json
 from aepose.keypoints import KeypointSpec, get_spec
 
 __all__ = [
@@ -154,20 +154,6 @@ def load_annotations(
     )
     folder = path.parent if image_dir is None else Path(image_dir)
     return CocoKeypoints(ann_file=path, image_dir=folder, spec=spec, images=records)
-
-
-def read_json(path: Path, what: str) -> Any:
-    """The parsed JSON file ``path``; a missing, unreadable or malformed file raises a one-line
-    AeposeError naming it as the ``what`` file (e.g. "annotation", "results")."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise AeposeError(f"{what} file {path} not found") from None
-    except OSError as err:
-        raise AeposeError(f"cannot read {what} file {path}: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AeposeError(f"{what} file {path} is not valid JSON: {err}") from None
 
 
 def _read_coco_json(path: Path) -> dict[str, Any]:

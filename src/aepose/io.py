@@ -1,0 +1,230 @@
+"""The one place files are read and written: JSON, atomic writes, writability, run locks.
+
+Every write goes through :func:`atomic_write`: the bytes land in a temporary file with a
+short unique name in the target's folder (``.aepose-<8 hex>.tmp``: short, so a 244-character
+target name still fits the 255-byte limit; hidden, so folder scans skip it; unique, so two
+writers never share it), are flushed to disk and renamed over the target. Readers see the
+old file or the whole new one; on any failure the temporary file is removed and the target
+is untouched. An operating-system failure (read-only file system, a path under a file, a
+full disk, a name too long) becomes one :class:`~aepose.errors.AeposeError` line naming the
+file and the reason.
+
+:func:`check_writable` proves a folder writable before long work starts, and
+:class:`RunLock` refuses a second live run into a run folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aepose.errors import AeposeError
+
+__all__ = [
+    "LOCK_NAME",
+    "RunLock",
+    "atomic_write",
+    "check_writable",
+    "read_json",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
+
+LOCK_NAME = ".aepose.lock"  # hidden, like the temporary files: folder scans skip it
+_FILE_MODE = 0o644  # results are meant to be shared; the user's umask still applies
+
+
+def _reason(err: OSError) -> str:
+    """The OS's own words for ``err`` ("Read-only file system", "No space left on device")."""
+    return err.strerror or str(err)
+
+
+def _temporary_name(folder: Path) -> Path:
+    return folder / f".aepose-{secrets.token_hex(4)}.tmp"
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The parsed JSON file ``path``; a missing, unreadable, malformed or absurdly nested file
+    raises a one-line AeposeError naming it as the ``what`` file (e.g. "annotation")."""
+    file = Path(path)
+    try:
+        with file.open(encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise AeposeError(f"{what} file {file} not found") from None
+    except IsADirectoryError:
+        raise AeposeError(f"{what} file {file} is a folder, not a file") from None
+    except OSError as err:
+        raise AeposeError(f"cannot read {what} file {file}: {_reason(err)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AeposeError(f"{what} file {file} is not valid JSON: {err}") from None
+    except RecursionError:
+        # The decoder recurses once per nesting level; no real file nests this deep.
+        raise AeposeError(f"{what} file {file} is nested too deeply to be read") from None
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], None], *, what: str = "") -> Path:
+    """Create or replace ``path`` atomically with what ``writer(temporary_path)`` writes.
+
+    ``writer`` receives the temporary file's path (already created, empty) and writes the
+    whole content there; any library that writes to a path works (torch.save, onnx, ...).
+    Missing parent folders are created. Returns ``path`` as a :class:`Path`. ``what`` names
+    the kind of file in messages ("image" gives "cannot write image PATH: reason").
+
+    Raises:
+        AeposeError: one line naming ``path`` when the operating system refuses (read-only,
+            full, a parent that is a file, a name too long). Exceptions of ``writer`` itself
+            propagate unchanged; either way the temporary file is gone and ``path`` is as
+            it was.
+    """
+    target = Path(path)
+    name = f"{what} {target}" if what else str(target)
+    try:
+        _make_folder(target.parent)
+        tmp = _reserve(target.parent)
+    except OSError as err:
+        raise AeposeError(f"cannot write {name}: {_reason(err)}") from None
+    try:
+        writer(tmp)
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise AeposeError(f"cannot write {name}: {_reason(err)}") from None
+    except BaseException:  # the writer's own errors and Ctrl-C: no debris either way
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir's words for "a file sits where a folder must be"
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder") from None
+
+
+def _reserve(folder: Path) -> Path:
+    """A new, empty temporary file in ``folder``, created exclusively (never shared)."""
+    while True:
+        tmp = _temporary_name(folder)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
+            return tmp
+        except FileExistsError:  # 1 in 4 billion: draw another name
+            continue
+
+
+def _fsync(file: Path) -> None:
+    # The rename must not reach the disk before the data, or a power cut leaves an empty file.
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | Path, data: bytes, *, what: str = "") -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: _write_all(tmp, data), what=what)
+
+
+def _write_all(tmp: Path, data: bytes) -> None:
+    with open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str | Path, text: str, *, what: str = "") -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_write`)."""
+    return write_bytes(path, text.encode("utf-8"), what=what)
+
+
+def write_json(path: str | Path, data: Any, *, sort_keys: bool = False,
+               indent: int | None = None, what: str = "") -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`atomic_write`).
+
+    The text is made in memory first, so data that is not JSON (a set, say) raises its
+    TypeError before anything touches the disk.
+    """
+    return write_text(path, json.dumps(data, sort_keys=sort_keys, indent=indent), what=what)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove it writable by creating and removing a file.
+
+    Call it before long work starts, so an unwritable output costs one line, not the work.
+    """
+    where = Path(folder)
+    if where.exists() and not where.is_dir():
+        raise AeposeError(f"cannot write to {where}: it is a file, not a folder")
+    try:
+        _make_folder(where)
+        _reserve(where).unlink()
+    except OSError as err:
+        raise AeposeError(f"cannot write to {where}: {_reason(err)}") from None
+    return where
+
+
+class RunLock:
+    """Exclusive use of a run folder by one live process, as a context manager.
+
+    The lock is an ``flock`` on ``FOLDER/.aepose.lock`` (which holds the owner's pid for the
+    message): the kernel drops it when the holder exits or dies, so a killed run never
+    leaves a stale lock. The file itself stays (removing it would let two processes lock
+    two different files under one name).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise one line naming the folder and the holder's pid."""
+        check_writable(self.folder)
+        path = self.folder / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        except OSError as err:
+            raise AeposeError(f"cannot lock {self.folder}: {_reason(err)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise AeposeError(
+                f"{self.folder} is in use by another aepose run (pid {holder}); wait for it "
+                "to finish or choose another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd is not None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,190 @@
+"""aepose.io: atomic writes that fail in one line and leave nothing behind, JSON reading,
+writability checks and run-folder locks (across processes, and after a kill)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aepose import io
+from aepose.errors import AeposeError
+from aepose.io import RunLock, atomic_write, check_writable, read_json, write_bytes, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_line(error: pytest.ExceptionInfo[AeposeError]) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message
+    return message
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_write_replaces_atomically_with_a_short_hidden_temporary(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def writer(tmp: Path) -> None:
+        seen.append(tmp.name)
+        assert tmp.parent == tmp_path  # same folder: the rename stays on one file system
+        tmp.write_bytes(b"new")
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    assert atomic_write(target, writer) == target
+    assert target.read_bytes() == b"new" and listing(tmp_path) == ["out.bin"]
+    assert len(seen[0]) == len(".aepose-12345678.tmp") and seen[0].startswith(".aepose-")
+
+
+def test_long_target_names_fit(tmp_path: Path) -> None:
+    target = tmp_path / ("x" * 240 + ".png")  # 244 characters: no room for a longer temporary
+    write_bytes(target, b"data")
+    assert target.read_bytes() == b"data"
+    with pytest.raises(AeposeError) as error:  # 256: the OS's limit, in one line
+        write_bytes(tmp_path / ("y" * 252 + ".png"), b"data")
+    assert "File name too long" in one_line(error) and "yyyy" in str(error.value)
+    assert listing(tmp_path) == [target.name]
+
+
+def test_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    write_json(target, {"a": 1})
+
+    def dies(tmp: Path) -> None:
+        tmp.write_bytes(b"{\"a\": 2, \"trunc")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, dies)
+    assert read_json(target, "results") == {"a": 1}
+    assert listing(tmp_path) == ["results.json"]
+
+
+def test_full_disk_is_one_line_and_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "predictions.json"
+    write_json(target, [1, 2])
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", no_space)
+    with pytest.raises(AeposeError) as error:
+        write_json(target, [3])
+    assert one_line(error) == f"cannot write {target}: No space left on device"
+    monkeypatch.undo()
+    assert read_json(target, "x") == [1, 2] and listing(tmp_path) == [target.name]
+
+
+def test_path_under_a_file_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(AeposeError) as error:
+        write_bytes(blocker / "sub" / "x.bin", b"")
+    assert one_line(error).startswith(f"cannot write {blocker / 'sub' / 'x.bin'}: ")
+    with pytest.raises(AeposeError, match="it is a file, not a folder"):
+        check_writable(blocker)
+    with pytest.raises(AeposeError, match="Not a directory"):
+        check_writable(blocker / "sub")
+
+
+def test_read_only_folder_is_refused_before_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere: simulate the file system's refusal
+            real_open = os.open
+
+            def read_only(path: object, flags: int, *args: int) -> int:
+                if flags & os.O_CREAT:
+                    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+                return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(io.os, "open", read_only)
+        with pytest.raises(AeposeError) as error:
+            check_writable(folder)
+        assert one_line(error).startswith(f"cannot write to {folder}: ")
+        with pytest.raises(AeposeError) as error:
+            write_bytes(folder / "x.png", b"")
+        assert one_line(error).startswith(f"cannot write {folder / 'x.png'}: ")
+    finally:
+        monkeypatch.undo()
+        folder.chmod(0o700)
+    assert listing(folder) == []
+
+
+def test_check_writable_creates_the_folder_and_leaves_it_empty(tmp_path: Path) -> None:
+    assert check_writable(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert listing(tmp_path / "a" / "b") == []
+
+
+def test_read_json_errors_are_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AeposeError) as error:
+        read_json(deep, "annotation")
+    assert one_line(error) == f"annotation file {deep} is nested too deeply to be read"
+    with pytest.raises(AeposeError, match="not found"):
+        read_json(tmp_path / "missing.json", "results")
+    with pytest.raises(AeposeError, match="is a folder"):
+        read_json(tmp_path, "results")
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(AeposeError, match="not valid JSON"):
+        read_json(tmp_path / "bad.json", "results")
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen[str]:
+    """Another process that takes the lock, says so, and sleeps."""
+    code = ("import sys, time; from aepose.io import RunLock\n"
+            "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_second_run_lock_is_refused_until_the_holder_dies(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    holder = _hold_lock(folder)
+    try:
+        with pytest.raises(AeposeError) as error, RunLock(folder):
+            pass
+        assert one_line(error) == (
+            f"{folder} is in use by another aepose run (pid {holder.pid}); wait for it to "
+            "finish or choose another output folder")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while True:  # the kernel releases the flock with the dead process's files
+        try:
+            with RunLock(folder) as lock:
+                assert lock.held
+            break
+        except AeposeError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert not lock.held
+
+
+def test_run_lock_is_exclusive_within_a_process_and_reusable(tmp_path: Path) -> None:
+    with RunLock(tmp_path), pytest.raises(AeposeError, match="in use by another aepose run"):
+        RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # released on exit
+        pass
+    with pytest.raises(AeposeError, match="not a folder"):
+        RunLock(tmp_path / io.LOCK_NAME).acquire()
