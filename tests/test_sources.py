@@ -1,13 +1,15 @@
 """Expanding prediction inputs and reading/writing videos (aepose.sources).
 
-Videos are written with the module's own VideoWriter (OpenCV FFmpeg backend, fourcc mp4v) and
-read back; the codec is lossy, so frame content is compared through a white square's position.
+Videos are written with the module's own VideoWriter (H.264 through PyAV) and read back with
+OpenCV; the codec is lossy, so frame content is compared through a white square's position.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -162,6 +164,30 @@ def test_video_round_trip_keeps_count_size_and_motion(tmp_path: Path) -> None:
         expected_x = 4 + STEP * i + (SQUARE - 1) / 2
         assert square_center_x(frame) == pytest.approx(expected_x, abs=1.0)
         assert np.abs(frame.astype(int) - square_frame(i)).mean() < 10  # lossy, yet close
+
+
+def test_video_is_h264_that_browsers_play_and_opencv_reads(tmp_path: Path) -> None:
+    path = tmp_path / "h264.mp4"
+    write_squares(path, frames=7)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    fourcc = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
+    shapes = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        shapes.append(frame.shape)
+    capture.release()
+    assert fourcc.lower() in {"avc1", "h264"}
+    assert shapes == [(HEIGHT, WIDTH, 3)] * 7
+    # What a browser needs: H.264 in MP4 with 4:2:0 chroma (4:4:4 or RGB H.264 does not play).
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert container.format.name.split(",")[0] == "mov"
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.codec_context.width, stream.codec_context.height) == (WIDTH, HEIGHT)
 
 
 def test_video_colours_stay_in_rgb_order(tmp_path: Path) -> None:
