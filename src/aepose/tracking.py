@@ -1,0 +1,528 @@
+"""Tracking people across video frames, and One-Euro smoothing of their keypoints.
+
+A :class:`PoseTracker` is made once per video and fed one frame at a time::
+
+    tracker = PoseTracker(COCO.sigmas)
+    for frame_keypoints, frame_scores in video:           # [P, K, 3], [P]
+        tracked = tracker.update(frame_keypoints, frame_scores)
+        tracked[0].track_id, tracked[0].keypoints         # int, [K, 3]
+
+Each frame, every live track predicts where its keypoints are now (its last pose moved on
+by a constant-velocity estimate per keypoint, n steps for a track missed for n frames).
+Tracks and detections are paired by ONE optimal assignment
+(``scipy.optimize.linear_sum_assignment``) on a similarity mixing the OKS of the
+predicted pose with the detection and the IoU of their boxes; pairs under a gate are never
+paired. mmpose 0.x's ``get_track_id`` instead pairs greedily, one detection at a time, with
+the previous frame only: a person missed for one frame gets a new ID, and the first
+detection in a crossing can take the other person's ID. ``benchmarks/tracking.py``
+measures both.
+
+Track life: a track is born for every detection left unpaired that has at least
+``min_keypoints`` keypoints above ``keypoint_threshold``, with the next ID (IDs only ever
+increase, and are never reused); it lives while it keeps being paired and for
+``max_age`` frames after its last pairing (so a person hidden for up to ``max_age``
+frames gets the same ID back); then it is dropped. There is no tentative state: every
+track reports its ID from its first frame, so a caller never sees a pose wait for an ID.
+
+Smoothing (``TrackerConfig(smooth=True)``) runs a :class:`OneEuroFilter` per track over
+its [K, 2] coordinates and changes only the keypoints reported; pairing always uses the
+raw detections, so smoothing can never cause an ID switch. The filter is causal: the
+output at frame t depends on frames <= t only, and nothing is held back.
+
+Only arrays enter the core; :meth:`PoseTracker.update_poses` adapts any objects with
+``keypoints`` [K, 3] and ``score`` attributes (``aepose.inference.Pose``).
+
+Shapes: P people (detections) in a frame, K keypoints, T live tracks. Coordinates are
+image pixels; OKS as :func:`aepose.inference.oks_nms` computes it (variances (2 sigma)^2,
+area = keypoint extent, mean of the two areas).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from aepose.keypoints import KeypointSpec
+
+_EPS = float(np.spacing(1))
+
+
+@dataclass(frozen=True)
+class OneEuroConfig:
+    """Parameters of the One-Euro filter (Casiez, Roussel, Vogel, CHI 2012).
+
+    The filter is a first-order low-pass whose cutoff rises with speed:
+    ``cutoff = min_cutoff + beta * |speed|``. Slow or still keypoints are smoothed hard
+    (jitter removed), fast ones lightly (little lag).
+
+    Attributes:
+        min_cutoff: cutoff in Hz when still. Lower removes more jitter and lags more.
+            1.0 Hz is the paper's suggested starting point; at 25 fps it weights a new
+            sample by 0.20 and divides white jitter's standard deviation by about 3.
+        beta: cutoff increase in Hz per unit of speed, speed in person sizes per second
+            (pixels/s divided by the ``scale`` passed to the filter; the tracker passes
+            the square root of the person's box area, so the value does not depend on
+            image resolution or distance to the camera). At steady speed v the lag is
+            v / (2 pi (min_cutoff + beta v)) < 1 / (2 pi beta) person sizes: 10 bounds it
+            at 1.6 % of the person's size, and gave the lowest joint error on
+            ``benchmarks/tracking.py`` (of 2, 10, 50). mmpose's Smoother used min_cutoff
+            0.004 and beta 0.7 with pixels and frames as units, values tied to one
+            resolution and frame rate.
+        d_cutoff: cutoff in Hz of the low-pass on the speed estimate (the paper's 1 Hz):
+            it keeps jitter from being mistaken for motion.
+    """
+
+    min_cutoff: float = 1.0
+    beta: float = 10.0
+    d_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
+            raise ValueError("OneEuroConfig: min_cutoff and d_cutoff must be > 0, beta >= 0")
+
+
+def _alpha(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
+    """Weight of the new sample of a first-order low-pass with this cutoff (Hz), step dt (s)."""
+    r = 2 * math.pi * np.asarray(cutoff) * dt
+    return r / (r + 1)
+
+
+@dataclass
+class _EuroState:
+    """One-Euro filter state, element-wise (any shape S, or [T, K, 2] for a track table)."""
+
+    x: np.ndarray  # last filtered value
+    raw: np.ndarray  # last raw value (the speed is measured on raw values)
+    dx: np.ndarray  # filtered speed, units of x per second
+    t: np.ndarray  # time of each element's last update, seconds
+    started: np.ndarray  # bool: element observed at least once
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...]) -> _EuroState:
+        z = np.zeros(shape)
+        return cls(z, z.copy(), z.copy(), z.copy(), np.zeros(shape, bool))
+
+
+def _euro_step(
+    cfg: OneEuroConfig,
+    s: _EuroState,
+    x: np.ndarray,
+    t: float,
+    seen: np.ndarray,
+    scale: np.ndarray | float,
+) -> np.ndarray:
+    """Advance state s (in place) by sample x at time t; returns the output (x where unseen).
+
+    seen: bool, shape of x; scale: broadcastable to x (speeds are divided by it).
+    """
+    # Per element, because a joint unseen for a while spans a longer step.
+    dt = np.maximum(t - s.t, 1e-6)
+    dx_hat = s.dx + _alpha(cfg.d_cutoff, dt) * ((x - s.raw) / dt - s.dx)
+    cutoff = cfg.min_cutoff + cfg.beta * np.abs(dx_hat) / np.maximum(scale, _EPS)
+    x_hat = s.x + _alpha(cutoff, dt) * (x - s.x)
+    # An element's first observation passes unchanged and starts its state at rest.
+    fresh = seen & ~s.started
+    x_hat = np.where(fresh, x, x_hat)
+    s.x = np.where(seen, x_hat, s.x)
+    s.raw = np.where(seen, x, s.raw)
+    s.dx = np.where(seen, np.where(fresh, 0.0, dx_hat), s.dx)
+    s.t = np.where(seen, float(t), s.t)
+    s.started = s.started | seen
+    return np.where(seen, x_hat, x)
+
+
+class OneEuroFilter:
+    """One-Euro filter over an array of any shape, element-wise, causal.
+
+    ``filt(x, t)`` returns the filtered x at time t (seconds, increasing). The first call
+    returns x unchanged. Elements where ``mask`` is False are not observed this time: their
+    state is kept and their input is returned unchanged, so a joint missing for a few
+    frames resumes from where it was (the next step then spans the whole gap).
+    """
+
+    def __init__(self, config: OneEuroConfig | None = None) -> None:
+        self.config = config or OneEuroConfig()
+        self._state: _EuroState | None = None
+
+    def reset(self) -> None:
+        """Forget the past: the next call starts afresh."""
+        self._state = None
+
+    def __call__(
+        self, x: np.ndarray, t: float, mask: np.ndarray | None = None, scale: float = 1.0
+    ) -> np.ndarray:
+        """Filter one sample.
+
+        Args:
+            x: the sample, any shape S (float); the same S at every call.
+            t: its time in seconds; must exceed the previous call's.
+            mask: bool, broadcastable to S: which elements were observed (default all).
+            scale: speeds are divided by it before ``beta`` applies (e.g. person size).
+
+        Returns:
+            float64 array of shape S.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        seen = np.ones(x.shape, bool) if mask is None else np.broadcast_to(mask, x.shape)
+        if self._state is None:
+            self._state = _EuroState.empty(x.shape)
+        return _euro_step(self.config, self._state, x, t, seen, scale)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Settings of :class:`PoseTracker` (defaults chosen on ``benchmarks/tracking.py``).
+
+    Attributes:
+        max_age: frames a track outlives its last pairing; a person hidden for up to this
+            many frames gets the same ID back (30 = 1.2 s at 25 fps).
+        keypoint_threshold: keypoints scoring below it are treated as missing: they enter
+            neither the OKS nor the box nor the motion estimate.
+        min_keypoints: an unpaired detection starts a track only with at least this many
+            keypoints above the threshold (mmpose's ``min_keypoints`` is 3); weaker ones
+            are reported with ``track_id = -1``.
+        oks_weight: similarity = oks_weight * OKS + (1 - oks_weight) * box IoU. OKS
+            separates people whose boxes overlap (crossings); IoU still pairs a person
+            whose joints were mostly re-detected elsewhere.
+        min_similarity: the gate: a track and a detection less similar than this are never
+            paired, however the rest of the assignment goes.
+        miss_penalty: similarity subtracted per frame a track has been missed, to favour
+            tracks seen last frame over ones lost a while ago (0: on the benchmark any
+            penalty cost more re-attachments after occlusions than it saved).
+        velocity_momentum: weight of the old velocity when a new one is measured
+            (exponential average per keypoint); 0 trusts the last step only.
+        keypoint_motion: in the prediction, weight of each keypoint's own velocity against
+            its track's mean velocity: limbs swing back and forth, so extrapolating their
+            own velocity alone over several frames overshoots (1 = per keypoint only,
+            0 = the body's mean only).
+        smooth: report keypoints smoothed by a One-Euro filter per track (``one_euro``).
+        one_euro: the filter's parameters.
+        fps: frame rate assumed for the smoothing clock when ``update`` gets no
+            timestamp.
+    """
+
+    max_age: int = 30
+    keypoint_threshold: float = 0.1
+    min_keypoints: int = 3
+    oks_weight: float = 0.9
+    min_similarity: float = 0.2
+    miss_penalty: float = 0.0
+    velocity_momentum: float = 0.8
+    keypoint_motion: float = 0.5
+    smooth: bool = False
+    one_euro: OneEuroConfig = field(default_factory=OneEuroConfig)
+    fps: float = 25.0
+
+    def __post_init__(self) -> None:
+        if self.max_age < 0 or self.min_keypoints < 1 or self.fps <= 0:
+            raise ValueError("TrackerConfig: max_age >= 0, min_keypoints >= 1, fps > 0")
+        if not (0 <= self.oks_weight <= 1 and 0 <= self.velocity_momentum < 1
+                and 0 <= self.keypoint_motion <= 1):
+            raise ValueError("TrackerConfig: oks_weight and keypoint_motion in [0, 1], "
+                             "velocity_momentum in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrackedPose:
+    """One person in one frame, with its track.
+
+    Attributes:
+        track_id: >= 0, stable while the person is tracked; -1 for a detection too weak
+            to start a track (fewer than ``min_keypoints`` keypoints) that paired with none.
+        keypoints: float32 [K, 3] x, y, score; x, y smoothed when smoothing is on.
+        score: the person score as given.
+        index: position of this pose in the ``update`` input.
+    """
+
+    track_id: int
+    keypoints: np.ndarray
+    score: float
+    index: int
+
+
+class PoseLike(Protocol):
+    """Anything with ``keypoints`` [K, 3] and ``score``, e.g. ``aepose.inference.Pose``."""
+
+    @property
+    def keypoints(self) -> np.ndarray: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+@dataclass
+class _Tracks:
+    """The live tracks as a table (T rows), so that each frame costs a few array operations
+    whatever the number of people.
+
+    xy is where the keypoints were at ``last_frame`` (observed, or predicted for keypoints
+    missed then); seen marks keypoints observed at least once; velocity is in pixels per
+    frame; euro holds the smoothing state ([T, K, 2]).
+    """
+
+    ids: np.ndarray  # [T] int64
+    xy: np.ndarray  # [T, K, 2] float64
+    seen: np.ndarray  # [T, K] bool
+    velocity: np.ndarray  # [T, K, 2]
+    last_frame: np.ndarray  # [T] int64
+    hits: np.ndarray  # [T] int64
+    euro: _EuroState
+
+    @classmethod
+    def empty(cls, k: int) -> _Tracks:
+        return cls(np.zeros(0, np.int64), np.zeros((0, k, 2)), np.zeros((0, k), bool),
+                   np.zeros((0, k, 2)), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                   _EuroState.empty((0, k, 2)))
+
+    def predict(self, frame: int, keypoint_motion: float) -> np.ndarray:
+        """[T, K, 2] keypoints at ``frame``: constant velocity over the frames since seen,
+        each keypoint's velocity shrunk towards its track's mean by ``keypoint_motion``."""
+        steps = (frame - self.last_frame)[:, None, None]
+        seen = self.seen[..., None]
+        body = (self.velocity * seen).sum(axis=1, keepdims=True) / np.maximum(
+            seen.sum(axis=1, keepdims=True), 1)
+        return self.xy + (body + keypoint_motion * (self.velocity - body)) * steps
+
+    def select(self, rows: np.ndarray) -> _Tracks:
+        """The tracks at rows (bool mask or indices)."""
+        e = self.euro
+        euro = _EuroState(e.x[rows], e.raw[rows], e.dx[rows], e.t[rows], e.started[rows])
+        return _Tracks(self.ids[rows], self.xy[rows], self.seen[rows], self.velocity[rows],
+                       self.last_frame[rows], self.hits[rows], euro)
+
+    def append(self, ids: np.ndarray, xy: np.ndarray, seen: np.ndarray, frame: int) -> _Tracks:
+        """This table plus new tracks born at ``frame`` (ids [N], xy [N, K, 2], seen [N, K])."""
+        n = len(ids)
+        born = _Tracks(ids, xy.copy(), seen.copy(), np.zeros_like(xy),
+                       np.full(n, frame, np.int64), np.ones(n, np.int64),
+                       _EuroState.empty(xy.shape))
+        e, b = self.euro, born.euro
+        euro = _EuroState(*(np.concatenate([getattr(e, f), getattr(b, f)])
+                            for f in ("x", "raw", "dx", "t", "started")))
+        return _Tracks(np.concatenate([self.ids, ids]), np.concatenate([self.xy, born.xy]),
+                       np.concatenate([self.seen, born.seen]),
+                       np.concatenate([self.velocity, born.velocity]),
+                       np.concatenate([self.last_frame, born.last_frame]),
+                       np.concatenate([self.hits, born.hits]), euro)
+
+
+def keypoint_boxes(xy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Boxes around the valid keypoints.
+
+    Args:
+        xy: [N, K, 2]; valid: [N, K] bool.
+
+    Returns:
+        [N, 4] x0, y0, x1, y1 (all zeros for a pose without valid keypoints).
+    """
+    any_valid = valid.any(axis=1, keepdims=True)
+    big = np.where(valid[..., None], xy, np.inf).min(axis=1)
+    small = np.where(valid[..., None], xy, -np.inf).max(axis=1)
+    return np.where(any_valid, np.concatenate([big, small], axis=1), 0.0)
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    """[N] areas of [N, 4] boxes."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a [T, 4] with every box in b [P, 4] (x0, y0, x1, y1) -> [T, P]."""
+    low = np.maximum(a[:, None, :2], b[None, :, :2])
+    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(high - low, 0, None).prod(axis=-1)
+    return inter / (_areas(a)[:, None] + _areas(b)[None] - inter + _EPS)
+
+
+def pairwise_oks(
+    xy_a: np.ndarray,
+    valid_a: np.ndarray,
+    xy_b: np.ndarray,
+    valid_b: np.ndarray,
+    sigmas: np.ndarray,
+) -> np.ndarray:
+    """OKS of every pose in a with every pose in b, over keypoints valid in both.
+
+    Args:
+        xy_a: [T, K, 2], valid_a: [T, K] bool; xy_b: [P, K, 2], valid_b: [P, K] bool.
+        sigmas: [K] OKS sigmas.
+
+    Returns:
+        [T, P] in [0, 1]; 0 for pairs sharing no valid keypoint. The area is the mean of
+        the two poses' valid-keypoint box areas (as ``oks_nms``, which uses all keypoints).
+    """
+    area_a = _areas(keypoint_boxes(xy_a, valid_a))
+    area_b = _areas(keypoint_boxes(xy_b, valid_b))
+    return _oks(xy_a, valid_a, area_a, xy_b, valid_b, area_b, sigmas)
+
+
+def _oks(
+    xy_a: np.ndarray, valid_a: np.ndarray, area_a: np.ndarray,
+    xy_b: np.ndarray, valid_b: np.ndarray, area_b: np.ndarray, sigmas: np.ndarray,
+) -> np.ndarray:
+    """:func:`pairwise_oks` with the areas ([T], [P]) given."""
+    mean_area = (area_a[:, None] + area_b[None]) / 2 + _EPS  # [T, P]
+    squared = ((xy_a[:, None] - xy_b[None]) ** 2).sum(axis=-1)  # [T, P, K]
+    e = squared / ((2 * sigmas) ** 2 * 2) / mean_area[..., None]
+    both = valid_a[:, None] & valid_b[None]  # [T, P, K]
+    total = (np.exp(-e) * both).sum(axis=-1)
+    return total / np.maximum(both.sum(axis=-1), 1)
+
+
+class PoseTracker:
+    """Gives each person in a video a track ID that persists across frames.
+
+    Make one per video and call :meth:`update` once per frame, in order (frames without
+    people too: that is how tracks age). See the module docstring for the method.
+
+    Args:
+        sigmas: the K OKS sigmas, or a :class:`~aepose.keypoints.KeypointSpec`.
+        config: :class:`TrackerConfig` (defaults if omitted).
+    """
+
+    def __init__(
+        self, sigmas: KeypointSpec | Sequence[float], config: TrackerConfig | None = None
+    ) -> None:
+        values = sigmas.sigmas if isinstance(sigmas, KeypointSpec) else sigmas
+        self.sigmas = np.asarray(values, dtype=np.float64)
+        self.config = config or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks and restart IDs at 0 (a new video)."""
+        self.tracks = _Tracks.empty(len(self.sigmas))
+        self.frame = -1  # index of the last frame given to update()
+        self.next_id = 0
+
+    @property
+    def live_ids(self) -> list[int]:
+        """IDs of the tracks alive now (paired recently enough to be re-attached)."""
+        return self.tracks.ids.tolist()
+
+    def update(
+        self,
+        keypoints: np.ndarray,
+        scores: np.ndarray | Sequence[float] | None = None,
+        timestamp_ms: float | None = None,
+    ) -> list[TrackedPose]:
+        """Track one frame's poses.
+
+        Args:
+            keypoints: [P, K, 3] x, y, score (image pixels); P may be 0.
+            scores: [P] person scores (reported back; default 1.0).
+            timestamp_ms: the frame's time, for the smoothing clock; default
+                ``frame index * 1000 / config.fps``. Pairing counts frames, not time.
+
+        Returns:
+            One :class:`TrackedPose` per input pose, in input order.
+        """
+        self.frame += 1
+        points = np.asarray(keypoints, dtype=np.float64).reshape(-1, len(self.sigmas), 3)
+        person_scores = np.ones(len(points)) if scores is None else np.asarray(scores, float)
+        xy, valid = points[:, :, :2], points[:, :, 2] >= self.config.keypoint_threshold
+        self._drop_old_tracks()
+        rows, cols = self._assign(xy, valid)
+        self._extend(rows, cols, xy, valid)
+        ids = np.full(len(points), -1, dtype=np.int64)
+        ids[cols] = self.tracks.ids[rows]
+        born = np.flatnonzero((ids < 0) & (valid.sum(axis=1) >= self.config.min_keypoints))
+        ids[born] = self.next_id + np.arange(len(born))
+        self.next_id += len(born)
+        self.tracks = self.tracks.append(ids[born], xy[born], valid[born], self.frame)
+        out = points.astype(np.float32)
+        if self.config.smooth:
+            out[:, :, :2] = self._smooth(ids, xy, valid, self._time_s(timestamp_ms))
+        return [TrackedPose(int(i), out[p], float(person_scores[p]), p)
+                for p, i in enumerate(ids.tolist())]
+
+    def update_poses(
+        self, poses: Sequence[PoseLike], timestamp_ms: float | None = None
+    ) -> list[TrackedPose]:
+        """:meth:`update` for pose objects (``keypoints`` [K, 3], ``score``)."""
+        k = len(self.sigmas)
+        points = (np.stack([np.asarray(p.keypoints)[:, :3] for p in poses]) if poses
+                  else np.zeros((0, k, 3)))
+        return self.update(points, [float(p.score) for p in poses], timestamp_ms)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _time_s(self, timestamp_ms: float | None) -> float:
+        if timestamp_ms is None:
+            return self.frame / self.config.fps
+        return float(timestamp_ms) / 1000.0
+
+    def _drop_old_tracks(self) -> None:
+        # Missed for max_age frames (last paired at frame - max_age - 1) is still alive.
+        alive = self.frame - self.tracks.last_frame <= self.config.max_age + 1
+        if not alive.all():
+            self.tracks = self.tracks.select(alive)
+
+    def similarity(self, xy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """[T, P] similarity of the live tracks' predictions with detections xy [P, K, 2]
+        (valid [P, K]), miss penalty included; the gate is applied by the caller."""
+        cfg, tracks = self.config, self.tracks
+        predicted = tracks.predict(self.frame, cfg.keypoint_motion)  # [T, K, 2]
+        box_t, box_d = keypoint_boxes(predicted, tracks.seen), keypoint_boxes(xy, valid)
+        oks = _oks(predicted, tracks.seen, _areas(box_t), xy, valid, _areas(box_d),
+                   self.sigmas)
+        missed = (self.frame - tracks.last_frame - 1).astype(np.float64)
+        return (cfg.oks_weight * oks + (1 - cfg.oks_weight) * box_iou(box_t, box_d)
+                - cfg.miss_penalty * missed[:, None])
+
+    def _assign(self, xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Optimal pairs above the gate: (track rows [N], detection indices [N])."""
+        if len(self.tracks.ids) == 0 or len(xy) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        sim = self.similarity(xy, valid)
+        gate = self.config.min_similarity
+        # Gated pairs get a cost no useful pairing can offset, then are discarded.
+        rows, cols = linear_sum_assignment(np.where(sim >= gate, -sim, 1e6))
+        keep = sim[rows, cols] >= gate
+        return rows[keep], cols[keep]
+
+    def _extend(self, rows: np.ndarray, cols: np.ndarray, xy: np.ndarray, valid: np.ndarray
+                ) -> None:
+        """Add this frame's paired detections (cols) to their tracks (rows)."""
+        tr = self.tracks
+        steps = (self.frame - tr.last_frame[rows]).astype(np.float64)[:, None, None]
+        old_xy, old_v = tr.xy[rows], tr.velocity[rows]
+        obs = valid[cols]  # [N, K]
+        both = obs & tr.seen[rows]
+        measured = (xy[cols] - old_xy) / steps
+        # The first measured velocity is taken as is; later ones are averaged.
+        m = np.where(tr.hits[rows] > 1, self.config.velocity_momentum, 0.0)[:, None, None]
+        v = np.where(both[..., None], m * old_v + (1 - m) * measured, old_v)
+        # Joints seen for the first time move with the body (their track's mean velocity).
+        count = np.maximum(both.sum(axis=1), 1)[:, None]
+        body = (v * both[..., None]).sum(axis=1) / count  # [N, 2]
+        v = np.where((obs & ~tr.seen[rows])[..., None], body[:, None], v)
+        predicted = tr.predict(self.frame, self.config.keypoint_motion)[rows]
+        tr.xy[rows] = np.where(obs[..., None], xy[cols], predicted)
+        tr.velocity[rows] = v
+        tr.seen[rows] |= obs
+        tr.last_frame[rows] = self.frame
+        tr.hits[rows] += 1
+
+    def _smooth(self, ids: np.ndarray, xy: np.ndarray, valid: np.ndarray, time_s: float
+                ) -> np.ndarray:
+        """[P, K, 2]: xy passed through the One-Euro filters of the tracks they belong to."""
+        out = xy.copy()
+        tracked = np.flatnonzero(ids >= 0)
+        if len(tracked) == 0:
+            return out
+        # Rows of those tracks: the table holds each ID once, sorted by birth (= by ID).
+        rows = np.searchsorted(self.tracks.ids, ids[tracked])
+        e = self.tracks.euro
+        state = _EuroState(e.x[rows], e.raw[rows], e.dx[rows], e.t[rows], e.started[rows])
+        boxes = keypoint_boxes(xy[tracked], valid[tracked])
+        size = np.sqrt(np.maximum(_areas(boxes), 1.0))[:, None, None]
+        seen = np.broadcast_to(valid[tracked][..., None], state.x.shape)
+        out[tracked] = _euro_step(self.config.one_euro, state, xy[tracked], time_s, seen, size)
+        e.x[rows], e.raw[rows], e.dx[rows] = state.x, state.raw, state.dx
+        e.t[rows], e.started[rows] = state.t, state.started
+        return out

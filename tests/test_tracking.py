@@ -1,0 +1,189 @@
+"""PoseTracker and OneEuroFilter: IDs through crossings and occlusions, causal smoothing."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aepose.keypoints import COCO
+from aepose.tracking import OneEuroConfig, OneEuroFilter, PoseTracker, TrackerConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+K = COCO.num_keypoints
+# A standing person, height 100 px, feet at the origin: K keypoints spread over the body.
+_SHAPE = np.stack([np.linspace(-15, 15, K), np.linspace(-100, 0, K)], axis=1)
+
+
+def person(x: float, y: float = 200.0, score: float = 0.9) -> np.ndarray:
+    """[K, 3] a person with feet at (x, y)."""
+    return np.concatenate([_SHAPE + np.array([x, y]), np.full((K, 1), score)], axis=1)
+
+
+def frame(*people: np.ndarray) -> np.ndarray:
+    return np.stack(people) if people else np.zeros((0, K, 3))
+
+
+def crossing(frames: int = 40) -> list[tuple[np.ndarray, list[int]]]:
+    """Two people walking past each other at 6 px/frame; per frame (poses, true ids). The
+    faster-scoring one alternates so that input order carries no identity."""
+    out = []
+    for f in range(frames):
+        a, b = person(50 + 6 * f, 200), person(290 - 6 * f, 205)
+        out.append((frame(a, b), [0, 1]) if f % 2 else (frame(b, a), [1, 0]))
+    return out
+
+
+def test_crossing_keeps_ids() -> None:
+    tracker = PoseTracker(COCO)
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for poses, truth in crossing():
+        for tracked, true_id in zip(tracker.update(poses), truth, strict=True):
+            seen[true_id].add(tracked.track_id)
+    assert len(seen[0]) == len(seen[1]) == 1 and seen[0] != seen[1]
+
+
+def test_greedy_baseline_switches_where_assignment_does_not() -> None:
+    from tracking import GreedyTracker  # the benchmark's mmpose 0.x baseline
+
+    # A runner (10 px/frame, listed first) passes in front of a standing person:
+    # greedy IoU gives it the ID of the previous-frame box it overlaps most, the standing
+    # person's; the tracker's prediction moves the walker's track along with it.
+    def scene(f: int) -> tuple[np.ndarray, list[int]]:
+        return frame(person(120 + 10 * f, 215), person(200, 200)), [1, 0]
+
+    greedy, ours = GreedyTracker(COCO.sigmas, use_oks=False), PoseTracker(COCO)
+    g_ids: dict[int, set[int]] = {0: set(), 1: set()}
+    o_ids: dict[int, set[int]] = {0: set(), 1: set()}
+    for f in range(12):
+        poses, truth = scene(f)
+        for got, t in zip(greedy.update(poses), truth, strict=True):
+            g_ids[t].add(got)
+        for tracked, t in zip(ours.update(poses), truth, strict=True):
+            o_ids[t].add(tracked.track_id)
+    assert o_ids == {1: {0}, 0: {1}}
+    assert any(len(v) > 1 for v in g_ids.values())
+
+
+def test_reattached_after_short_occlusion_new_id_after_max_age() -> None:
+    tracker = PoseTracker(COCO, TrackerConfig(max_age=5))
+    ids = []
+    for f in range(30):
+        hidden = 5 <= f < 10 or 15 <= f < 21  # 5 frames (= max_age), then 6 (> max_age)
+        out = tracker.update(frame() if hidden else frame(person(100 + 2 * f)))
+        ids.extend(t.track_id for t in out)
+    assert ids[:10] == [0] * 10  # frames 0-4 and 10-14
+    assert set(ids[10:]) == {1}
+
+
+def test_ids_increase_and_are_never_reused() -> None:
+    tracker = PoseTracker(COCO, TrackerConfig(max_age=2))
+    first_seen: list[int] = []
+    rng = np.random.default_rng(0)
+    for f in range(60):
+        # People appear and vanish at random places: many tracks born and dropped.
+        count = int(rng.integers(0, 4))
+        poses = frame(*(person(float(x)) for x in rng.uniform(0, 2000, count)))
+        for t in tracker.update(poses, timestamp_ms=40.0 * f):
+            if t.track_id not in first_seen:
+                first_seen.append(t.track_id)
+    assert first_seen == sorted(first_seen) == list(range(len(first_seen)))
+    assert len(first_seen) > 20
+
+
+def test_new_person_gets_new_id_and_empty_frames() -> None:
+    tracker = PoseTracker(COCO)
+    assert tracker.update(frame()) == []
+    assert [t.track_id for t in tracker.update(frame(person(100)))] == [0]
+    assert tracker.update(np.zeros((0, K, 3))) == []
+    out = tracker.update(frame(person(102), person(400)), scores=[0.8, 0.7])
+    assert [(t.track_id, t.index, t.score) for t in out] == [(0, 0, 0.8), (1, 1, 0.7)]
+    assert out[1].keypoints.dtype == np.float32 and out[1].keypoints.shape == (K, 3)
+
+
+def test_weak_detection_gets_no_track() -> None:
+    weak = person(100)
+    weak[2:, 2] = 0.01  # 2 keypoints above the threshold, min_keypoints is 3
+    assert [t.track_id for t in PoseTracker(COCO).update(frame(weak))] == [-1]
+
+
+def test_update_poses_adapts_pose_objects() -> None:
+    @dataclass
+    class Pose:
+        keypoints: np.ndarray
+        score: float
+
+    tracker = PoseTracker(COCO)
+    out = tracker.update_poses([Pose(person(10).astype(np.float32), 0.5)])
+    assert (out[0].track_id, out[0].score) == (0, 0.5)
+    assert tracker.update_poses([]) == []
+
+
+def test_tracker_smoothing_changes_keypoints_not_ids() -> None:
+    rng = np.random.default_rng(1)
+    plain, smooth = PoseTracker(COCO), PoseTracker(COCO, TrackerConfig(smooth=True))
+    errors = {"plain": [], "smooth": []}
+    for f in range(50):
+        truth = person(100.0)
+        noisy = truth.copy()
+        noisy[:, :2] += rng.normal(size=(K, 2)) * 2.0
+        a, b = plain.update(frame(noisy))[0], smooth.update(frame(noisy))[0]
+        assert a.track_id == b.track_id == 0
+        if f >= 10:
+            errors["plain"].append(np.abs(a.keypoints[:, :2] - truth[:, :2]).mean())
+            errors["smooth"].append(np.abs(b.keypoints[:, :2] - truth[:, :2]).mean())
+    assert np.mean(errors["smooth"]) < 0.75 * np.mean(errors["plain"])
+
+
+# -- One-Euro filter ------------------------------------------------------------------------
+
+
+def run_filter(signal: np.ndarray, fps: float = 25.0, **kw: float) -> np.ndarray:
+    filt = OneEuroFilter(OneEuroConfig(**kw))
+    return np.array([filt(np.array([x]), i / fps)[0] for i, x in enumerate(signal)])
+
+
+def test_one_euro_is_causal_and_passes_the_first_sample() -> None:
+    rng = np.random.default_rng(0)
+    signal = np.concatenate([np.zeros(20), np.full(20, 10.0)]) + rng.normal(size=40)
+    full = run_filter(signal)
+    assert full[0] == signal[0]
+    for n in (5, 20, 21, 33):
+        np.testing.assert_array_equal(run_filter(signal[:n]), full[:n])
+
+
+def test_one_euro_reduces_jitter_on_a_constant() -> None:
+    rng = np.random.default_rng(0)
+    signal = 50 + rng.normal(size=500)
+    out = run_filter(signal, beta=0.0)
+    assert out[50:].std() < 0.4 * signal[50:].std()
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_one_euro_lag_on_a_ramp_matches_theory(beta: float) -> None:
+    # Steady state of a first-order low-pass on x = v t: lag = v / (2 pi cutoff), with
+    # cutoff = min_cutoff + beta |v| once the speed estimate has settled on v.
+    fps, v, min_cutoff = 25.0, 40.0, 1.0
+    t = np.arange(300) / fps
+    out = run_filter(v * t, fps=fps, min_cutoff=min_cutoff, beta=beta)
+    lag = (v * t - out)[-1]
+    cutoff = min_cutoff + beta * v
+    # Discrete steps: lag = v dt (1 - a) / a with a = r / (r + 1), r = 2 pi cutoff dt.
+    assert lag == pytest.approx(v / (2 * math.pi * cutoff), rel=1e-6)
+    assert 0 < lag < v / (2 * math.pi * min_cutoff) + 1e-9
+    if beta:
+        assert lag < 1 / (2 * math.pi * beta)
+
+
+def test_one_euro_mask_holds_unobserved_elements() -> None:
+    filt = OneEuroFilter()
+    filt(np.array([0.0, 0.0]), 0.0)
+    out = filt(np.array([5.0, 99.0]), 0.04, mask=np.array([True, False]))
+    assert 0 < out[0] < 5 and out[1] == 99.0
+    again = filt(np.array([5.0, 0.0]), 0.08)
+    assert again[1] == 0.0  # the held element resumes from its last state (0), at rest
