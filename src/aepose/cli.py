@@ -37,7 +37,8 @@ from aepose.models import build_model
 from aepose.precision import PRECISIONS
 from aepose.predict import run_predict
 from aepose.profile import model_cost
-from aepose.synth import generate_dataset, parse_size, split_counts
+from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
+from aepose.synth.video import parse_frame_size
 from aepose.train import TrainOptions, train
 
 
@@ -102,7 +103,17 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    train, val = split_counts(args.images)
+    if args.video:
+        clips = write_sequences(
+            args.out_dir, args.spec, clips=1 if args.images is None else args.images,
+            frames=args.frames, people=args.people, size=parse_frame_size(args.frame_size),
+            seed=args.seed, fps=args.fps, overwrite=args.overwrite,
+        )
+        for clip in clips:
+            print(f"{clip.video}  {clip.frames} frames  {clip.people} people  "
+                  f"seed {clip.seed}  truth {clip.truth.name}")
+        return
+    train, val = split_counts(200 if args.images is None else args.images)
     summary = generate_dataset(
         args.out_dir, args.spec, train_images=train, val_images=val, seed=args.seed,
         size=parse_size(args.size), overwrite=args.overwrite,
@@ -282,7 +293,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
              "  aepose info runs/demo/checkpoint.pth"),
     "synth": (_cmd_synth, "generate a crowd dataset (images + COCO-format JSON) offline",
               "examples:\n  aepose synth data/synth --spec crowdpose --images 500 --seed 0\n"
-              "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512"),
+              "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512\n"
+              "  aepose synth data/clips --video --images 5 --frames 150 --people 6"),
     "train": (_cmd_train, "train a preset on a COCO-format dataset (one GPU, torchrun, or CPU)",
               "examples:\n"
               "  aepose train --preset higherhrnet_w32_crowdpose_512 --data-root data/crowdpose\n"
@@ -443,12 +455,22 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     synth.add_argument("out_dir", help="folder to write (the dataset's own layout)")
     synth.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), default="crowdpose",
                        help="keypoint definition and folder layout (default crowdpose)")
-    synth.add_argument("--images", type=int, default=200,
-                       help="images in total; a fifth (at least 1) go to val (default 200)")
+    synth.add_argument("--images", type=int, default=None,
+                       help="images in total; a fifth (at least 1) go to val (default 200); "
+                            "with --video, clips (default 1)")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     synth.add_argument("--size", default="256..640",
                        help="image side in pixels: N or MIN..MAX (default 256..640)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    synth.add_argument("--video", action="store_true",
+                       help="write clips of people walking (clip_NNNN.mp4, H.264) with "
+                            "PoseTrack-like truth (clip_NNNN.json: track ids, keypoints, boxes)")
+    synth.add_argument("--frames", type=int, default=100, help="frames per clip (default 100)")
+    synth.add_argument("--people", type=int, default=None,
+                       help="distinct people per clip, 1..20 (default: drawn from 1..12)")
+    synth.add_argument("--frame-size", default="640x480",
+                       help="clip frame size WIDTHxHEIGHT (default 640x480)")
+    synth.add_argument("--fps", type=float, default=25.0, help="clip frame rate (default 25)")
     _add_train_arguments(subparsers["train"])
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])

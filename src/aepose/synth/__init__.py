@@ -12,7 +12,8 @@ One module per job, each importing only those before it:
 - :mod:`~aepose.synth.render`: figures painted over a background, with a label map;
 - :mod:`~aepose.synth.scene`: random scenes (background, people, crowd) from a generator;
 - :mod:`~aepose.synth.annotate`: COCO annotations, visibility flags, crowdIndex;
-- :mod:`~aepose.synth.write`: dataset folders, deterministic by seed.
+- :mod:`~aepose.synth.write`: dataset folders, deterministic by seed;
+- :mod:`~aepose.synth.video`: clips of people walking, with track ids (PoseTrack-like).
 
 Conventions. Points are pixel INDICES, x = column, y = row (the project's convention, see
 ``aepose.data.transforms``); images are BGR uint8 [H, W, 3].
@@ -41,6 +42,7 @@ from aepose.synth.render import (
     render_scene,
 )
 from aepose.synth.scene import SceneParams, sample_scene
+from aepose.synth.video import sequence_truth, write_sequence, write_sequences
 from aepose.synth.write import (
     SplitSummary,
     SynthSummary,
@@ -72,5 +74,8 @@ __all__ = [
     "parse_size",
     "render_scene",
     "sample_scene",
+    "sequence_truth",
     "split_counts",
+    "write_sequence",
+    "write_sequences",
 ]

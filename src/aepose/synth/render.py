@@ -34,6 +34,7 @@ __all__ = [
     "figure_bbox",
     "figure_extent",
     "figure_mask",
+    "label_map",
     "render_scene",
 ]
 
@@ -246,6 +247,19 @@ def render_scene(scene: Scene) -> RenderedScene:
     for i, fig in enumerate(scene.people):
         _paint(image, labels, fig, i + 1)
     return RenderedScene(image=image, labels=labels)
+
+
+def label_map(figures: Sequence[Figure], width: int, height: int) -> ImageArray:
+    """uint8 [height, width]: i + 1 where ``figures[i]`` (ordered far to near) is on top, 0
+    elsewhere. The label map :func:`render_scene` returns for these people (and no crowd),
+    without painting the image: what visibility flags need, at a fraction of the cost."""
+    labels = np.zeros((height, width), dtype=np.uint8)
+    for i, fig in enumerate(figures):
+        grow = _outline_width(fig)
+        for part in _parts_of(fig):
+            if part.solid:
+                _draw(labels, part, i + 1, grow)
+    return labels
 
 
 def figure_mask(fig: Figure, width: int, height: int) -> BoolArray:
