@@ -22,6 +22,7 @@ from torch import Tensor
 
 from aepose.config import PRESETS, Config, ModelConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
+from aepose.hub import resolve_weights
 from aepose.io import atomic_write
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.hrnet import HRNET_VARIANTS
@@ -75,9 +76,14 @@ class Architecture:
                 f"{self.num_keypoints} keypoints ({dataset})")
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a weights file safely and normalise its layout (``module.`` prefixes stripped)."""
-    path = Path(path)
+def read_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
+    """Load a weights file safely and normalise its layout (``module.`` prefixes stripped).
+
+    ``path`` may also be a preset name, an mmpose release file name or a URL: see
+    :func:`aepose.hub.resolve_weights`, which also checks the SHA-256 prefix a file name
+    carries (``verify=False`` skips that for a local file, to describe a damaged one).
+    """
+    path = resolve_weights(path, verify=verify)
     return _parse(path, _torch_load(path))
 
 
@@ -247,6 +253,9 @@ def load_model(
 ) -> AssociativeEmbeddingNet:
     """Network with the weights of ``path``, in eval mode on ``device``.
 
+    ``path`` is a file, or a preset name (``"hrnet_w32_aic_512"``), an mmpose release file name
+    or an http(s) URL, downloaded once into the cache and verified (:mod:`aepose.hub`).
+
     Accepts mmpose checkpoints (``{"state_dict", "meta"}``), bare state_dicts, keys with a
     ``module.`` prefix and aepose checkpoints (``{"model", "config"}``). Without ``preset``
     the architecture is recognised from the keys (or taken from an aepose file's config)
@@ -259,7 +268,10 @@ def load_with_config(
     path: str | Path, preset: str | None = None, device: str | torch.device = "cpu"
 ) -> tuple[AssociativeEmbeddingNet, Config]:
     """:func:`load_model` and the recipe to run it with, from one read of the file: the
-    ``preset``'s when given, else an aepose file's own config, else the recognised preset's."""
+    ``preset``'s when given, else an aepose file's own config, else the recognised preset's.
+
+    ``path`` may be a file, a preset name, a release file name or a URL (see :mod:`aepose.hub`).
+    """
     ckpt = read_checkpoint(path)
     name, cfg, how = resolve_config(ckpt, preset)
     if preset is None:

@@ -31,12 +31,12 @@ from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import evaluate_keypoints, format_table
 from aepose.export import export_onnx, onnx_predictor
+from aepose.hub import cached_file, download, hash_report
 from aepose.inference import COMPILE_MODES, FastNetwork, Predictor
 from aepose.keypoints import KEYPOINT_SPECS
-from aepose.models import build_model
 from aepose.precision import PRECISIONS
 from aepose.predict import run_predict
-from aepose.profile import model_cost
+from aepose.profile import preset_cost
 from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
 from aepose.synth.video import parse_frame_size
 from aepose.train import TrainOptions, train
@@ -68,25 +68,31 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_models(args: argparse.Namespace) -> None:
     header = f"{'preset':32} {'data':10} {'K':>3} {'input':>5} {'outputs':>9} {'params':>8}"
-    header += f" {'GFLOPs':>7}  released weights"
+    header += f" {'GFLOPs':>7} {'cached':>6}  released weights"
     print(header)
     print("-" * len(header))
     for name, cfg in PRESETS.items():
-        params, gflops = model_cost(cfg) if args.flops else (
-            sum(p.numel() for p in build_model(cfg).parameters()), float("nan"))
+        params, gflops = preset_cost(cfg)  # stored numbers: no network is built
+        flops = f"{gflops:>7.2f}" if args.flops else f"{'-':>7}"
+        cached = cached_file(name)
+        in_cache = "-" if cached is None else "yes" if cached.is_file() else "no"
         outputs = "/".join(str(s) for s in cfg.data.heatmap_sizes)
         print(f"{name:32} {cfg.data.dataset:10} {cfg.model.num_keypoints:>3} "
-              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {gflops:>7.2f}  "
-              f"{cfg.checkpoint or '-'}")
-    print("\nGFLOPs: one image at the preset's input size, multiply-add = 2 FLOPs.")
+              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {flops} "
+              f"{in_cache:>6}  {cfg.checkpoint or '-'}")
+    print("\nGFLOPs: one image at the preset's input size, multiply-add = 2 FLOPs. "
+          "cached: released weights in the cache (aepose download NAME).")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    ckpt = read_checkpoint(args.weights)
+    # A damaged file is still described (info is a diagnostic): its hash line says MISMATCH,
+    # and loading it anywhere else is refused.
+    ckpt = read_checkpoint(args.weights, verify=False)
+    print(f"file:          {ckpt.path}")
+    print(f"hash:          {hash_report(ckpt.path)}")
     arch = detect_architecture(ckpt.state_dict, ckpt.path)
     params = sum(v.numel() for k, v in ckpt.state_dict.items()
                  if v.is_floating_point() and not k.endswith(("running_mean", "running_var")))
-    print(f"file:          {ckpt.path}")
     print(f"layout:        {ckpt.kind} ({len(ckpt.state_dict)} state_dict entries, "
           f"{params:,} parameters)")
     print(f"architecture:  {arch.describe()}")
@@ -100,6 +106,12 @@ def _cmd_info(args: argparse.Namespace) -> None:
     for key in ("epoch", "iter", "iteration", "mmcv_version", "time", "version"):
         if key in ckpt.meta:
             print(f"{key + ':':15}{ckpt.meta[key]}")
+
+
+def _cmd_download(args: argparse.Namespace) -> None:
+    names = [n for n in PRESETS if cached_file(n)] if args.names == ["all"] else args.names
+    for name in names:
+        print(f"{name}: {download(name)}", flush=True)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -286,11 +298,19 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
-    "models": (_cmd_models, "list the presets (keypoints, dataset, size, params, GFLOPs)",
-               "examples:\n  aepose models\n  aepose models --no-flops   # faster"),
-    "info": (_cmd_info, "tell what a weights file is and which preset fits it",
+    "models": (_cmd_models, "list the presets (keypoints, dataset, size, params, GFLOPs, "
+               "released weights and whether they are cached)",
+               "examples:\n  aepose models\n  aepose models --no-flops   # without GFLOPs"),
+    "info": (_cmd_info, "tell what a weights file is, whether its hash checks out and which "
+             "preset fits it",
              "examples:\n  aepose info hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
-             "  aepose info runs/demo/checkpoint.pth"),
+             "  aepose info hrnet_w32_aic_512          # the cached release (downloads it)\n"
+             "  aepose info runs/demo/train/last.pth"),
+    "download": (_cmd_download, "fetch released weights into the cache and print where they are",
+                 "examples:\n  aepose download hrnet_w32_aic_512 higherhrnet_w32_crowdpose_512\n"
+                 "  aepose download higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth\n"
+                 "  aepose download all\n"
+                 "  AEPOSE_HOME=/data/aepose aepose download all   # into /data/aepose/weights"),
     "synth": (_cmd_synth, "generate a crowd dataset (images + COCO-format JSON) offline",
               "examples:\n  aepose synth data/synth --spec crowdpose --images 500 --seed 0\n"
               "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512\n"
@@ -449,8 +469,12 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     subparsers["models"].add_argument(
-        "--no-flops", dest="flops", action="store_false", help="skip the FLOP count")
-    subparsers["info"].add_argument("weights", help="checkpoint file (mmpose or aepose)")
+        "--no-flops", dest="flops", action="store_false", help="leave out the GFLOPs column")
+    subparsers["info"].add_argument(
+        "weights", help="checkpoint file (mmpose or aepose), preset name, release name or URL")
+    subparsers["download"].add_argument(
+        "names", nargs="+", metavar="NAME",
+        help="preset name, mmpose release file name or http(s) URL; 'all': every release")
     synth = subparsers["synth"]
     synth.add_argument("out_dir", help="folder to write (the dataset's own layout)")
     synth.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), default="crowdpose",

@@ -362,3 +362,28 @@ def _parse_bool(text: str) -> bool:
     if text.lower() not in words:
         raise ValueError(text)
     return words[text.lower()]
+# Where mmpose 0.x publishes each preset's released weights (its model zoo pages,
+# configs/body/2d_kpt_sview_rgb_img/associative_embedding/{aic,coco,crowdpose}/*.md). Every
+# URL's file name is the preset's ``checkpoint`` and ends in ``-XXXXXXXX_date.pth``, the first
+# 8 hex digits of the file's SHA-256, which aepose.hub verifies. AEPOSE_WEIGHTS_MIRROR
+# replaces WEIGHTS_BASE.
+WEIGHTS_BASE = "https://download.openmmlab.com/mmpose"
+WEIGHTS_URLS: dict[str, str] = {
+    "hrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w32_aic_512x512-77e2a98a_20210131.pth",
+    "higherhrnet_w32_crowdpose_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth",
+    "higherhrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_aic_512x512-9a674c33_20210130.pth",
+    "hrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w32_coco_512x512-bcb8c247_20200816.pth",
+    "hrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w48_coco_512x512-cf72fcdf_20200816.pth",
+    "higherhrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_coco_512x512-8ae85183_20200713.pth",
+    "higherhrnet_w32_coco_640": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_coco_640x640-a22fe938_20200712.pth",
+    "higherhrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet48_coco_512x512-60fedcbc_20200712.pth",
+}
+

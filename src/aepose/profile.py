@@ -5,8 +5,26 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aepose.config import Config
+from aepose.config import PRESETS, Config
 from aepose.models import build_model
+
+# (parameters, FLOPs of one image at the preset's input size) per preset, measured once with
+# model_cost so that 'aepose models' needs no model build (counting all of them takes ~20 s
+# on a CPU). tests/test_hub.py recounts them and fails when a network changes.
+PRESET_COSTS: dict[str, tuple[int, int]] = {
+    "hrnet_w32_aic_512": (28_536_476, 81_558_241_280),
+    "higherhrnet_w32_crowdpose_512": (28_641_962, 92_287_270_912),
+    "higherhrnet_w32_aic_512": (28_641_962, 92_287_270_912),
+    "hrnet_w32_coco_512": (28_536_674, 81_564_532_736),
+    "hrnet_w48_coco_512": (63_596_578, 167_406_206_976),
+    "higherhrnet_w32_coco_512": (28_645_331, 92_406_808_576),
+    "higherhrnet_w32_coco_640": (28_645_331, 144_385_638_400),
+    "higherhrnet_w48_coco_512": (63_827_139, 191_320_031_232),
+    "hrnet_tiny_aic_128": (175_596, 43_925_504),
+    "higherhrnet_tiny_crowdpose_128": (181_530, 63_717_376),
+    "higherhrnet_tiny_coco_128": (182_379, 65_585_152),
+    "higherhrnet_small_crowdpose_128": (713_994, 230_359_040),
+}
 
 
 def model_cost(cfg: Config, input_size: int | None = None) -> tuple[int, float]:
@@ -22,3 +40,13 @@ def model_cost(cfg: Config, input_size: int | None = None) -> tuple[int, float]:
     with FlopCounterMode(display=False) as counter:
         model(image)
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9
+
+
+def preset_cost(cfg: Config) -> tuple[int, float]:
+    """:func:`model_cost` at the preset's input size: the stored numbers for a preset whose
+    network is unchanged, else counted now (a modified or unknown config)."""
+    stored = PRESET_COSTS.get(cfg.name)
+    if stored is None or PRESETS.get(cfg.name) != cfg:
+        return model_cost(cfg)
+    params, flops = stored
+    return params, flops / 1e9
