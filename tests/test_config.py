@@ -83,3 +83,57 @@ def test_overrides_parse_each_field_type() -> None:
 def test_bad_overrides_name_the_problem(item: str, message: str) -> None:
     with pytest.raises(AeposeError, match=message):
         apply_overrides(get_preset("hrnet_tiny_aic_128"), [item])
+
+
+# --------------------------------------------------------------------------------------------
+# Range checks where values enter: one line naming the key and what is allowed
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("train.lr=-1", r"train\.lr = -1\.0: expected a finite number in \[0, 10\]"),
+    ("train.lr=nan", r"train\.lr = nan: expected a finite number"),
+    ("train.batch_size=0", r"train\.batch_size = 0: expected an integer in \[1, 4096\]"),
+    ("train.workers=-1", r"train\.workers = -1: expected an integer in \[0, 256\]"),
+    ("train.epochs=0", r"train\.epochs = 0: expected an integer in \[1, "),
+    ("model.num_keypoints=99",
+     r"model\.num_keypoints = 99: expected 14, the keypoint count of data\.dataset 'crowdpose'"),
+    ("test.scales=inf", r"test\.scales = \(inf,\): expected one or more finite numbers in "
+     r"\[0\.125, 8\]"),
+    ("test.scales=0.0001,1", r"test\.scales = \(0\.0001, 1\.0\)"),
+    ("test.scales=100", r"test\.scales = \(100\.0,\)"),
+    ("test.scales=2,0.5", r"test\.scales = \(2\.0, 0\.5\): expected 1 among several"),
+    ("test.scales=1,1", r"expected distinct values"),
+    ("test.nms_kernel=4", r"test\.nms_kernel = 4: expected an odd integer"),
+    ("test.stage_average=new", r"test\.stage_average = 'new': expected one of 'v0\.29', 'legacy'"),
+    ("test.detection_threshold=1.5", r"test\.detection_threshold = 1\.5"),
+    ("data.input_size=100", r"data\.input_size = 100: expected a multiple of 32"),
+    ("data.flip_prob=2", r"data\.flip_prob = 2\.0: expected a finite number in \[0, 1\]"),
+    ("data.scale_range=1.5,0.75", r"data\.scale_range = \(1\.5, 0\.75\): expected \(low, high\)"),
+    ("data.dataset=mpii", r"data\.dataset = 'mpii': expected one of 'aic', 'crowdpose', 'coco'"),
+    ("train.push_loss_factor=0.1", r"train\.push_loss_factor = \(0\.1,\): expected as many"),
+])
+def test_out_of_range_values_are_refused_naming_the_key(item: str, message: str) -> None:
+    with pytest.raises(AeposeError, match=message) as error:
+        apply_overrides(get_preset("higherhrnet_tiny_crowdpose_128"), [item])
+    assert "\n" not in str(error.value)
+
+
+def test_values_that_change_together_are_applied_at_once() -> None:
+    # One output instead of two: four keys, each invalid without the others.
+    cfg = apply_overrides(get_preset("higherhrnet_tiny_crowdpose_128"), [
+        "model.with_ae=true", "data.heatmap_sizes=32", "train.heatmap_loss_factor=1",
+        "train.push_loss_factor=0.001", "train.pull_loss_factor=0.001", "model.head=simple"])
+    assert cfg.model.with_ae == (True,) and cfg.data.heatmap_sizes == (32,)
+
+
+def test_a_checkpoint_config_with_bad_values_is_refused() -> None:
+    from dataclasses import asdict
+
+    data = asdict(get_preset("hrnet_tiny_aic_128"))
+    data["train"]["lr_steps"] = 5
+    with pytest.raises(AeposeError, match=r"config\.train\.lr_steps: expected a list, got int"):
+        config_from_dict(data)
+    data["train"]["lr_steps"] = [5]
+    data["test"]["scales"] = [float("nan")]
+    with pytest.raises(AeposeError, match=r"test\.scales = \(nan,\)"):
+        config_from_dict(data)

@@ -228,3 +228,56 @@ def test_mixed_precision_steps_update_weights(
     assert any(k.endswith("final_layers.0.weight") for k in changed)
     # fp16 keeps a grad scaler state; bf16 needs none.
     assert bool(raw["scaler"]) == (dtype == "fp16")
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders: one live run each, never reused silently; nothing trained is an error
+
+
+def test_a_finished_run_folder_is_not_reused(crowd: Path, tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=1")
+    train(cfg, options(crowd, tmp_path, stop_after=1, validate=False))  # type: ignore[arg-type]
+    log = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(AeposeError) as error:
+        train(cfg, options(crowd, tmp_path, validate=False))  # type: ignore[arg-type]
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path} already holds a training run")
+    assert f"continue it with --resume {tmp_path / 'last.pth'}, or choose a new --out" in message
+    assert (tmp_path / "metrics.jsonl").read_text() == log  # nothing appended
+    # Resuming into the run's own folder continues it.
+    resumed = train(cfg, options(crowd, tmp_path, validate=False,  # type: ignore[arg-type]
+                                 resume=tmp_path / "last.pth"))
+    assert (resumed.epoch, resumed.iteration) == (1, 4)
+
+
+def test_a_run_folder_held_by_a_live_run_is_refused(crowd: Path, tmp_path: Path) -> None:
+    from test_io import _hold_lock
+
+    holder = _hold_lock(tmp_path / "run")
+    try:
+        with pytest.raises(AeposeError, match=rf"run is in use by another aepose run \(pid "
+                           rf"{holder.pid}\)"):
+            train(tiny(), options(crowd, tmp_path / "run"))  # type: ignore[arg-type]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".aepose.lock"]
+
+
+def test_an_unwritable_run_folder_is_refused_before_work(crowd: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AeposeError, match=r"cannot write to .*file/run: "):
+        train(tiny(), options(crowd, tmp_path / "file" / "run"))  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:skipping a training image")
+def test_a_run_without_a_readable_image_stops(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    generate_dataset(root, "crowdpose", train_images=4, val_images=1, seed=1, size=(128, 128))
+    for image in (root / "images").iterdir():
+        image.unlink()
+    with pytest.raises(AeposeError, match=r"no training image could be read in epoch 1 "
+                       r"\(see the warnings above\); check the image folder .*images"):
+        train(tiny("train.epochs=2"), options(root, tmp_path / "run",  # type: ignore[arg-type]
+                                              validate=False))
+    assert not (tmp_path / "run" / "last.pth").exists()

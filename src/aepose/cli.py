@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -24,7 +25,14 @@ from aepose.checkpoint import (
     read_checkpoint,
     resolve_config,
 )
-from aepose.config import PRESETS, Config, apply_overrides, did_you_mean, get_preset
+from aepose.config import (
+    MAX_INPUT_SIZE,
+    PRESETS,
+    Config,
+    apply_overrides,
+    did_you_mean,
+    get_preset,
+)
 from aepose.demo import DemoSettings, run_demo
 from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
@@ -57,13 +65,80 @@ class _Parser(argparse.ArgumentParser):
         if choice:
             options = re.findall(r"'?([\w-]+)'?", choice.group(2))
             message += did_you_mean(choice.group(1), options)
-        super().error(message)
+        # One line, like every other error (the usage is one --help away).
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def reject_extras(self, extras: list[str]) -> None:
         """Unknown options, each with the closest option this (sub)command has."""
         known = [o for action in self._actions for o in action.option_strings]
         hints = [f"{e}{did_you_mean(e.split('=')[0], known)}" for e in extras]
         self.error("unrecognized arguments: " + " ".join(hints))
+
+
+# argparse ``type=`` functions: a numeric option is range-checked where it enters, and a bad
+# value is one line naming the option and the allowed range (``argument --batch-size: 0 is
+# not an integer in [1, 4096]``). Every subcommand's numeric options use these.
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+    allowed = f"an integer in [{low}, {high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not {allowed}")
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high], or (low, high] with ``low_open``."""
+    allowed = f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}") from None
+        inside = (low < value if low_open else low <= value) and value <= high
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"{value:g} is not {allowed}")
+        return value
+
+    return parse
+
+
+MAX_COUNT = 10**9  # iterations, epochs, images: large enough for any real run
+positive_int = int_in(1, MAX_COUNT)
+non_negative_int = int_in(0, MAX_COUNT)
+seed_int = int_in(0, 2**31 - 1)  # NumPy and torch both take it as it is
+batch_size_int = int_in(1, 4096)
+workers_int = int_in(0, 256)
+# Multiples of 32 only (HRNet's stride) are refused later with their own message.
+input_size_int = int_in(32, MAX_INPUT_SIZE)
+fraction = float_in(0.0, 1.0)  # thresholds, OKS
+
+
+def onnx_opset(text: str) -> int:
+    """An argparse type: an ONNX opset the installed exporter writes as asked.
+
+    Measured with torch 2.13: the dynamo exporter writes opset 18 and converts it down with
+    onnx's version converter; below 16 the conversion fails and it writes 18 instead, and
+    above the newest opset the onnx package knows, too. Those are refused here.
+    """
+    try:
+        import onnx  # the export extra; only needed when --opset is given
+    except ImportError:
+        raise argparse.ArgumentTypeError("needs pip install 'aepose[export]'") from None
+    return int_in(_MIN_ONNX_OPSET, onnx.defs.onnx_opset_version())(text)
+
+
+_MIN_ONNX_OPSET = 16
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -375,12 +450,12 @@ def _add_train_arguments(p: _Parser) -> None:
     p.add_argument("--pretrained", metavar="WEIGHTS",
                    help="initialise the backbone from these weights (e.g. ImageNet HRNet)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0, help="weights, shuffling, augmentation")
+    p.add_argument("--seed", type=seed_int, default=0, help="weights, shuffling, augmentation")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (slower; bit-exact reruns and resumes)")
-    p.add_argument("--log-interval", type=int, default=20,
+    p.add_argument("--log-interval", type=positive_int, default=20,
                    help="iterations between loss checks and log lines (default 20)")
-    p.add_argument("--stop-after", type=int, metavar="ITERATIONS",
+    p.add_argument("--stop-after", type=positive_int, metavar="ITERATIONS",
                    help="stop with a checkpoint after this many iterations (smoke tests)")
 
 
@@ -482,7 +557,8 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     synth.add_argument("--images", type=int, default=None,
                        help="images in total; a fifth (at least 1) go to val (default 200); "
                             "with --video, clips (default 1)")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    synth.add_argument("--seed", type=seed_int, default=0,
+                       help="same seed, same bytes (default 0)")
     synth.add_argument("--size", default="256..640",
                        help="image side in pixels: N or MIN..MAX (default 256..640)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
@@ -503,16 +579,20 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     export.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose)")
     export.add_argument("--preset", help="recipe (default: the file's own, or recognised)")
     export.add_argument("--output", required=True, help="the .onnx file to write")
-    export.add_argument("--input-size", type=int, help="example input side (default preset's)")
+    export.add_argument("--input-size", type=input_size_int,
+                        help="example input side (default preset's)")
     export.add_argument("--static", action="store_true", help="fixed batch 1 and input size")
-    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--opset", type=onnx_opset,
+                        help="ONNX opset, 16 or later (default: the exporter's)")
     demo = subparsers["demo"]
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--minutes", type=float, default=DemoSettings.minutes,
+    demo.add_argument("--minutes", type=float_in(0, 10**6, low_open=True),
+                      default=DemoSettings.minutes,
                       help="training time budget; the schedule shrinks to fit (default 8)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    demo.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
-    demo.add_argument("--epochs", type=int, default=DemoSettings.epochs,
+    demo.add_argument("--seed", type=seed_int, default=0,
+                      help="data and training seed (default 0)")
+    demo.add_argument("--epochs", type=positive_int, default=DemoSettings.epochs,
                       help=f"epochs when the budget allows (default {DemoSettings.epochs})")
     demo.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                       help="override config values of the demo recipe")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +37,16 @@ class ModelConfig:
     cat_output: bool = True  # HigherHRNet: concatenate the stride-4 output to the features
     final_conv_kernel: int = 1
 
+    def __post_init__(self) -> None:
+        _choice(self, "model", "head", ("simple", "higher"))
+        _integer(self, "model", "num_keypoints", 1, 1000)
+        if not self.with_ae or not all(isinstance(v, bool) for v in self.with_ae):
+            _refuse("model", "with_ae", self.with_ae, "one true/false per output")
+        _integer(self, "model", "deconv_channels", 1, 4096)
+        _choice(self, "model", "deconv_kernel", (2, 3, 4))
+        _integer(self, "model", "num_basic_blocks", 0, 64)
+        _choice(self, "model", "final_conv_kernel", (1, 3, 5, 7))
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -54,6 +65,21 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.75, 1.5)
     translation: float = 40.0
     flip_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        _choice(self, "data", "dataset", tuple(_KEYPOINTS))
+        _integer(self, "data", "input_size", 32, MAX_INPUT_SIZE)
+        if self.input_size % 32:
+            _refuse("data", "input_size", self.input_size, "a multiple of 32 (HRNet's stride)")
+        _integers(self, "data", "heatmap_sizes", 1, self.input_size)
+        _real(self, "data", "sigma", 0, 64, low_open=True)
+        _integer(self, "data", "max_people", 1, MAX_PEOPLE)
+        _real(self, "data", "rotation_deg", 0, 180)
+        _reals(self, "data", "scale_range", 0, 10, low_open=True)
+        if self.scale_range[0] > self.scale_range[1]:
+            _refuse("data", "scale_range", self.scale_range, "(low, high) with low <= high")
+        _real(self, "data", "translation", 0, self.input_size)
+        _real(self, "data", "flip_prob", 0, 1)
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,26 @@ class TrainConfig:
     checkpoint_interval: int = 50
     val_interval: int = 50
 
+    def __post_init__(self) -> None:
+        _real(self, "train", "lr", 0, 10)  # 0 is allowed: it freezes the weights (tests)
+        _integer(self, "train", "warmup_iters", 0, 10**9)
+        _real(self, "train", "warmup_ratio", 0, 1)
+        if self.lr_steps:
+            _integers(self, "train", "lr_steps", 0, 10**6)
+        _real(self, "train", "lr_gamma", 0, 1, low_open=True)
+        _integer(self, "train", "epochs", 1, 10**6)
+        _integer(self, "train", "batch_size", 1, 4096)
+        _integer(self, "train", "workers", 0, 256)
+        _choice(self, "train", "ae_loss_type", ("exp", "max"))
+        for name in ("heatmap_loss_factor", "push_loss_factor", "pull_loss_factor"):
+            _reals(self, "train", name, 0, 1e6)
+        if not len(self.heatmap_loss_factor) == len(self.push_loss_factor) == len(
+                self.pull_loss_factor):
+            _refuse("train", "push_loss_factor", self.push_loss_factor,
+                    "as many values as train.heatmap_loss_factor and train.pull_loss_factor")
+        _integer(self, "train", "checkpoint_interval", 1, 10**6)
+        _integer(self, "train", "val_interval", 1, 10**6)
+
 
 @dataclass(frozen=True)
 class TestConfig:
@@ -95,6 +141,20 @@ class TestConfig:
     # numbers) or "legacy" (mmpose < 0.19); see aepose.inference.StageAverage.
     stage_average: str = "v0.29"
 
+    def __post_init__(self) -> None:
+        _reals(self, "test", "scales", MIN_TEST_SCALE, MAX_TEST_SCALE)
+        if len(set(self.scales)) != len(self.scales):
+            _refuse("test", "scales", self.scales, "distinct values")
+        if len(self.scales) > 1 and 1 not in self.scales:
+            _refuse("test", "scales", self.scales, "1 among several scales (the base size)")
+        _integer(self, "test", "max_people", 1, MAX_PEOPLE)
+        _real(self, "test", "detection_threshold", 0, 1)
+        _real(self, "test", "tag_threshold", 0, 1e6, low_open=True)
+        _integer(self, "test", "nms_kernel", 1, 99)
+        if self.nms_kernel % 2 == 0:
+            _refuse("test", "nms_kernel", self.nms_kernel, "an odd integer in [1, 99]")
+        _choice(self, "test", "stage_average", ("v0.29", "legacy"))
+
 
 @dataclass(frozen=True)
 class Config:
@@ -107,6 +167,80 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     checkpoint: str = ""  # file name of mmpose's released weights, if any
     reported: str = ""  # mmpose's published result for those weights
+
+    def __post_init__(self) -> None:
+        expected = _KEYPOINTS[self.data.dataset]
+        if self.model.num_keypoints != expected:
+            _refuse("model", "num_keypoints", self.model.num_keypoints,
+                    f"{expected}, the keypoint count of data.dataset {self.data.dataset!r}")
+        outputs = len(self.data.heatmap_sizes)
+        if len(self.model.with_ae) != outputs:
+            _refuse("model", "with_ae", self.model.with_ae,
+                    f"{outputs} value(s), one per data.heatmap_sizes entry")
+        if len(self.train.heatmap_loss_factor) != outputs:
+            _refuse("train", "heatmap_loss_factor", self.train.heatmap_loss_factor,
+                    f"{outputs} value(s), one per data.heatmap_sizes entry")
+
+
+# Input limits (README, "Failure behaviour"): a network input side, people per image and
+# test scale beyond these are refused where they enter, before any memory is spent on them.
+MAX_INPUT_SIZE = 4096
+MAX_PEOPLE = 1000
+MIN_TEST_SCALE = 0.125  # below it an image shrinks to a few heatmap pixels
+MAX_TEST_SCALE = 8.0
+
+
+def _refuse(section: str, name: str, value: Any, allowed: str) -> typing.NoReturn:
+    """One line naming the key, the value and what is allowed, e.g. ``train.lr = nan: ...``."""
+    raise AeposeError(f"{section}.{name} = {value!r}: expected {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _span(low: float, high: float, low_open: bool) -> str:
+    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+def _integer(obj: Any, section: str, name: str, low: int, high: int) -> None:
+    value = getattr(obj, name)
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        _refuse(section, name, value, f"an integer in [{low}, {high}]")
+
+
+def _integers(obj: Any, section: str, name: str, low: int, high: int) -> None:
+    values = getattr(obj, name)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool)
+                             and low <= v <= high for v in values):
+        _refuse(section, name, values, f"one or more integers in [{low}, {high}]")
+
+
+def _in_span(value: Any, low: float, high: float, low_open: bool) -> bool:
+    if not _is_number(value) or not math.isfinite(value):
+        return False
+    return (low < value if low_open else low <= value) and value <= high
+
+
+def _real(obj: Any, section: str, name: str, low: float, high: float,
+          *, low_open: bool = False) -> None:
+    value = getattr(obj, name)
+    if not _in_span(value, low, high, low_open):
+        _refuse(section, name, value, f"a finite number in {_span(low, high, low_open)}")
+
+
+def _reals(obj: Any, section: str, name: str, low: float, high: float,
+           *, low_open: bool = False) -> None:
+    values = getattr(obj, name)
+    if not values or not all(_in_span(v, low, high, low_open) for v in values):
+        _refuse(section, name, values,
+                f"one or more finite numbers in {_span(low, high, low_open)}")
+
+
+def _choice(obj: Any, section: str, name: str, choices: tuple[Any, ...]) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or value not in choices:
+        _refuse(section, name, value, "one of " + ", ".join(repr(c) for c in choices))
 
 
 # (train annotations, train images, val annotations, val images) under --data-root.
@@ -246,6 +380,31 @@ PRESETS: dict[str, Config] = {
     )
 }
 
+# Where mmpose 0.x publishes each preset's released weights (its model zoo pages,
+# configs/body/2d_kpt_sview_rgb_img/associative_embedding/{aic,coco,crowdpose}/*.md). Every
+# URL's file name is the preset's ``checkpoint`` and ends in ``-XXXXXXXX_date.pth``, the first
+# 8 hex digits of the file's SHA-256, which aepose.hub verifies. AEPOSE_WEIGHTS_MIRROR
+# replaces WEIGHTS_BASE.
+WEIGHTS_BASE = "https://download.openmmlab.com/mmpose"
+WEIGHTS_URLS: dict[str, str] = {
+    "hrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w32_aic_512x512-77e2a98a_20210131.pth",
+    "higherhrnet_w32_crowdpose_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth",
+    "higherhrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_aic_512x512-9a674c33_20210130.pth",
+    "hrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w32_coco_512x512-bcb8c247_20200816.pth",
+    "hrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "hrnet_w48_coco_512x512-cf72fcdf_20200816.pth",
+    "higherhrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_coco_512x512-8ae85183_20200713.pth",
+    "higherhrnet_w32_coco_640": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet32_coco_640x640-a22fe938_20200712.pth",
+    "higherhrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
+    "higher_hrnet48_coco_512x512-60fedcbc_20200712.pth",
+}
+
 
 def list_presets() -> list[str]:
     """Names of every preset, seeds first, in table order."""
@@ -293,6 +452,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return _build(hint, value, where)  # type: ignore[arg-type]
     origin = typing.get_origin(hint)
     if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise AeposeError(f"{where}: expected a list, got {type(value).__name__}")
         return tuple(value)
     if hint is float and isinstance(value, int):
         return float(value)
@@ -303,14 +464,21 @@ def apply_overrides(cfg: Config, overrides: typing.Sequence[str]) -> Config:
     """``cfg`` with ``section.field=value`` assignments applied, e.g. ``train.epochs=3``.
 
     Values are read for the field's type: numbers, ``true``/``false``, and tuples written as
-    ``200,260`` or ``[200, 260]``. An unknown key raises with the closest valid key.
+    ``200,260`` or ``[200, 260]``. An unknown key raises with the closest valid key. All
+    assignments are applied at once and the result is validated once, so values that must
+    change together (the loss factors of a different number of outputs) can.
     """
+    changes: dict[str, dict[str, Any]] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise AeposeError(f"override {item!r} is not of the form section.field=value")
-        cfg = _set_field(cfg, key.strip(), text.strip())
-    return cfg
+        section, name, value = _parse_field(cfg, key.strip(), text.strip())
+        changes.setdefault(section, {})[name] = value
+    top = changes.pop("", {})
+    parts = {section: dataclasses.replace(getattr(cfg, section), **fields)
+             for section, fields in changes.items()}
+    return dataclasses.replace(cfg, **top, **parts)
 
 
 def override_keys(cfg: Config) -> list[str]:
@@ -325,17 +493,13 @@ def override_keys(cfg: Config) -> list[str]:
     return keys
 
 
-def _set_field(cfg: Config, key: str, text: str) -> Config:
+def _parse_field(cfg: Config, key: str, text: str) -> tuple[str, str, Any]:
+    """(section or "", field name, value read for the field's type) of one assignment."""
     if key not in override_keys(cfg):
         raise AeposeError(f"unknown config key {key!r}{did_you_mean(key, override_keys(cfg))}")
     section, _, name = key.rpartition(".")
-    if not section:
-        hint = typing.get_type_hints(Config)[name]
-        return dataclasses.replace(cfg, **{name: _parse_value(hint, text, key)})
-    part = getattr(cfg, section)
-    hint = typing.get_type_hints(type(part))[name]
-    new_part = dataclasses.replace(part, **{name: _parse_value(hint, text, key)})
-    return dataclasses.replace(cfg, **{section: new_part})
+    owner = type(getattr(cfg, section)) if section else Config
+    return section, name, _parse_value(typing.get_type_hints(owner)[name], text, key)
 
 
 def _parse_value(hint: Any, text: str, key: str) -> Any:
@@ -362,28 +526,3 @@ def _parse_bool(text: str) -> bool:
     if text.lower() not in words:
         raise ValueError(text)
     return words[text.lower()]
-# Where mmpose 0.x publishes each preset's released weights (its model zoo pages,
-# configs/body/2d_kpt_sview_rgb_img/associative_embedding/{aic,coco,crowdpose}/*.md). Every
-# URL's file name is the preset's ``checkpoint`` and ends in ``-XXXXXXXX_date.pth``, the first
-# 8 hex digits of the file's SHA-256, which aepose.hub verifies. AEPOSE_WEIGHTS_MIRROR
-# replaces WEIGHTS_BASE.
-WEIGHTS_BASE = "https://download.openmmlab.com/mmpose"
-WEIGHTS_URLS: dict[str, str] = {
-    "hrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "hrnet_w32_aic_512x512-77e2a98a_20210131.pth",
-    "higherhrnet_w32_crowdpose_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth",
-    "higherhrnet_w32_aic_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "higher_hrnet32_aic_512x512-9a674c33_20210130.pth",
-    "hrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "hrnet_w32_coco_512x512-bcb8c247_20200816.pth",
-    "hrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "hrnet_w48_coco_512x512-cf72fcdf_20200816.pth",
-    "higherhrnet_w32_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "higher_hrnet32_coco_512x512-8ae85183_20200713.pth",
-    "higherhrnet_w32_coco_640": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "higher_hrnet32_coco_640x640-a22fe938_20200712.pth",
-    "higherhrnet_w48_coco_512": "https://download.openmmlab.com/mmpose/bottom_up/"
-    "higher_hrnet48_coco_512x512-60fedcbc_20200712.pth",
-}
-

@@ -21,10 +21,11 @@ from torch import nn
 from aepose.checkpoint import load_model
 from aepose.config import Config, apply_overrides, get_preset
 from aepose.data.coco import load_annotations, read_image
-from aepose.distributed import DistInfo, init_distributed
+from aepose.distributed import DistInfo, init_distributed, resolve_device
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import format_table
 from aepose.inference import Predictor
+from aepose.io import check_writable, write_json
 from aepose.keypoints import get_spec
 from aepose.predict import overlay
 from aepose.synth import SceneParams, generate_dataset
@@ -75,8 +76,10 @@ class DemoSettings:
 
 def run_demo(settings: DemoSettings) -> dict[str, float]:
     """Run the four steps and return the val metrics; every artefact lands in ``settings.out``."""
+    resolve_device(settings.device)  # a device this machine lacks: one line, before any work
+    check_writable(settings.out)
+    cfg = _recipe(settings)  # bad --set values: refused before the data is generated
     data = _dataset(settings)
-    cfg = _recipe(settings)
     result = _train(cfg, settings, data)
     if result.interrupted:
         print(f"interrupted: checkpoint {result.checkpoint} (resume with "
@@ -105,7 +108,7 @@ def _dataset(settings: DemoSettings) -> Path:
     generate_dataset(root, "crowdpose", train_images=settings.train_images,
                      val_images=settings.val_images, seed=settings.seed,
                      size=settings.image_size, params=DEMO_SCENES, overwrite=True)
-    stamp.write_text(json.dumps(wanted))
+    write_json(stamp, wanted)
     return root
 
 
@@ -160,7 +163,7 @@ def _evaluate(
     result = evaluate_model(model, cfg, data / cfg.data.val_ann, data / cfg.data.val_images,
                             info, scales=(1,), flip=True, workers=0, progress=False,
                             results_file=out / "results.json")
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", result.metrics, indent=2)
     print(format_table(result.metrics, "crowdpose"))
     return result.metrics
 

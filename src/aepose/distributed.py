@@ -14,7 +14,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_objects", "broadcast_object", "init_distributed", "shutdown"]
+from aepose.errors import AeposeError
+
+__all__ = ["DistInfo", "all_gather_objects", "broadcast_object", "init_distributed",
+           "resolve_device", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -37,20 +40,50 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(name: str | None = None) -> torch.device:
+    """The device ``name`` asks for, checked to exist here; ``None`` or ``""``: CUDA when
+    available, else the CPU (the one default-device rule of aepose).
+
+    Accepts ``cpu``, ``cuda``, ``cuda:N`` and ``mps``. A malformed name, a device type aepose
+    does not run on, or a device this machine lacks raises one line saying so.
+    """
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise AeposeError(f"device {name!r} is not a device name; use cpu, cuda or cuda:N"
+                          ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AeposeError(f"device {name!r}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise AeposeError(f"device {name!r}: this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise AeposeError(f"device {name!r} is not available here; use cpu or cuda")
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the process group torchrun describes (if any) and pick this rank's device.
 
-    ``device`` is ``"cpu"``, ``"cuda"`` or None (CUDA when available). Under torchrun each
-    rank takes ``cuda:LOCAL_RANK``.
+    ``device`` is ``"cpu"``, ``"cuda"`` or None (CUDA when available), checked by
+    :func:`resolve_device`. Under torchrun each rank takes ``cuda:LOCAL_RANK``.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = torch.device(kind)
-    if chosen.type == "cuda":
+    chosen = resolve_device(device)
+    if chosen.type == "cuda" and chosen.index is None:
         # A bare "cuda" means "this rank's GPU"; an explicit "cuda:N" is taken as given.
-        chosen = torch.device("cuda", local_rank if chosen.index is None else chosen.index)
+        chosen = resolve_device(f"cuda:{local_rank}")
+    if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if chosen.type == "cuda" else "gloo"

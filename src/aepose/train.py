@@ -16,6 +16,7 @@ position inside the epoch, RNG state and the config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -46,6 +47,7 @@ from aepose.data.dataset import Batch, BottomUpDataset, collate
 from aepose.distributed import DistInfo, broadcast_object, init_distributed
 from aepose.errors import AeposeError
 from aepose.eval_loop import evaluate_model
+from aepose.io import RunLock, write_text
 from aepose.losses import compute_loss
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.precision import autocast, check_precision
@@ -352,8 +354,13 @@ class _Log:
             return
         record = {"kind": kind, "epoch": self.run.epoch, "iteration": self.run.iteration,
                   **values}
-        with open(self.run.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.run.run_dir / "metrics.jsonl"
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            raise AeposeError(f"cannot write {path}: {err.strerror or err}; the newest "
+                              f"checkpoint is in {self.run.run_dir}") from None
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(f"{kind}/{key}", value, self.run.iteration)
@@ -432,6 +439,56 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     check_precision(options.dtype)
     info = init_distributed(options.device)
     cfg, run_dir, raw = _resolve_run(cfg, options, info)
+    with _claim_run_dir(run_dir, options, info):
+        return _run_training(cfg, options, validate, info, run_dir, raw)
+
+
+# What a run folder holds once training has started in it (module docstring).
+_RUN_FILES = ("metrics.jsonl", "config.yaml", "last.pth")
+
+
+@contextlib.contextmanager
+def _claim_run_dir(run_dir: Path, options: TrainOptions, info: DistInfo) -> Iterator[None]:
+    """Hold ``run_dir`` for this run (rank 0 holds a :class:`~aepose.io.RunLock`).
+
+    Refused in one line, on every rank, before any work: a folder that cannot be written, one
+    another live run holds, and one that holds an earlier run unless this run resumes from a
+    checkpoint inside it (a new run would mix its log and checkpoints with the old ones).
+    """
+    lock = RunLock(run_dir) if info.is_main else None
+    problem = None
+    if lock is not None:
+        try:
+            lock.acquire()
+            _refuse_reuse(run_dir, options)
+        except AeposeError as err:
+            lock.release()
+            problem = str(err)
+    problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise AeposeError(problem)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _refuse_reuse(run_dir: Path, options: TrainOptions) -> None:
+    if options.resume is not None and options.resume.resolve().parent == run_dir.resolve():
+        return  # continuing this folder's own run
+    found = [name for name in _RUN_FILES if (run_dir / name).exists()]
+    found += sorted(p.name for p in run_dir.glob("epoch_*.pth"))[:1]
+    if found:
+        hint = (f"continue it with --resume {run_dir / 'last.pth'}"
+                if (run_dir / "last.pth").is_file() else "remove it")
+        raise AeposeError(f"{run_dir} already holds a training run ({', '.join(found)}); "
+                          f"{hint}, or choose a new --out")
+
+
+def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None,
+                  info: DistInfo, run_dir: Path, raw: dict[str, Any] | None) -> TrainResult:
+    """:func:`train` once the run folder is this run's: data, network, the loop, last.pth."""
     if options.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = not options.deterministic
@@ -440,9 +497,8 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     if raw is not None:
         run.restore(raw)
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg),
-                                                            sort_keys=False))
+        write_text(run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg),
+                                                           sort_keys=False))
         logger.info("training %s on %s (%d images, %d rank(s), %s) -> %s", cfg.name,
                     options.data_root, len(dataset), info.world_size, info.device, run_dir)
     if validate is None and options.validate:
@@ -456,8 +512,11 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
             sampler.set_epoch(run.epoch, skip=run.epoch_batches * cfg.train.batch_size)
             run.net.train()
             log.open_bar(run.epoch_batches + len(loader), run.epoch_batches)
+            read = [0, 0]  # images trained on, images skipped in this epoch
             for batch in loader:
                 skipped += batch.skipped
+                read[0] += batch.size
+                read[1] += batch.skipped
                 if batch.size:
                     log.step(_train_step(run, batch, options), batch.size)
                 run.epoch_batches += 1
@@ -470,6 +529,7 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
             log.close_bar()
             if interrupted:
                 break
+            _check_images_read(run, read, dataset)
             run.epoch, run.epoch_batches = run.epoch + 1, 0
             _end_epoch(run, log, validate, skipped)
     checkpoint = run.save("last.pth") if info.is_main else run_dir / "last.pth"
@@ -505,6 +565,19 @@ def _should_stop(run: _Run, stop: _StopFlag, options: TrainOptions) -> bool:
     flag = torch.tensor([int(stop.raised)], device=run.info.device)
     dist.all_reduce(flag)
     return bool(flag.item())
+
+
+def _check_images_read(run: _Run, read: list[int], dataset: BottomUpDataset) -> None:
+    """Stop when no rank could read a single image of an epoch (``read``: images trained on,
+    images skipped): the run would otherwise "finish" with checkpoints of an untrained network.
+    """
+    total = torch.tensor(read, device=run.info.device)
+    if run.info.distributed:
+        dist.all_reduce(total)
+    if int(total[0]) == 0 and int(total[1]) > 0:
+        raise AeposeError(
+            f"no training image could be read in epoch {run.epoch + 1} (see the warnings "
+            f"above); check the image folder {dataset.annotations.image_dir}")
 
 
 def _end_epoch(run: _Run, log: _Log, validate: Validator | None, skipped: int) -> None:
