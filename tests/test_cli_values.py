@@ -1,0 +1,126 @@
+"""Every bad number costs one line: ``--set`` values and numeric options are fuzzed through
+``aepose.cli.main`` in-process; each must end with exactly one stderr line, a non-zero exit
+and no traceback, before any work starts."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aepose.config import get_preset, override_keys
+
+FUZZ = settings(max_examples=25, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+TINY = "higherhrnet_tiny_crowdpose_128"
+
+# Text that is never a valid number of the option it is given to.
+_words = st.text(alphabet=string.ascii_letters + " ,;[]", min_size=1, max_size=8)
+_non_finite = st.sampled_from(["nan", "inf", "-inf", "1e999", "-1e999", "NaN"])
+_fractions = st.floats(0.01, 1e6).filter(lambda v: v != int(v)).map(repr)
+NOT_POSITIVE_INT = st.one_of(st.integers(max_value=0).map(str), _non_finite, _fractions, _words,
+                             st.integers(min_value=10**9 + 1).map(str))
+NOT_SEED = st.one_of(st.integers(max_value=-1).map(str), st.integers(min_value=2**31).map(str),
+                     _non_finite, _words)
+
+
+def assert_one_line(code: int, out: str, err: str) -> None:
+    assert code != 0, (out, err)
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err and "error: " in err, err
+
+
+@FUZZ
+@given(key=st.sampled_from(override_keys(get_preset(TINY))),
+       value=st.one_of(_non_finite, st.integers().map(str), st.floats().map(repr), _words,
+                       st.sampled_from(["-1", "0", "99", "1,1", ""])))
+def test_fuzzed_set_values_end_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: str, value: str
+) -> None:
+    # A value the config takes still ends at the missing data root: one line either way.
+    result = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(tmp_path / "none"),
+                     "--out", str(tmp_path / "run"), "--set", f"{key}={value}")
+    assert_one_line(*result)
+
+
+@pytest.mark.parametrize(("item", "key"), [
+    ("train.lr=-1", "train.lr"), ("train.lr=nan", "train.lr"),
+    ("train.batch_size=0", "train.batch_size"), ("model.num_keypoints=99", "model.num_keypoints"),
+    ("train.workers=-1", "train.workers"), ("test.scales=0", "test.scales"),
+])
+def test_named_bad_values_are_refused_naming_the_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, item: str, key: str
+) -> None:
+    for command in (["train", "--preset", TINY, "--data-root", str(tmp_path)],
+                    ["demo", "--out", str(tmp_path / "demo")]):
+        code, out, err = run_cli(capsys, *command, "--set", item)
+        assert_one_line(code, out, err)
+        assert err.startswith(f"aepose: error: {key} = ")
+    assert not (tmp_path / "demo" / "data").exists()  # refused before generating anything
+
+
+@FUZZ
+@given(option=st.sampled_from(["--log-interval", "--stop-after", "--seed"]),
+       value=NOT_POSITIVE_INT)
+def test_fuzzed_train_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str
+) -> None:
+    if option == "--seed" and value.lstrip("-").isdigit() and 0 <= int(value) < 2**31:
+        value = "-1"  # 0 and up are seeds
+    code, out, err = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(tmp_path),
+                             f"{option}={value}")
+    assert_one_line(code, out, err)
+    assert code == 2 and f"argument {option}: " in err
+
+
+@FUZZ
+@given(option=st.sampled_from(["--epochs", "--minutes", "--seed"]), value=NOT_POSITIVE_INT)
+def test_fuzzed_demo_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str
+) -> None:
+    if option == "--seed" and value.lstrip("-").isdigit() and 0 <= int(value) < 2**31:
+        value = "-1"
+    if option == "--minutes" and value.replace(".", "").isdigit():
+        value = "-" + value  # a positive number of minutes is a valid budget
+    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), f"{option}={value}")
+    assert_one_line(code, out, err)
+    assert code == 2 and not (tmp_path / "demo").exists()
+
+
+@FUZZ
+@given(option=st.sampled_from(["--images", "--seed", "--frames", "--people", "--fps"]),
+       value=NOT_SEED)
+def test_fuzzed_synth_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str
+) -> None:
+    code, out, err = run_cli(capsys, "synth", str(tmp_path / "s"), f"{option}={value}")
+    assert_one_line(code, out, err)
+    assert code == 2 and not (tmp_path / "s").exists()
+
+
+@FUZZ
+@given(option=st.sampled_from(["--opset", "--input-size"]),
+       value=st.one_of(NOT_SEED, st.integers(-5, 15).map(str), st.integers(29, 10**6).map(str)))
+def test_fuzzed_export_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str
+) -> None:
+    if option == "--input-size" and value.isdigit() and 32 <= int(value) <= 4096:
+        value = "4097"
+    code, out, err = run_cli(capsys, "export", "--weights", "w.pth", "--output",
+                             str(tmp_path / "m.onnx"), f"{option}={value}")
+    assert_one_line(code, out, err)
+    assert code == 2
+
+
+def test_export_opset_99_names_the_range(capsys: pytest.CaptureFixture[str]) -> None:
+    import onnx
+
+    code, _, err = run_cli(capsys, "export", "--weights", "w.pth", "--output", "m.onnx",
+                           "--opset", "99")
+    assert code == 2 and err == (
+        f"aepose export: error: argument --opset: 99 is not an integer in "
+        f"[16, {onnx.defs.onnx_opset_version()}] (see aepose export --help)\n")
