@@ -419,3 +419,44 @@ def test_unreadable_images(fixtures: Path, tmp_path: Path) -> None:
     missing = tmp_path / "missing.jpg"
     one_line_error(lambda: read_image(missing), missing, "not found")
     one_line_error(lambda: read_image(tmp_path), tmp_path, "cannot read image file")
+
+
+# ------------------------------------------------------------------------- load-time limits
+
+
+@pytest.mark.parametrize(("index", "value", "shown"), [
+    (3, 1e39, "(1e+39, 108.0"),  # finite in float64, inf in float32
+    (4, 70000.0, "108.0, 70000.0"),  # y beyond twice the largest image side
+    (5, 1e39, "v=1e+39"),  # a visibility that overflows float32
+])
+def test_values_float32_cannot_train_on_are_refused_at_load(
+    fixtures: Path, tmp_path: Path, index: int, value: float, shown: str
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["annotations"][0]["keypoints"][3:6] = [108.0, 108.0, 2]
+        data["annotations"][0]["keypoints"][index] = value
+
+    path = crowdpose_with(fixtures, tmp_path, edit)
+    one_line_error(lambda: load_annotations(path, CROWDPOSE), "annotation id 123803",
+                   "keypoint 1 (right_shoulder)", shown, "up to 65536")
+
+
+@pytest.mark.parametrize("value", [10**5, 10**12, 1e12])
+def test_absurd_image_sizes_are_refused_at_load(
+    fixtures: Path, tmp_path: Path, value: float
+) -> None:
+    path = crowdpose_with(fixtures, tmp_path, lambda d: d["images"][1].update(height=value))
+    one_line_error(lambda: load_annotations(path, CROWDPOSE), "image id 103319",
+                   f"has height {value!r}; expected a positive integer up to 32768")
+
+
+@pytest.mark.parametrize("size", [[10**5, 10**5], [425], "425x640", [425, -640]])
+def test_absurd_rle_sizes_are_refused_before_decoding(
+    fixtures: Path, tmp_path: Path, size: Any
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["annotations"][1]["segmentation"] = {"counts": [6], "size": size}
+
+    path = crowdpose_with(fixtures, tmp_path, edit)
+    one_line_error(lambda: load_annotations(path, CROWDPOSE), "annotation id 131039",
+                   "image id 106848", f"RLE segmentation of size {size!r}")

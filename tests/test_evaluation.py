@@ -511,3 +511,19 @@ def test_format_table_matches_the_seeds_columns() -> None:
         "0.303  0.500  0.500  0.500  0.756  0.728  0.660  0.577"
     )
     one_line_error(lambda: format_table(metrics, "crowdpose"), "AP_easy")
+
+
+def test_a_nan_keypoint_is_reported_as_non_finite_not_as_a_count(tmp_path: Path) -> None:
+    gt = ground_truth([{"id": 1}], line_people(1, 1, 17))
+    records = predictions_of(gt["annotations"], 0.5)
+    records[0]["keypoints"][4] = float("nan")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(records))  # Python writes NaN, and reads it back
+    one_line_error(lambda: evaluate_keypoints(gt, path, "coco"), "record #0",
+                   "the non-finite value nan at position 4", "51 numbers, all finite")
+    records[0]["keypoints"][4] = "7"
+    one_line_error(lambda: evaluate_keypoints(gt, records, "coco"),
+                   "the non-numeric value '7' at position 4")
+    gt["annotations"][0]["keypoints"][1] = float("inf")
+    one_line_error(lambda: evaluate_keypoints(gt, [], "coco"), "annotation #0",
+                   "the non-finite value inf at position 1")

@@ -275,7 +275,8 @@ def _gt_annotation(
     k = spec.num_keypoints
     keypoints = _numbers(ann.get("keypoints"), 3 * k)
     if keypoints is None:
-        raise AeposeError(f"{name} in {source} needs 'keypoints' of {3 * k} numbers ({k} x 3)")
+        raise AeposeError(f"{name} in {source} has {_not_numbers(ann.get('keypoints'), 3 * k)}; "
+                          f"it needs 'keypoints' of {3 * k} numbers ({k} x 3), all finite")
     bbox = _numbers(ann.get("bbox"), 4)
     if bbox is None:
         raise AeposeError(f"{name} in {source} needs a 'bbox' of 4 numbers")
@@ -326,8 +327,8 @@ def _prediction(record: Any, index: int, source: str, image_ids: set[int], k: in
     raw = record.get("keypoints")
     keypoints = _numbers(raw, 3 * k)
     if keypoints is None:
-        got = f"{len(raw)} values" if isinstance(raw, (list, tuple)) else "no keypoint list"
-        raise AeposeError(f"{name} has {got}; expected {k} keypoints x 3 = {3 * k} numbers")
+        raise AeposeError(f"{name} has {_not_numbers(raw, 3 * k)}; expected {k} keypoints "
+                          f"x 3 = {3 * k} numbers, all finite")
     image_id = record.get("image_id")
     if not _is_int(image_id) or image_id not in image_ids:
         raise AeposeError(f"{name} has image_id {image_id!r}, which is not in the ground truth")
@@ -362,6 +363,22 @@ def _real(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def _not_numbers(values: Any, count: int) -> str:
+    """What is wrong with ``values`` when :func:`_numbers` refuses it: the count first, then
+    the first value that is not a finite number (a NaN is not a wrong count)."""
+    if not isinstance(values, (list, tuple)):
+        return "no keypoint list"
+    if len(values) != count:
+        return f"{len(values)} values"
+    index, bad = next((i, v) for i, v in enumerate(values) if _real(v) is None)
+    kind = "non-finite" if _is_number(bad) else "non-numeric"
+    return f"the {kind} value {bad!r} at position {index}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _numbers(values: Any, count: int) -> list[float] | None:

@@ -41,6 +41,11 @@ __all__ = [
 
 Split = Literal["train", "val"]
 
+# Input limits (README, "Failure behaviour"), checked at load time so that a value that
+# passes here cannot blow up memory or overflow float32 in the middle of an epoch.
+MAX_IMAGE_SIDE = 2**15  # pixels per side: a valid mask of a larger image needs > 1 GB
+MAX_COORDINATE = 2.0 * MAX_IMAGE_SIDE  # labelled keypoint x, y (float32 holds it exactly)
+
 # Library exceptions raised by malformed segmentations (pybind11 casts, bad RLE sizes, ...).
 _DECODE_ERRORS = (RuntimeError, ValueError, TypeError, KeyError, IndexError)
 
@@ -183,9 +188,10 @@ def _image_headers(images: list[Any], path: Path) -> dict[int, dict[str, Any]]:
             value = image.get(key)
             if value is None:
                 raise AeposeError(f"{name} in {path} has no '{key}'")
-            if not _positive_int(value):
+            if not _positive_int(value) or value > MAX_IMAGE_SIDE:
                 raise AeposeError(
-                    f"{name} in {path} has {key} {value!r}; expected a positive integer"
+                    f"{name} in {path} has {key} {value!r}; expected a positive integer "
+                    f"up to {MAX_IMAGE_SIDE}"
                 )
         if not isinstance(image.get("file_name"), str):
             raise AeposeError(f"{name} in {path} has no 'file_name'")
@@ -259,17 +265,19 @@ def _number_array(values: list[Any]) -> npt.NDArray[np.number] | None:
 def _check_coordinates(
     kps: npt.NDArray[np.float64], anns: list[dict[str, Any]], path: Path, spec: KeypointSpec
 ) -> None:
-    """Labelled joints (v > 0) need finite, non-negative x and y; every v must be finite."""
+    """Labelled joints (v > 0) need finite x and y in [0, MAX_COORDINATE]; every v must be
+    finite (a float64 1e39 would pass ``isfinite`` but is inf in float32)."""
     x, y, v = kps[..., 0], kps[..., 1], kps[..., 2]
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(v) | ((v > 0) & ~(np.isfinite(x) & np.isfinite(y) & (x >= 0) & (y >= 0)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        inside = (x >= 0) & (y >= 0) & (x <= MAX_COORDINATE) & (y <= MAX_COORDINATE)
+        bad = ~np.isfinite(v.astype(np.float32)) | ((v > 0) & ~inside)
     if not bad.any():
         return
     n, j = (int(i) for i in np.argwhere(bad)[0])
     raise AeposeError(
         f"{anns[n]['_name']} in {path}: keypoint {j} ({spec.keypoint_names[j]}) is "
         f"({x[n, j]}, {y[n, j]}, v={v[n, j]}); labelled keypoints need finite, "
-        "non-negative coordinates"
+        f"non-negative coordinates up to {MAX_COORDINATE:g}"
     )
 
 
@@ -284,7 +292,7 @@ def _record(
     labelled = [_num_keypoints(ann, kp, path) for ann, kp in zip(anns, keypoints, strict=True)]
     keep = [i for i in range(len(anns)) if not crowd[i] or labelled[i] > 0]
     ignore = tuple(
-        (ann["_name"], _segmentation(ann, path))
+        (ann["_name"], _segmentation(ann, path, header))
         for ann, is_crowd, n in zip(anns, crowd, labelled, strict=True)
         if "segmentation" in ann and (is_crowd or n == 0)
     )
@@ -311,14 +319,23 @@ def _num_keypoints(ann: dict[str, Any], keypoints: npt.NDArray[np.float32], path
     return int(value)
 
 
-def _segmentation(ann: dict[str, Any], path: Path) -> Any:
-    """The segmentation after a cheap type check; decoding errors surface in valid_mask."""
+def _segmentation(ann: dict[str, Any], path: Path, header: dict[str, Any]) -> Any:
+    """The segmentation after cheap checks (type; an RLE's size within MAX_IMAGE_SIDE, since
+    decoding allocates height x width); other decoding errors surface in valid_mask."""
     segmentation = ann["segmentation"]
     if not isinstance(segmentation, list | dict):
         raise AeposeError(
             f"{ann['_name']} in {path} has a segmentation of type {type(segmentation).__name__}; "
             "expected polygons (list) or RLE (object)"
         )
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        if not (isinstance(size, list) and len(size) == 2
+                and all(_positive_int(v) and v <= MAX_IMAGE_SIDE for v in size)):
+            raise AeposeError(
+                f"{ann['_name']} in {path} (image id {header['id']}) has an RLE segmentation "
+                f"of size {size!r}; expected [height, width], each a positive integer up to "
+                f"{MAX_IMAGE_SIDE}")
     return segmentation
 
 
