@@ -282,3 +282,62 @@ def test_video_without_decodable_frames_raises_when_iterated(tmp_path: Path) -> 
     frames = iter_video_frames(path)
     with pytest.raises(AeposeError, match=f"video file {path} has no decodable frames"):
         next(frames)
+
+
+class _ScriptedCapture:
+    """A stand-in for cv2.VideoCapture: reads succeed where ``script`` is True, then the
+    stream ends; it claims ``frames`` frames."""
+
+    def __init__(self, script: list[bool], frames: int) -> None:
+        self.script, self.frames, self.released = list(script), frames, False
+
+    def get(self, prop: int) -> float:
+        return float(self.frames) if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
+
+    def read(self) -> tuple[bool, npt.NDArray[np.uint8] | None]:
+        ok = self.script.pop(0) if self.script else False
+        return ok, np.zeros((2, 2, 3), np.uint8) if ok else None
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_frames_past_damage_are_read_and_the_loss_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aepose.sources import MAX_BAD_FRAMES, VideoFrames
+
+    capture = _ScriptedCapture([True, True, False, False, True, True], frames=6)
+    frames = VideoFrames(capture, tmp_path / "damaged.mp4")  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="aepose"):
+        assert [i for i, _ in frames] == [0, 1, 4, 5]  # positions in the stream
+    assert capture.released and frames.unreadable == 2
+    assert frames.problem == (f"video file {tmp_path / 'damaged.mp4'}: 2 unreadable frame(s) "
+                              "skipped; 4 frames read")
+    assert caplog.messages == [frames.problem]
+
+    # A video that breaks off for good: MAX_BAD_FRAMES failures in a row end it.
+    capture = _ScriptedCapture([True] * 3 + [False] * MAX_BAD_FRAMES + [True] * 5, frames=33)
+    frames = VideoFrames(capture, tmp_path / "cut.mp4")  # type: ignore[arg-type]
+    assert len(list(frames)) == 3 and capture.script == [True] * 5
+    assert frames.problem is not None and "unreadable after frame 2 (the container says 33 " \
+        "frames); 3 frames read" in frames.problem
+
+    clean = VideoFrames(_ScriptedCapture([True] * 4, frames=4),  # type: ignore[arg-type]
+                        tmp_path / "fine.mp4")
+    assert len(list(clean)) == 4 and clean.problem is None and clean.unreadable == 0
+
+
+def test_looping_and_broken_links_are_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "d" / "a"
+    touch(folder / "x.png")
+    (folder / "up").symlink_to("..")
+    (folder / "self.png").symlink_to("self.png")
+    (tmp_path / "loop").symlink_to("loop")
+    found = expand_sources([str(folder), str(tmp_path / "loop")], recursive=True)
+    assert [item.path.name for item in found.items] == ["x.png"]
+    assert found.problems == (
+        f"{folder / 'self.png'}: broken or looping symbolic link, skipped",
+        f"{folder / 'up' / 'a'}: symbolic link loop (a folder already scanned), skipped",
+        f"{tmp_path / 'loop'}: broken or looping symbolic link",
+    )

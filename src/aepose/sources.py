@@ -12,6 +12,7 @@ else in aepose; the BGR order OpenCV uses stays inside this module.
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import uuid
@@ -34,6 +35,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "SourceItem",
     "Sources",
+    "VideoFrames",
     "VideoInfo",
     "VideoWriter",
     "expand_sources",
@@ -76,19 +78,34 @@ def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def _folder_images(folder: Path, recursive: bool) -> list[SourceItem]:
+def _folder_images(folder: Path, recursive: bool) -> tuple[list[SourceItem], list[str]]:
+    """The images in ``folder`` (and below it when ``recursive``, through symbolic links to
+    folders too), sorted, and one problem line per link that loops or leads nowhere."""
     # Hidden files and folders are skipped: editors' and OSes' droppings (._x.jpg,
     # .ipynb_checkpoints) and half-written temporary files (our atomic writes use hidden
     # names) are not inputs.
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    files = [
-        p
-        for p in candidates
-        if _kind(p) == "image"
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    ]
-    return [SourceItem(p, "image") for p in sorted(files)]
+    files: list[Path] = []
+    problems: list[str] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of every folder scanned
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in seen:  # a link back into scanned folders
+            problems.append(f"{root}: symbolic link loop (a folder already scanned), skipped")
+            dirs[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink() and not path.exists():
+                problems.append(f"{path}: broken or looping symbolic link, skipped")
+            elif _kind(path) == "image" and path.is_file():
+                files.append(path)
+        if not recursive:
+            break
+    return [SourceItem(p, "image") for p in sorted(files)], problems
 
 
 def _glob_media(pattern: str) -> list[SourceItem]:
@@ -103,23 +120,25 @@ def _glob_media(pattern: str) -> list[SourceItem]:
     return items
 
 
-def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], str | None]:
-    """The items one argument names, or a problem line when it names none."""
+def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], list[str]]:
+    """The items one argument names, and its problem lines (one when it names nothing)."""
     path = Path(source)
     if path.is_dir():
-        items = _folder_images(path, recursive)
+        items, problems = _folder_images(path, recursive)
         where = "folder or its subfolders" if recursive else "folder"
-        return items, None if items else f"{source}: no images in this {where}"
+        return items, problems if items else [*problems, f"{source}: no images in this {where}"]
     if path.is_file():
         kind = _kind(path)
         if kind is None:
             suffix = repr(path.suffix) if path.suffix else "(no extension)"
-            return [], f"{source}: unsupported file type {suffix}"
-        return [SourceItem(path, kind)], None
+            return [], [f"{source}: unsupported file type {suffix}"]
+        return [SourceItem(path, kind)], []
+    if path.is_symlink():
+        return [], [f"{source}: broken or looping symbolic link"]
     if _is_glob(source):
         items = _glob_media(source)
-        return items, None if items else f"{source}: pattern matches no image or video files"
-    return [], f"{source}: no such file or folder"
+        return items, [] if items else [f"{source}: pattern matches no image or video files"]
+    return [], [f"{source}: no such file or folder"]
 
 
 def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Sources:
@@ -135,15 +154,15 @@ def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Source
     Returns:
         The files in argument order, each once (the first spelling of a file is kept), and
         one ``"ARGUMENT: reason"`` line per argument that is missing, of an unsupported type,
-        an empty folder or a pattern matching nothing.
+        an empty folder, a pattern matching nothing or a broken link, and one line per
+        symbolic link inside a folder that loops or leads nowhere.
     """
     items: list[SourceItem] = []
     problems: list[str] = []
     seen: set[Path] = set()
     for source in sources:
-        found, problem = _expand_one(source, recursive)
-        if problem is not None:
-            problems.append(problem)
+        found, found_problems = _expand_one(source, recursive)
+        problems += found_problems
         for item in found:
             key = item.path.resolve()
             if key not in seen:
@@ -191,34 +210,77 @@ def video_info(path: str | Path) -> VideoInfo:
         capture.release()
 
 
-def iter_video_frames(path: str | Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+MAX_BAD_FRAMES = 25  # consecutive unreadable frames that end a video (or its end of stream)
+
+logger = logging.getLogger("aepose")
+
+
+class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
+    """The frames of one video as (index from 0, RGB uint8 [H, W, 3]); see iter_video_frames.
+
+    After iteration, ``unreadable`` counts the frames skipped inside the video and
+    ``problem`` is the one line reported about them (``None`` when every frame was read).
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, file: Path) -> None:
+        self.file = file
+        self.expected = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.unreadable = 0
+        self.problem: str | None = None
+        self._frames = self._read(capture)
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        return next(self._frames)
+
+    def _read(self, capture: cv2.VideoCapture) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+        index = read = failures = 0  # position in the stream, frames yielded, current run
+        try:
+            while failures < MAX_BAD_FRAMES:
+                ok, bgr = capture.read()
+                if not ok or bgr is None:
+                    failures += 1  # OpenCV moves past a damaged frame: try the next one
+                    index += 1
+                    continue
+                self.unreadable += failures  # a run that ended inside the video
+                failures = 0
+                yield index, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+                index += 1
+                read += 1
+        finally:
+            capture.release()
+        if read == 0:
+            raise AeposeError(f"video file {self.file} has no decodable frames")
+        self._report(read)
+
+    def _report(self, read: int) -> None:
+        """One warning line when frames were lost (inside, or a cut-off end), else nothing."""
+        # Containers round their frame counts; a frame or two short of it is the normal end.
+        cut = self.expected - (read + self.unreadable) > 2
+        if not cut and not self.unreadable:
+            return
+        parts = [f"{self.unreadable} unreadable frame(s) skipped"] if self.unreadable else []
+        if cut:
+            parts.append(f"unreadable after frame {read + self.unreadable - 1} "
+                         f"(the container says {self.expected} frames)")
+        self.problem = f"video file {self.file}: {'; '.join(parts)}; {read} frames read"
+        logger.warning("%s", self.problem)
+
+
+def iter_video_frames(path: str | Path) -> VideoFrames:
     """Decode a video file frame by frame.
 
     The file is opened before this returns, so a missing or undecodable video raises
     :class:`AeposeError` here, not at the first ``next()``. A video that opens but yields
-    no frame raises when iterated. Decoding stops quietly at the first unreadable frame
-    (a truncated file gives the frames before the damage).
+    no frame raises when iterated. An unreadable frame inside the video is skipped (OpenCV
+    reads on past it); :data:`MAX_BAD_FRAMES` unreadable frames in a row end the video. Lost
+    frames are reported once, as a warning on the ``aepose`` logger, and kept as the
+    iterator's ``problem`` line.
 
     Yields:
-        (frame index from 0, RGB uint8 frame [H, W, 3]).
+        (frame index from 0, its position in the stream; RGB uint8 frame [H, W, 3]).
     """
     capture = _open_capture(path)
-    return _frames(capture, Path(path))
-
-
-def _frames(capture: cv2.VideoCapture, file: Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    index = 0
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok or bgr is None:
-                break
-            yield index, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            index += 1
-    finally:
-        capture.release()
-    if index == 0:
-        raise AeposeError(f"video file {file} has no decodable frames")
+    return VideoFrames(capture, Path(path))
 
 
 class VideoWriter:
