@@ -320,8 +320,10 @@ def test_bright_pixel_through_affine_and_flip(
     f_image, f_masks, f_joints = flip_bottom_up(out.image, out.masks, out.joints, AIC.flip_index)
     slot = AIC.flip_index[5]  # left_wrist (5) -> right_wrist slot (2)
     assert slot == 2
-    fy, fx = np.unravel_index(int(np.argmax(f_image[..., 0])), f_image.shape[:2])
-    assert (fx, fy) == (511 - ix, iy)
+    # The image is mirrored exactly; OpenCV 4's 1/32-pixel steps can leave a plateau of
+    # equal maxima, so the mirrored brightest pixel is checked as one of the maxima.
+    np.testing.assert_array_equal(f_image, out.image[:, ::-1])
+    assert f_image[iy, 511 - ix, 0] == f_image[..., 0].max()
     for o, m, j, j0 in zip((128, 256), f_masks, f_joints, out.joints, strict=True):
         assert j[0, slot, 0] == pytest.approx(o - 1 - j0[0, 5, 0], abs=1e-5)
         assert j[0, slot, 1] == j0[0, 5, 1] and j[0, slot, 2] == 2
