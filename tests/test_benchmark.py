@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from aepose.aggregate import aggregate_maps
 from aepose.benchmark import (
     PARTS,
     STAGES,
@@ -27,14 +28,12 @@ from aepose.benchmark import (
     outputs_match,
     realistic_weights,
     run_benchmark,
-    timed_predict,
 )
 from aepose.config import get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
 from aepose.errors import AeposeError
 from aepose.grouping import decode_poses, nms_heatmaps
-from aepose.inference import aggregate_maps, predict_images
 from aepose.keypoints import get_spec
 from aepose.models import build_model
 from aepose.profile import model_cost
@@ -116,19 +115,17 @@ def test_e2e_returns_every_image_with_all_parts() -> None:
     assert row.input == "160x120" and row.tflops is None
 
 
-def test_timed_predict_gives_predict_images_results() -> None:
-    cfg = get_preset(SIMPLE)
-    model = realistic_weights(build_model(cfg))
-    images = crowd_images(2, SMALL_IMAGE, seed=3)
-    assert [im.shape for im in images] == [(120, 160, 3)] * 2
-    timed = timed_predict(model, cfg, images, flip=True)
-    expected = predict_images(model, cfg, images, scales=(1,), flip=True)
-    for (poses, scores), (want_poses, want_scores) in zip(timed.predictions, expected,
-                                                          strict=True):
-        np.testing.assert_array_equal(poses, want_poses)
-        np.testing.assert_array_equal(scores, want_scores)
-    assert [len(r) for r in timed.records] == [len(p) for p, _ in expected]
-    assert set(timed.seconds) == set(PARTS)
+def test_pipeline_row_reports_stage_rates_and_overlap() -> None:
+    row = run_benchmark(HIGHER, stage="pipeline", image_size=SMALL_IMAGE, images=4,
+                        decode_workers=1, **FAST)
+    assert row.stage == "pipeline" and row.batch == 2 and row.parts == {}
+    facts = row.facts
+    assert facts["images_out"] == 4 and facts["people_per_image"] >= 1
+    assert row.images_per_s == pytest.approx(facts["pipeline_images_per_s"], rel=1e-9)
+    slowest = min(facts[k] for k in ("rate_preprocess", "rate_network", "rate_decode"))
+    assert facts["overlap_efficiency"] == pytest.approx(row.images_per_s / slowest, rel=1e-9)
+    # The serial rate is the harmonic combination of the stages it runs one after the other.
+    assert facts["serial_images_per_s"] < slowest
 
 
 def test_mimic_trained_maps_gives_the_asked_candidates_and_tag_spread() -> None:

@@ -15,12 +15,13 @@ from helpers import lively
 from torch import Tensor, nn
 
 from aepose import AeposeError, build_model, get_preset
+from aepose.aggregate import aggregate_maps
 from aepose.config import ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import apply_affine, resize_align, resize_matrix
 from aepose.data.transforms import test_sizes as sizes_of
 from aepose.grouping import decode_poses
-from aepose.inference import Pose, Predictor, aggregate_maps, oks_nms, predict_images
+from aepose.inference import Pose, Predictor, oks_nms, predict_images, with_test_settings
 from aepose.keypoints import get_spec
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
@@ -330,7 +331,9 @@ def test_predict_batch_buckets_by_input_size_and_equals_one_by_one() -> None:
         _assert_same_people(together, alone)
     net.shapes.clear()
     capped = predict_images(net, get_preset(HIGHER), images, max_batch=2)
-    assert net.shapes == [(4, 3, 128, 192), (2, 3, 128, 192), (2, 3, 192, 128)]
+    # A full batch of the first size runs at once; then the oldest waiting image's batch
+    # (image 1, portrait) before the rest of the first size: results stream in input order.
+    assert net.shapes == [(4, 3, 128, 192), (2, 3, 192, 128), (2, 3, 128, 192)]
     for (poses, scores), alone in zip(capped, singles, strict=True):
         _assert_same_people([Pose(p[:, :3], float(s)) for p, s in zip(poses, scores,
                                                                       strict=True)], alone)
@@ -445,12 +448,14 @@ def test_from_checkpoint_aepose_file_uses_its_own_config(tmp_path: Path) -> None
     model = lively(HIGHER, seed=11).eval()
     base = get_preset(HIGHER)
     cfg = dataclasses.replace(base, name="my_run",
-                              test=dataclasses.replace(base.test, detection_threshold=0.2))
+                              test=dataclasses.replace(base.test, detection_threshold=0.2,
+                                                       scales=(2.0, 1.0), flip=False))
     path = tmp_path / "run.pth"
     torch.save({"model": model.state_dict(), "config": dataclasses.asdict(cfg),
                 "version": "0.1.0"}, path)
     loaded = Predictor.from_checkpoint(path, device="cpu")
-    assert loaded.config == cfg and loaded.flip and loaded.scales == (1.0,)
+    # The file's own test settings apply (scales and flip included).
+    assert loaded.config == cfg and not loaded.flip and loaded.scales == (2.0, 1.0)
     image = _image(12, 120, 90)
     expected = Predictor(model, cfg)(image)
     got = loaded(image)
@@ -464,7 +469,9 @@ def test_from_checkpoint_mmpose_file_with_preset(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
     loaded = Predictor.from_checkpoint(path, preset=SIMPLE, device="cpu", scales=(2, 1))
-    assert loaded.config == get_preset(SIMPLE) and loaded.scales == (2.0, 1.0)
+    # Overrides are applied to the Config once: it is the preset's with those test scales.
+    assert loaded.config == with_test_settings(get_preset(SIMPLE), scales=(2, 1))
+    assert loaded.scales == loaded.config.test.scales == (2.0, 1.0)
     image = _image(14, 90, 120)
     expected = Predictor(model, get_preset(SIMPLE), scales=(2, 1))(image)
     got = loaded(image)

@@ -69,8 +69,14 @@ def test_train_test_rescore_predict(
     assert "broken.jpg" in err and "missing.png: no such file or folder" in err
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(predictions["images"]) == 11  # 8 train + 3 val images share the folder
-    assert {a["image_id"] for a in predictions["annotations"]} <= {
-        i["id"] for i in predictions["images"]}
+    assert predictions["model"] == {"preset": "higherhrnet_tiny_crowdpose_128",
+                                    "weights": str(run / "last.pth")}
+    assert len(predictions["keypoint_names"]) == 14 and predictions["test"]["flip"] is True
+    people = [p for image in predictions["images"] for p in image["people"]]
+    records = json.loads((tmp_path / "pred" / "results.json").read_text())
+    assert len(records) == len(people)
+    assert {r["image_id"] for r in records} <= {i["id"] for i in predictions["images"]}
+    assert not (tmp_path / "pred" / "predictions.jsonl").exists()  # removed once complete
     assert len(list((tmp_path / "pred").glob("*.png"))) == 11
 
     code, _, err = _run(capsys, "predict", str(tmp_path / "broken.jpg"), "--weights",
@@ -130,12 +136,28 @@ def test_export_then_onnxruntime_predict_equals_torch(
                             str(tmp_path / weights), "--backend", backend, "--device", "cpu",
                             "--out", str(tmp_path / backend), "--no-draw")
         assert code == 0, err
-        runs[backend] = json.loads((tmp_path / backend / "predictions.json").read_text())
-    a, b = runs["torch"]["annotations"], runs["onnxruntime"]["annotations"]
+        runs[backend] = json.loads((tmp_path / backend / "results.json").read_text())
+    _check_self_describing(tmp_path / "torch", runs["torch"])
+    a, b = runs["torch"], runs["onnxruntime"]
     assert len(a) == len(b) > 0
     for x, y in zip(a, b, strict=True):
         assert x["image_id"] == y["image_id"]
         assert max(abs(p - q) for p, q in zip(x["keypoints"], y["keypoints"], strict=True)) < 1e-2
+
+
+def _check_self_describing(out: Path, records: list[dict]) -> None:
+    """predictions.json: per image its people as [[x, y, score], ...]; results.json: the same
+    people as flat COCO records with the image ids of predictions.json."""
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["model"]["preset"] and predictions["test"]["scales"] == [1.0]
+    people = [(image["id"], p) for image in predictions["images"] for p in image["people"]]
+    assert len(people) == len(records) > 0
+    for (image_id, person), record in zip(people, records, strict=True):
+        k = len(predictions["keypoint_names"])
+        assert len(person["keypoints"]) == k and all(len(kp) == 3 for kp in person["keypoints"])
+        assert record["image_id"] == image_id and record["score"] == person["score"]
+        assert record["keypoints"] == [v for kp in person["keypoints"] for v in kp]
+        assert record["bbox"] == person["bbox"]
 
 
 def test_benchmark_command_writes_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,9 +15,13 @@
     :func:`~aepose.grouping.decode_poses` on generated maps of a crowd
     (:func:`crowd_maps`) at the input resolution, one image after the other.
 ``e2e``
-    generated RGB images (:func:`crowd_images`) through :func:`timed_predict`: resize and
-    normalise on the CPU (``pre``), network with flip test and map aggregation
-    (``network``), grouping (``decode``), back-projection and COCO records (``post``).
+    generated RGB images (:func:`crowd_images`) through the one test-time pipeline
+    (:mod:`aepose.pipeline`) with its stages run one after the other, each timed by the
+    pipeline's own :class:`~aepose.pipeline.StageTimer` (:data:`PARTS`).
+``pipeline``
+    the same images through the streamed pipeline (read thread, network, decode worker
+    processes overlapped); its facts give each stage's own rate (from a serial run), the
+    serial rate and the overlap efficiency (pipeline rate / slowest stage's rate).
 
 Timing: ``warmup`` untimed iterations (they absorb ``torch.compile``'s compilation, cuDNN's
 autotuning and allocator growth), then ``repeats`` timed iterations, each ended by
@@ -60,24 +64,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aepose.aggregate import aggregate_maps
 from aepose.config import Config, get_preset
 from aepose.data.dataset import normalize_image
-from aepose.data.transforms import back_project, resize_align, test_sizes
+from aepose.data.transforms import resize_align, test_sizes
 from aepose.errors import AeposeError
-from aepose.grouping import decode_poses, nms_heatmaps
-from aepose.inference import Pose, aggregate_maps, check_compile_mode
+from aepose.grouping import Decoder, nms_heatmaps
+from aepose.inference import FastNetwork, check_compile_mode, with_test_settings
 from aepose.keypoints import get_spec
 from aepose.losses import compute_loss
 from aepose.models import build_model
+from aepose.pipeline import (
+    Result,
+    Stages,
+    StageTimer,
+    decode_pool,
+    default_decode_workers,
+    stream,
+)
+from aepose.precision import PRECISIONS, autocast
 from aepose.profile import model_cost
 from aepose.synth import SceneParams, render_scene, sample_scene
 
 __all__ = [
-    "DTYPES",
     "PARTS",
     "STAGES",
     "BenchRow",
-    "TimedPrediction",
     "crowd_images",
     "crowd_maps",
     "format_rows",
@@ -85,15 +97,10 @@ __all__ = [
     "outputs_match",
     "realistic_weights",
     "run_benchmark",
-    "timed_predict",
 ]
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-PARTS = ("pre", "network", "decode", "post")
+PARTS = ("preprocess", "network", "aggregate", "decode", "back-project")
+"""The pipeline's stages timed by the e2e and pipeline rows (images are in memory: no read)."""
 TRAIN_PEOPLE = 10  # valid people per image in the train stage's joint targets
 CROWD_SCENES = SceneParams(people=(8, 20), people_skew=1.0)  # e2e images: crowds, not singles
 # e2e maps (see mimic_trained_maps): candidates above the detection threshold per joint, as
@@ -156,6 +163,8 @@ class _Job:
     image_size: tuple[int, int]
     flip: bool
     people: int
+    images: int  # e2e and pipeline: generated images per iteration
+    decode_workers: int  # pipeline: post-processing workers
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,7 @@ class _Outcome:
     uses_network: bool = True
     facts: dict[str, float] = dataclasses.field(default_factory=dict)
     note: str = ""
+    images: int | None = None  # images per iteration when not the batch size
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +206,7 @@ def _peak_mb(device: torch.device) -> float | None:
 
 
 def _autocast(device: torch.device, dtype: str) -> torch.autocast:
-    return torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
+    return autocast(device.type, dtype)
 
 
 @contextlib.contextmanager
@@ -287,8 +297,8 @@ def _cpu_bf16_error() -> str | None:
 
 
 def _check_dtype(dtype: str, device: torch.device) -> None:
-    if dtype not in DTYPES:
-        raise AeposeError(f"unknown dtype {dtype!r} (choices: {', '.join(DTYPES)})")
+    if dtype not in PRECISIONS:
+        raise AeposeError(f"unknown dtype {dtype!r} (choices: {', '.join(PRECISIONS)})")
     if dtype == "fp16" and device.type == "cpu":
         raise AeposeError("dtype fp16 needs a CUDA device (on the CPU: fp32 or bf16)")
     if dtype == "bf16" and device.type == "cpu" and _cpu_bf16_error() is not None:
@@ -437,12 +447,17 @@ def _prepared(
 
 def _compiled(model: nn.Module, mode: str) -> nn.Module:
     """``torch.compile(model, mode=mode)`` with dynamo's caches cleared first."""
+    _reset_compiler()
+    return cast(nn.Module, torch.compile(model, mode=mode))
+
+
+def _reset_compiler() -> None:
+    """Clear dynamo's caches. Compiled code is cached per code object: without a reset,
+    successive models would pile up recompilations until dynamo's cache limit silently
+    falls back to eager."""
     import torch._dynamo  # here, not at the top: it takes a second to import
 
-    # Compiled code is cached per code object: without a reset, successive models would
-    # pile up recompilations until dynamo's cache limit silently falls back to eager.
     torch._dynamo.reset()
-    return cast(nn.Module, torch.compile(model, mode=mode))
 
 
 def _images(job: _Job) -> Tensor:
@@ -516,82 +531,6 @@ def crowd_images(count: int, size: tuple[int, int], seed: int = 0) -> list[np.nd
     width, height = size
     scenes = [render_scene(sample_scene(rng, width, height, CROWD_SCENES)) for _ in range(count)]
     return [np.ascontiguousarray(s.image[..., ::-1]) for s in scenes]  # BGR -> RGB
-
-
-def _decode(cfg: Config, heatmaps: Tensor, tags: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """decode_poses with the preset's test settings and grouping order."""
-    test = cfg.test
-    return decode_poses(
-        heatmaps, tags, detection_threshold=test.detection_threshold,
-        tag_threshold=test.tag_threshold, max_people=test.max_people,
-        nms_kernel=test.nms_kernel, adjust=test.adjust, refine=test.refine,
-        joint_order=get_spec(cfg.data.dataset).grouping_order,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# The test pipeline, stage by stage
-
-
-@dataclass(frozen=True, eq=False)
-class TimedPrediction:
-    """Result of :func:`timed_predict`.
-
-    predictions: per image (poses float32 [P, K, 3 + L] in original-image pixels, scores
-    float32 [P]), exactly as :func:`~aepose.inference.predict_images` returns them.
-    records: per image, the COCO result records (``Pose.to_coco``, image_id = list index).
-    seconds: wall seconds of ``"pre"``, ``"network"``, ``"decode"`` and ``"post"``.
-    """
-
-    predictions: list[tuple[np.ndarray, np.ndarray]]
-    records: list[list[dict[str, Any]]]
-    seconds: dict[str, float]
-
-
-def timed_predict(
-    model: nn.Module,
-    config: Config,
-    images: Sequence[np.ndarray],
-    *,
-    flip: bool = True,
-    dtype: str = "fp32",
-    channels_last: bool = False,
-) -> TimedPrediction:
-    """Single-scale ``predict_images`` on images of one size, each step timed on its own.
-
-    ``model`` is in eval mode (possibly compiled); maps are computed and decoded on its
-    parameters' device. ``pre``: resize, normalise (CPU) and copy to the device;
-    ``network``: the forward pass(es) with flip and aggregation under autocast ``dtype``,
-    maps made float32; ``decode``: grouping per image; ``post``: back-projection and COCO
-    records. Every lap ends with a device synchronisation.
-    """
-    device = next(model.parameters()).device
-    sizes = [test_sizes(im.shape[1], im.shape[0], config.data.input_size) for im in images]
-    if len({s.input_sizes for s in sizes}) != 1:
-        raise AeposeError("timed_predict needs images whose test inputs have one size")
-    clock = _Clock(device)
-    with torch.inference_mode():
-        batch = torch.stack([normalize_image(resize_align(im, s)) for im, s in
-                             zip(images, sizes, strict=True)]).to(device)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        clock.lap("pre")
-        flip_index = get_spec(config.data.dataset).flip_index if flip else None
-        # Autocast covers the network only: grouping must stay float32 to match predict_images.
-        with _autocast(device, dtype):
-            heatmaps, tags = aggregate_maps(model, [batch], (1.0,), sizes[0].base_size,
-                                            config.model, flip_index=flip_index)
-        heatmaps, tags = heatmaps.float(), tags.float()
-        clock.lap("network")
-        decoded = [_decode(config, heatmaps[b], tags[b]) for b in range(len(images))]
-        clock.lap("decode")
-    records = []
-    for image_id, ((poses, scores), image_sizes) in enumerate(zip(decoded, sizes, strict=True)):
-        poses[..., :2] = back_project(poses[..., :2], image_sizes)
-        records.append([Pose(poses[p, :, :3].copy(), float(scores[p]), poses[p, :, 3:].copy())
-                        .to_coco(image_id) for p in range(len(poses))])
-    clock.lap("post")
-    return TimedPrediction(decoded, records, clock.seconds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -672,12 +611,13 @@ def _train(job: _Job) -> _Outcome:
 
 def _decode_stage(job: _Job) -> _Outcome:
     k = job.cfg.model.num_keypoints
+    decoder = Decoder.from_config(job.cfg.test, get_spec(job.cfg.data.dataset))
     maps = [tuple(m.to(job.device) for m in crowd_maps(job.people, job.input_size, k, seed=i))
             for i in range(job.batch)]
     found: list[int] = []
 
     def step() -> dict[str, float]:
-        found[:] = [len(_decode(job.cfg, h, t)[0]) for h, t in maps]
+        found[:] = [len(decoder(h, t)[0]) for h, t in maps]
         return {}
 
     with torch.inference_mode():
@@ -687,40 +627,103 @@ def _decode_stage(job: _Job) -> _Outcome:
     return _Outcome(timing, _square(job), uses_network=False, facts=facts, note=note)
 
 
-def _e2e(job: _Job) -> _Outcome:
-    images = crowd_images(job.batch, job.image_size)
+def _pipeline_setup(job: _Job) -> tuple[Stages, list[np.ndarray]]:
+    """The one test-time pipeline (single scale, the job's flip, precision, memory format
+    and compile mode) on a network adjusted to decode like a crowd, and its images."""
+    images = crowd_images(job.images, job.image_size)
     sizes = test_sizes(*job.image_size, job.cfg.data.input_size)
     sample = torch.stack([normalize_image(resize_align(im, sizes)) for im in images[:2]])
-    _, net = _prepared(job, training=False, mimic_on=sample.to(job.device))
-    last: list[TimedPrediction] = []
+    plain = dataclasses.replace(job, compile=None, channels_last=False)
+    model, _ = _prepared(plain, training=False, mimic_on=sample.to(job.device))
+    if job.compile:
+        _reset_compiler()
+    network = FastNetwork(model, dtype=job.dtype, channels_last=job.channels_last,
+                          compile=job.compile).eval()
+    cfg = with_test_settings(job.cfg, scales=(1.0,), flip=job.flip)
+    return Stages(network, cfg, job.device), images
+
+
+def _streamed(stages: Stages, images: list[np.ndarray], job: _Job, timer: StageTimer,
+              **options: Any) -> list[Result[int]]:
+    return list(stream(stages, range(len(images)), images.__getitem__, batch_size=job.batch,
+                       timer=timer, **options))
+
+
+def _pipeline_facts(job: _Job, stages: Stages, results: list[Result[int]]) -> dict[str, float]:
+    width, height = test_sizes(*job.image_size, stages.config.data.input_size).base_size
+    return {"images_out": float(len(results)),
+            "people_per_image": statistics.mean(len(r.poses) for r in results),
+            "network_input_w": float(width), "network_input_h": float(height)}
+
+
+def _e2e(job: _Job) -> _Outcome:
+    stages, images = _pipeline_setup(job)
+    last: list[Result[int]] = []
 
     def step() -> dict[str, float]:
-        last[:] = [timed_predict(net, job.cfg, images, flip=job.flip, dtype=job.dtype,
-                                 channels_last=job.channels_last)]
-        return last[0].seconds
+        timer = StageTimer()
+        last[:] = _streamed(stages, images, job, timer, read_workers=0)
+        return {part: timer.seconds[part] for part in PARTS}
 
     timing = _measure(step, job.device, job.repeats, job.warmup)
-    width, height = sizes.base_size
-    people = [len(poses) for poses, _ in last[0].predictions]
-    facts = {"images_out": float(len(last[0].predictions)),
-             "people_per_image": statistics.mean(people),
-             "network_input_w": float(width), "network_input_h": float(height)}
-    note = (f"network input {width}x{height}, single scale"
-            f"{', flip (2B per pass)' if job.flip else ''}; random weights, maps adjusted "
-            f"to ~{CANDIDATES_PER_JOINT} candidates per joint")
+    facts = _pipeline_facts(job, stages, last)
+    note = (f"network input {int(facts['network_input_w'])}x{int(facts['network_input_h'])}, "
+            f"single scale{', flip (2B per pass)' if job.flip else ''}, stages one after "
+            f"the other; random weights, maps adjusted to ~{CANDIDATES_PER_JOINT} candidates "
+            "per joint")
     return _Outcome(timing, f"{job.image_size[0]}x{job.image_size[1]}", facts=facts, note=note)
+
+
+def _pipeline(job: _Job) -> _Outcome:
+    """The streamed pipeline (read threads, network, decode workers overlapped) beside the
+    same pipeline run stage after stage, whose stage times give each stage's own rate."""
+    stages, images = _pipeline_setup(job)
+    serial = StageTimer()
+    for _ in range(job.warmup + 1):
+        serial = StageTimer()
+        _streamed(stages, images, job, serial, read_workers=0)
+    last: list[Result[int]] = []
+    with decode_pool(job.device, job.decode_workers) as pool:
+
+        def step() -> dict[str, float]:
+            last[:] = _streamed(stages, images, job, StageTimer(), read_workers=1,
+                                decoders=pool)
+            return {}
+
+        timing = _measure(step, job.device, job.repeats, job.warmup)
+    facts = _pipeline_facts(job, stages, last)
+    facts.update(_stage_rates(serial, len(images), job.decode_workers))
+    facts["pipeline_images_per_s"] = len(images) / timing.total
+    facts["overlap_efficiency"] = facts["pipeline_images_per_s"] / min(
+        v for k, v in facts.items() if k.startswith("rate_"))
+    note = (f"streamed: 1 read thread, {job.decode_workers} decode worker(s), network "
+            f"batch {job.batch}; rate_*: each stage alone (images/s, from a serial run)")
+    return _Outcome(timing, f"{job.image_size[0]}x{job.image_size[1]}", facts=facts,
+                    note=note, images=len(images))
+
+
+def _stage_rates(serial: StageTimer, images: int, decode_workers: int) -> dict[str, float]:
+    """Images/s each stage gives with its own resources: preprocess in one thread, the
+    network, post-processing (aggregate, decode, back-project) in ``decode_workers``."""
+    post = sum(serial.seconds[p] for p in ("aggregate", "decode", "back-project"))
+    return {"rate_preprocess": images / serial.seconds["preprocess"],
+            "rate_network": images / serial.seconds["network"],
+            "rate_decode": images * max(1, decode_workers) / post,
+            "serial_images_per_s": images / sum(serial.seconds[p] for p in PARTS)}
 
 
 STAGES: dict[str, Callable[[_Job], _Outcome]] = {
     "forward": _forward,
     "decode": _decode_stage,
     "e2e": _e2e,
+    "pipeline": _pipeline,
     "train": _train,
 }
 
 
 def _row(job: _Job, out: _Outcome) -> BenchRow:
-    seconds = out.timing.total / job.batch
+    per_iteration = out.images or job.batch
+    seconds = out.timing.total / per_iteration
     facts, tflops = dict(out.facts), None
     if out.flop_factor is not None:
         gflops = model_cost(job.cfg, job.input_size)[1]
@@ -732,7 +735,7 @@ def _row(job: _Job, out: _Outcome) -> BenchRow:
         batch=job.batch, compile=job.compile if out.uses_network else None,
         channels_last=job.channels_last and out.uses_network, input=out.input,
         images_per_s=1.0 / seconds, ms_per_image=seconds * 1000,
-        parts={k: v * 1000 / job.batch for k, v in out.timing.parts.items()},
+        parts={k: v * 1000 / per_iteration for k, v in out.timing.parts.items()},
         peak_mem_mb=out.timing.peak_mb, tflops=tflops, repeats=job.repeats, facts=facts,
         note=out.note,
     )
@@ -753,11 +756,16 @@ def run_benchmark(
     image_size: tuple[int, int] = (640, 480),
     flip: bool = True,
     people: int = 30,
+    images: int | None = None,
+    decode_workers: int | None = None,
 ) -> BenchRow:
     """Measure ``stage`` (see :data:`STAGES` and the module docstring) for ``preset``.
 
     ``batch_size`` images per iteration (decode: maps decoded one after the other; e2e:
-    generated images of ``image_size`` (W, H) run as one batch); ``input_size`` S of the
+    generated images of ``image_size`` (W, H) run as one batch; pipeline: images per
+    forward pass, of ``images`` per iteration (default 32) streamed with
+    ``decode_workers`` post-processing workers (default :func:`default_decode_workers`));
+    ``input_size`` S of the
     square network input for forward/train/decode (default: the preset's; e2e always uses the
     preset's test sizing); ``people``: people drawn in the decode stage's maps. ``dtype``,
     ``compile`` (a mode of :data:`aepose.inference.COMPILE_MODES`, None for eager) and
@@ -777,6 +785,9 @@ def run_benchmark(
         channels_last=bool(channels_last), repeats=_positive("repeats", repeats),
         warmup=_positive("warmup", warmup, least=0), input_size=_input_size(cfg, input_size),
         image_size=_image_size(image_size), flip=bool(flip), people=_positive("people", people),
+        images=_positive("images", images or (32 if stage == "pipeline" else batch_size)),
+        decode_workers=_positive("decode_workers", default_decode_workers(torch_device)
+                                 if decode_workers is None else decode_workers, least=0),
     )
     with _cudnn_autotune(torch_device):
         return _row(job, STAGES[stage](job))

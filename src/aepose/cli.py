@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 import aepose
+from aepose.aggregate import STAGE_AVERAGES
 from aepose.benchmark import STAGES, format_rows, run_benchmark
 from aepose.checkpoint import (
     detect_architecture,
@@ -40,10 +42,10 @@ from aepose.eval_loop import evaluate_model
 from aepose.evaluation import evaluate_keypoints, format_table
 from aepose.export import export_onnx, onnx_predictor
 from aepose.hub import cached_file, download, hash_report
-from aepose.inference import COMPILE_MODES, FastNetwork, Predictor
+from aepose.inference import COMPILE_MODES, FastNetwork, Predictor, with_test_settings
 from aepose.keypoints import KEYPOINT_SPECS
 from aepose.precision import PRECISIONS
-from aepose.predict import run_predict
+from aepose.predict import OVERLAY_MIN_SCORE, PredictOptions, run_predict
 from aepose.profile import preset_cost
 from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
 from aepose.synth.video import parse_frame_size
@@ -255,6 +257,17 @@ def _compile_mode(args: argparse.Namespace) -> str | None:
     return args.compile_mode or ("default" if args.compile else None)
 
 
+def _test_config(cfg: Config, args: argparse.Namespace) -> Config:
+    """``cfg`` with the command line's test settings: ``--set test.x=y`` first, then
+    ``--scales``, ``--no-flip`` and ``--stage-average`` (the weights fix the rest)."""
+    foreign = [o for o in args.overrides if not o.startswith("test.")]
+    if foreign:
+        raise AeposeError(f"--set here takes test settings only (test.x=y), got {foreign[0]!r}")
+    cfg = apply_overrides(cfg, args.overrides)
+    return with_test_settings(cfg, scales=args.scales, flip=False if args.no_flip else None,
+                              stage_average=args.stage_average)
+
+
 def _cmd_test(args: argparse.Namespace) -> None:
     if args.results:
         _rescore(args)
@@ -264,20 +277,20 @@ def _cmd_test(args: argparse.Namespace) -> None:
     info = init_distributed(args.device)
     try:
         network, cfg = load_with_config(args.weights, preset=args.preset, device=info.device)
+        cfg = _test_config(cfg, args)
         model = _fast(network, args)
         ann, images = _test_files(cfg, args)
         out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
-        scales = tuple(args.scales) if args.scales else cfg.test.scales
         result = evaluate_model(
-            model, cfg, ann, images, info, scales=scales, flip=not args.no_flip,
-            stage_average=args.stage_average, batch_size=args.batch_size, workers=args.workers,
-            results_file=out / "results.json")
+            model, cfg, ann, images, info, batch_size=args.batch_size, workers=args.workers,
+            decode_workers=args.decode_workers, results_file=out / "results.json")
     finally:
         shutdown()
     if info.is_main:
         report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
-                  "scales": list(scales), "flip": not args.no_flip, "images": result.images,
+                  "scales": list(cfg.test.scales), "flip": cfg.test.flip,
+                  "test": dataclasses.asdict(cfg.test), "images": result.images,
                   "people": result.people, "seconds": result.seconds,
                   "skipped": list(result.skipped), "metrics": result.metrics}
         _finish_test(report, cfg.data.dataset, out)
@@ -320,26 +333,38 @@ def _finish_test(report: dict[str, Any], spec: str, out: Path) -> None:
     print(f"metrics: {out / 'metrics.json'}")
 
 
-def _cmd_predict(args: argparse.Namespace) -> None:
+def _predictor(args: argparse.Namespace) -> Predictor:
+    """The Predictor of ``aepose predict``'s network, backend and test settings."""
     if args.backend == "onnxruntime":
         # The network runs in ONNX Runtime; pre- and post-processing are the same code.
         providers = ["CUDAExecutionProvider"] if args.device == "cuda" else None
-        predictor = onnx_predictor(args.weights, args.preset, providers=providers,
-                                   scales=args.scales, flip=not args.no_flip,
-                                   pose_nms=args.pose_nms)
+        stored = onnx_predictor(args.weights, args.preset, providers=providers)
+        network, cfg = stored.model, stored.config
     else:
+        if str(args.weights).endswith(".onnx"):
+            raise AeposeError(f"{args.weights} is an ONNX file: add --backend onnxruntime")
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        network, cfg = load_with_config(args.weights, preset=args.preset, device=device)
-        model = _fast(network, args)
-        scales = tuple(args.scales) if args.scales else cfg.test.scales
-        predictor = Predictor(model, cfg, scales=scales, flip=not args.no_flip,
-                              pose_nms=args.pose_nms)
+        loaded, cfg = load_with_config(args.weights, preset=args.preset, device=device)
+        network = _fast(loaded, args)
+    return Predictor(network, _test_config(cfg, args), pose_nms=args.pose_nms)
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    predictor = _predictor(args)
     out = Path(args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}")
-    summary = run_predict(args.sources, predictor, out, batch_size=args.batch_size,
-                          draw=not args.no_draw, keypoint_threshold=args.threshold)
+    options = PredictOptions(
+        batch_size=args.batch_size, read_workers=args.workers,
+        decode_workers=args.decode_workers, draw=not args.no_draw,
+        keypoint_threshold=args.threshold, min_score=args.min_score,
+        weights=str(args.weights), overwrite=args.overwrite)
+    summary = run_predict(args.sources, predictor, out, options)
     for problem in summary.problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(f"{summary.images} images/frames, {summary.people} people -> {summary.json_path}")
+    print(summary.describe())
+    print(f"predictions: {summary.json_path}")
+    if summary.interrupted:
+        raise AeposeError(f"interrupted: the {summary.images} finished images/frames are in "
+                          f"{summary.json_path}")
     if summary.images == 0:
         raise AeposeError("nothing could be predicted (see the skipped inputs above)")
 
@@ -349,7 +374,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
                       dtype=args.dtype, compile=_compile_mode(args),
                       channels_last=args.channels_last, repeats=args.repeats,
-                      warmup=args.warmup, input_size=args.input_size, flip=not args.no_flip)
+                      warmup=args.warmup, input_size=args.input_size, flip=not args.no_flip,
+                      images=args.images, decode_workers=args.decode_workers)
         for stage in args.stage
     ]
     print(format_rows(rows))
@@ -417,6 +443,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "benchmark": (_cmd_benchmark, "time the network, decoding, the whole pipeline or training",
                   "examples:\n"
                   "  aepose benchmark --preset hrnet_w32_aic_512 --stage forward e2e\n"
+                  "  aepose benchmark --preset higherhrnet_small_crowdpose_128 --stage "
+                  "pipeline --batch-size 4 --images 32\n"
                   "  aepose benchmark --preset hrnet_w32_aic_512 --device cuda --dtype bf16 "
                   "--channels-last --compile --batch-size 64\n"
                   "  aepose benchmark --preset higherhrnet_w32_crowdpose_512 --stage train "
@@ -459,6 +487,19 @@ def _add_train_arguments(p: _Parser) -> None:
                    help="stop with a checkpoint after this many iterations (smoke tests)")
 
 
+def _add_pipeline_arguments(p: _Parser) -> None:
+    """Options of the streamed test-time pipeline shared by test and predict."""
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override test settings, e.g. test.detection_threshold=0.2 "
+                   "test.max_people=50")
+    p.add_argument("--workers", type=int, default=2,
+                   help="threads reading and resizing images (default 2)")
+    p.add_argument("--decode-workers", type=int, metavar="N",
+                   help="processes (CPU) or threads (GPU) decoding while the network runs "
+                   "(default: one per spare CPU core, at most 4; 0: decode in between)")
+    _add_speed_arguments(p)
+
+
 def _add_speed_arguments(p: _Parser) -> None:
     p.add_argument("--dtype", choices=PRECISIONS, default="fp32",
                    help="network precision (autocast; default fp32, as the published numbers)")
@@ -476,16 +517,16 @@ def _add_test_arguments(p: _Parser) -> None:
     p.add_argument("--images", help="image folder for --ann (default: the preset's)")
     p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1 0.5")
     p.add_argument("--no-flip", action="store_true", help="no flip test")
-    p.add_argument("--stage-average", choices=["v0.29", "legacy"], default="v0.29",
-                   help="HigherHRNet output averaging (default v0.29, as the published numbers)")
+    p.add_argument("--stage-average", choices=STAGE_AVERAGES,
+                   help="HigherHRNet output averaging (default the preset's: v0.29, as the "
+                   "published numbers)")
     p.add_argument("--out", help="folder for metrics.json and results.json")
     p.add_argument("--results", help="re-score a saved results.json (no network run)")
     p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), help="keypoints of --results")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="images per forward pass when their test sizes agree (default 8)")
-    p.add_argument("--workers", type=int, default=2, help="image reading workers (default 2)")
-    _add_speed_arguments(p)
+    _add_pipeline_arguments(p)
 
 
 def _add_predict_arguments(p: _Parser) -> None:
@@ -497,13 +538,20 @@ def _add_predict_arguments(p: _Parser) -> None:
     p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1")
     p.add_argument("--no-flip", action="store_true", help="no flip test (faster)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--stage-average", choices=STAGE_AVERAGES,
+                   help="HigherHRNet output averaging (default the preset's)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     p.add_argument("--pose-nms", type=float, metavar="OKS",
                    help="drop poses overlapping a better one by this OKS (mmpose demo: 0.9)")
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="leave out people scoring below this (default 0: keep all; overlays "
+                   f"always leave out those under {OVERLAY_MIN_SCORE})")
     p.add_argument("--threshold", type=float, default=0.3,
                    help="keypoint score needed to draw it (default 0.3)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
-    _add_speed_arguments(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out")
+    _add_pipeline_arguments(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
                    "then a file from 'aepose export')")
@@ -524,6 +572,10 @@ def _add_benchmark_arguments(p: _Parser) -> None:
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     p.add_argument("--input-size", type=int, help="square input side (default preset's)")
     p.add_argument("--no-flip", action="store_true", help="e2e without the flip test")
+    p.add_argument("--images", type=int,
+                   help="pipeline: generated images streamed per iteration (default 32)")
+    p.add_argument("--decode-workers", type=int, metavar="N",
+                   help="pipeline: decode workers (default: one per spare CPU core, at most 4)")
     p.add_argument("--json", help="also write the rows to this JSON file")
 
 
@@ -554,7 +606,7 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     synth.add_argument("out_dir", help="folder to write (the dataset's own layout)")
     synth.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), default="crowdpose",
                        help="keypoint definition and folder layout (default crowdpose)")
-    synth.add_argument("--images", type=int, default=None,
+    synth.add_argument("--images", type=positive_int, default=None,
                        help="images in total; a fifth (at least 1) go to val (default 200); "
                             "with --video, clips (default 1)")
     synth.add_argument("--seed", type=seed_int, default=0,
@@ -565,12 +617,14 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     synth.add_argument("--video", action="store_true",
                        help="write clips of people walking (clip_NNNN.mp4, H.264) with "
                             "PoseTrack-like truth (clip_NNNN.json: track ids, keypoints, boxes)")
-    synth.add_argument("--frames", type=int, default=100, help="frames per clip (default 100)")
-    synth.add_argument("--people", type=int, default=None,
+    synth.add_argument("--frames", type=positive_int, default=100,
+                       help="frames per clip (default 100)")
+    synth.add_argument("--people", type=int_in(1, 20), default=None,
                        help="distinct people per clip, 1..20 (default: drawn from 1..12)")
     synth.add_argument("--frame-size", default="640x480",
                        help="clip frame size WIDTHxHEIGHT (default 640x480)")
-    synth.add_argument("--fps", type=float, default=25.0, help="clip frame rate (default 25)")
+    synth.add_argument("--fps", type=float_in(0, 1000, low_open=True), default=25.0,
+                       help="clip frame rate (default 25)")
     _add_train_arguments(subparsers["train"])
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])

@@ -24,7 +24,7 @@ from aepose.data.coco import load_annotations, read_image
 from aepose.distributed import DistInfo, init_distributed, resolve_device
 from aepose.eval_loop import evaluate_model
 from aepose.evaluation import format_table
-from aepose.inference import Predictor
+from aepose.inference import Predictor, with_test_settings
 from aepose.io import check_writable, write_json
 from aepose.keypoints import get_spec
 from aepose.predict import overlay
@@ -160,9 +160,9 @@ def _evaluate(
 ) -> dict[str, float]:
     print("[3/4] evaluating on the val set (single scale, flip test)")
     out = settings.out
-    result = evaluate_model(model, cfg, data / cfg.data.val_ann, data / cfg.data.val_images,
-                            info, scales=(1,), flip=True, workers=0, progress=False,
-                            results_file=out / "results.json")
+    result = evaluate_model(model, with_test_settings(cfg, scales=(1,), flip=True),
+                            data / cfg.data.val_ann, data / cfg.data.val_images, info,
+                            workers=0, progress=False, results_file=out / "results.json")
     write_json(out / "metrics.json", result.metrics, indent=2)
     print(format_table(result.metrics, "crowdpose"))
     return result.metrics

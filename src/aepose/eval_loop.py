@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from aepose.config import Config
 from aepose.data.coco import load_annotations, read_image
 from aepose.data.dataset import EvalImage, eval_images
 from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
-from aepose.errors import AeposeError
 from aepose.evaluation import evaluate_keypoints, results_from_poses, write_results
-from aepose.inference import StageAverage, predict_images
 from aepose.keypoints import get_spec
+from aepose.pipeline import Stages, default_decode_workers, named_error, stream
 
 __all__ = ["EvalResult", "evaluate_model"]
 
@@ -42,22 +39,6 @@ class EvalResult:
     skipped: tuple[str, ...] = field(default=())  # "path: reason" of unreadable images
 
 
-class _Images(Dataset[tuple[int, np.ndarray | str]]):
-    """Reads one image per item in DataLoader workers; a bad file yields its error text."""
-
-    def __init__(self, images: Sequence[EvalImage]) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | str]:
-        try:
-            return index, read_image(self.images[index].path)
-        except AeposeError as error:
-            return index, str(error)
-
-
 def evaluate_model(
     model: nn.Module,
     cfg: Config,
@@ -65,26 +46,33 @@ def evaluate_model(
     image_dir: str | Path,
     info: DistInfo,
     *,
-    scales: Sequence[float] | None = None,
-    flip: bool | None = None,
-    stage_average: StageAverage = "v0.29",
     batch_size: int = 8,
     workers: int = 2,
+    decode_workers: int | None = None,
     results_file: str | Path | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Predict every image of ``ann_file`` with ``model`` (eval mode) and score the results.
 
-    ``scales``/``flip`` default to ``cfg.test``'s. Images whose test inputs have the same
-    size share a forward pass (up to ``batch_size`` of them). ``results_file``, when given,
+    The test settings are ``cfg.test``'s (override them with
+    :func:`~aepose.inference.with_test_settings`). Images whose test inputs have the same
+    size share a forward pass (up to ``batch_size`` of them); ``workers`` threads read
+    them, ``decode_workers`` decode them (default
+    :func:`~aepose.pipeline.default_decode_workers`). ``results_file``, when given,
     receives the COCO-format records (written by rank 0).
     """
     spec = get_spec(cfg.data.dataset)
     annotations = load_annotations(ann_file, spec, image_dir=image_dir, test_mode=True)
     mine = eval_images(annotations)[info.rank :: info.world_size]
     start = time.perf_counter()
-    records, skipped = _predict_shard(model, cfg, mine, scales, flip, stage_average,
-                                      batch_size, workers, progress and info.is_main)
+    was_training = model.training
+    model.eval()
+    try:
+        records, skipped = _predict_shard(
+            Stages(model, cfg), mine, batch_size, workers, decode_workers,
+            progress and info.is_main)
+    finally:
+        model.train(was_training)
     seconds = time.perf_counter() - start
     gathered = all_gather_objects((records, skipped), info)
     all_records = [r for part, _ in gathered for r in part]
@@ -100,31 +88,26 @@ def evaluate_model(
 
 
 def _predict_shard(
-    model: nn.Module,
-    cfg: Config,
+    stages: Stages,
     images: Sequence[EvalImage],
-    scales: Sequence[float] | None,
-    flip: bool | None,
-    stage_average: StageAverage,
     batch_size: int,
     workers: int,
+    decode_workers: int | None,
     progress: bool,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    loader = DataLoader(_Images(images), batch_size=batch_size, num_workers=workers,
-                        collate_fn=list)
     records: list[dict[str, Any]] = []
     skipped: list[str] = []
-    was_training = model.training
-    model.eval()
+    if decode_workers is None:
+        decode_workers = default_decode_workers(stages.device)
+    results = stream(stages, images, lambda image: read_image(image.path),
+                     batch_size=batch_size, read_workers=workers, decode_workers=decode_workers)
     with tqdm(total=len(images), desc="test", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
-        for chunk in loader:
-            good = [(i, image) for i, image in chunk if isinstance(image, np.ndarray)]
-            skipped += [image for _, image in chunk if isinstance(image, str)]
-            outputs = predict_images(model, cfg, [image for _, image in good], scales=scales,
-                                     flip=flip, stage_average=stage_average)
-            for (i, _), (poses, scores) in zip(good, outputs, strict=True):
-                records += results_from_poses(images[i].image_id, poses[:, :, :3], scores)
-            bar.update(len(chunk))
-    model.train(was_training)
+        for result in results:
+            if result.error is not None:
+                skipped.append(named_error(str(result.item.path), result.error))
+            else:
+                records += results_from_poses(result.item.image_id, result.poses[:, :, :3],
+                                              result.scores)
+            bar.update(1)
     return records, skipped

@@ -32,8 +32,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from aepose.config import TestConfig
 from aepose.errors import AeposeError
-from aepose.keypoints import COCO
+from aepose.keypoints import COCO, KeypointSpec
 
 ArrayLike = np.ndarray | Tensor
 Solver = Callable[[np.ndarray], np.ndarray]
@@ -46,6 +47,57 @@ _PROBES = 8
 _CHUNK_PIXELS = 1 << 21
 # The refine distance is summed over L sequentially, as NumPy does for fewer than 8 terms.
 MAX_TAG_DIMS = 7
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """The grouping settings bound once, like a codec: ``decoder(heatmaps, tags)`` is
+    :func:`decode_poses` with these settings (see it for the arguments and results).
+
+    Build it from a preset's test settings with :meth:`from_config`; it is picklable, so
+    decoding can run in worker processes.
+    """
+
+    detection_threshold: float = 0.1
+    tag_threshold: float = 1.0
+    max_people: int = 30
+    nms_kernel: int = 5
+    adjust: bool = True
+    refine: bool = True
+    joint_order: tuple[int, ...] | None = None
+    mode: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.mode not in _SOLVERS:
+            raise AeposeError(f"unknown decode mode {self.mode!r} "
+                              f"(choices: {', '.join(_SOLVERS)})")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise AeposeError(f"nms_kernel must be odd and positive, got {self.nms_kernel}")
+        if self.max_people < 1:
+            raise AeposeError(f"max_people must be at least 1, got {self.max_people}")
+
+    @classmethod
+    def from_config(cls, test: TestConfig, spec: KeypointSpec, mode: str = "exact") -> Decoder:
+        """The decoder of ``test``'s thresholds with ``spec``'s grouping order."""
+        return cls(
+            detection_threshold=test.detection_threshold, tag_threshold=test.tag_threshold,
+            max_people=test.max_people, nms_kernel=test.nms_kernel, adjust=test.adjust,
+            refine=test.refine, joint_order=tuple(spec.grouping_order), mode=mode,
+        )
+
+    def __call__(self, heatmaps: ArrayLike, tags: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """poses [P, K, 3 + L] and scores [P] of heatmaps [K, H, W], tags [K, H, W, L]."""
+        h, t = _as_maps(heatmaps, tags)
+        order = _joint_order(h.shape[0], self.joint_order)
+        cand = top_candidates(h, t, min(self.max_people, h.shape[1] * h.shape[2]),
+                              self.nms_kernel)
+        slots = match_by_tag(cand.val, cand.tags, order, self.detection_threshold,
+                             self.tag_threshold, _SOLVERS[self.mode])
+        poses = _assemble(cand, slots, self.adjust)
+        scores = poses[:, :, 2].mean(axis=1)
+        if self.refine and len(poses):
+            refine_poses(h, t, poses, cand.y * h.shape[2] + cand.x)
+        return poses, scores.astype(np.float32)
 
 
 def decode_poses(
@@ -83,27 +135,19 @@ def decode_poses(
         the reference's group order, missing joints all zero (refined joints have zero
         tags); scores [P] float32, the mean value over all K joints before refine.
     """
-    solver = _SOLVERS.get(mode)
-    if solver is None:
-        raise AeposeError(f"unknown decode mode {mode!r} (choices: {', '.join(_SOLVERS)})")
-    h, t = _as_maps(heatmaps, tags)
-    if nms_kernel % 2 == 0:
-        raise AeposeError(f"nms_kernel must be odd, got {nms_kernel}")
-    num_joints = h.shape[0]
-    order = _joint_order(num_joints, joint_order)
-    cand = top_candidates(h, t, min(max_people, h.shape[1] * h.shape[2]), nms_kernel)
-    slots = match_by_tag(cand.val, cand.tags, order, detection_threshold, tag_threshold, solver)
-    poses = _assemble(cand, slots, adjust)
-    scores = poses[:, :, 2].mean(axis=1)
-    if refine and len(poses):
-        refine_poses(h, t, poses, cand.y * h.shape[2] + cand.x)
-    return poses, scores.astype(np.float32)
+    decoder = Decoder(
+        detection_threshold=detection_threshold, tag_threshold=tag_threshold,
+        max_people=max_people, nms_kernel=nms_kernel, adjust=adjust, refine=refine,
+        joint_order=None if joint_order is None else tuple(joint_order), mode=mode,
+    )
+    return decoder(heatmaps, tags)
 
 
 def _as_maps(heatmaps: ArrayLike, tags: ArrayLike) -> tuple[Tensor, Tensor]:
     """Validate shapes and return float32 tensors [K, H, W] and [K, H, W, L]."""
-    h = torch.as_tensor(heatmaps).float()
-    t = torch.as_tensor(tags).float()
+    # Detached: decoding needs no gradient, and callers may pass maps that carry one.
+    h = torch.as_tensor(heatmaps).detach().float()
+    t = torch.as_tensor(tags).detach().float()
     if h.dim() != 3 or t.dim() != 4 or t.shape[:3] != h.shape:
         raise AeposeError(
             f"decode_poses needs heatmaps [K, H, W] and tags [K, H, W, L]; got "

@@ -1,0 +1,551 @@
+"""The test-time pipeline: one implementation from an image to its poses, streamed.
+
+Named stages, each with one owner:
+
+``read``          the caller's function: a file, a video frame, an array (RGB uint8 [H, W, 3]);
+``preprocess``    :meth:`Stages.preprocess`: test sizes, resize, ImageNet normalisation;
+``network``       :meth:`Stages.network`: one forward pass per test scale over a batch of
+                  images whose inputs have equal sizes (with the flip test: 2B rows);
+``aggregate``     :func:`~aepose.aggregate.aggregate_outputs` of one image's rows;
+``decode``        a :class:`~aepose.grouping.Decoder` bound to the preset's test settings;
+``back-project``  :func:`~aepose.data.transforms.back_project` to original-image pixels.
+
+The last three run per image in :class:`PostProcess`, a picklable object: inline, in a pool
+of worker processes (CPU networks: the raw outputs cross once through shared memory and the
+maps are computed in the worker), or in a thread on the network's GPU (the maps never leave
+the device; only the [K, M] candidates cross for the matching).
+
+:func:`stream` is the engine that :class:`~aepose.inference.Predictor`, ``aepose predict``,
+``aepose test``, training validation, the ONNX backend and ``aepose benchmark`` all run: any
+iterable of items in, one :class:`Result` per item out, in input order. Items are read and
+preprocessed by a pool of threads (OpenCV and torch release the GIL), batched by equal input
+size across a window of pending images, run through the network while the previous batch
+is decoded, with bounded queues: memory stays flat on a million images. A bad item becomes a
+Result with an ``error`` line; the others go on.
+
+Legend: B batch, K keypoints, P people, L tag dims (2 with flip), h1 x w1 the base size.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aepose.aggregate import (
+    STAGE_AVERAGES,
+    ScaleOutputs,
+    aggregate_outputs,
+    image_outputs,
+    run_scales,
+)
+from aepose.config import Config, ModelConfig
+from aepose.data.dataset import normalize_image
+from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
+from aepose.errors import AeposeError
+from aepose.grouping import Decoder
+from aepose.keypoints import get_spec
+
+__all__ = [
+    "MAX_INPUT_PIXELS",
+    "Decoded",
+    "PostProcess",
+    "Prepared",
+    "Result",
+    "StageTimer",
+    "Stages",
+    "check_scales",
+    "decode_pool",
+    "default_decode_workers",
+    "named_error",
+    "stream",
+]
+
+T = TypeVar("T")
+
+MAX_INPUT_PIXELS = 1 << 22
+"""Most pixels of one network input (the largest test scale): 4.2 M, e.g. 2048 x 2048 or
+1024 x 4096. The short side of an image is scaled to the input size and the long side
+follows, so a 1 x 2000 strip would ask for a 512 x 1,024,000 input (6 GB): such images are
+refused, one line each, instead of exhausting memory."""
+
+MIN_TEST_SCALE, MAX_TEST_SCALE = 0.125, 8.0
+"""Test scales accepted (the reference uses 0.5 to 2). The smallest scale sets the rounding
+of every input size, so a tiny one inflates them all: 0.0001 asked for 183 TB."""
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """``scales`` as floats if they are in [:data:`MIN_TEST_SCALE`, :data:`MAX_TEST_SCALE`],
+    distinct and, when several, include 1 (tags come from scale 1); else a one-line
+    AeposeError."""
+    chosen = tuple(float(s) for s in scales)
+    if not chosen or len(set(chosen)) != len(chosen) or not all(
+            MIN_TEST_SCALE <= s <= MAX_TEST_SCALE for s in chosen):  # NaN fails them all
+        raise AeposeError(
+            f"test scales must be distinct positive numbers from {MIN_TEST_SCALE:g} to "
+            f"{MAX_TEST_SCALE:g}, got {', '.join(str(s) for s in scales) or 'none'}")
+    if len(chosen) > 1 and 1.0 not in chosen:
+        raise AeposeError(f"test scales {chosen} need 1 among them (tags come from scale 1)")
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# Stage timer
+
+
+class StageTimer:
+    """Seconds and image counts per stage, summed over a run (``aepose benchmark``, the
+    closing summary of ``aepose predict``). Stages that run in parallel overlap, so their
+    sum exceeds the wall time: the ratio is the pipeline's overlap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.images: dict[str, int] = collections.defaultdict(int)
+        self._lock = threading.Lock()  # read threads add concurrently
+
+    def add(self, stage: str, seconds: float, images: int = 1) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+            self.images[stage] += images
+
+    def ms_per_image(self) -> dict[str, float]:
+        """Mean milliseconds per image of each stage."""
+        return {s: 1000 * t / max(1, self.images[s]) for s, t in self.seconds.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """One image ready for the network: its test geometry and, per test scale, the
+    normalised input float32 [3, h_s, w_s]."""
+
+    sizes: TestSizes
+    inputs: tuple[Tensor, ...]
+    height: int
+    width: int
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """Poses of one image: poses float32 [P, K, 3 + L] (x, y in original-image pixel
+    indices, heatmap value, L tag values), people in the grouping's order; scores [P];
+    seconds of the stages run for it."""
+
+    poses: np.ndarray
+    scores: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """aggregate -> decode -> back-project for one image's network outputs; picklable, so
+    it can run in worker processes. Settings are bound at construction."""
+
+    layout: ModelConfig
+    flip_index: tuple[int, ...] | None
+    stage_average: str
+    decoder: Decoder
+
+    def __call__(self, outputs: ScaleOutputs, sizes: TestSizes) -> Decoded:
+        """``outputs``: this image's rows of every scale's head outputs [F, C, h, w]."""
+        clock = _Laps()
+        _check_finite(outputs)
+        heatmaps, tags = aggregate_outputs(
+            outputs, sizes.scales, sizes.base_size, self.layout, flip_index=self.flip_index,
+            stage_average=self.stage_average)
+        clock.lap("aggregate", heatmaps.device)
+        poses, scores = self.decoder(heatmaps[0], tags[0])
+        clock.lap("decode", heatmaps.device)
+        poses[..., :2] = back_project(poses[..., :2], sizes)
+        clock.lap("back-project", heatmaps.device)
+        return Decoded(poses, scores, clock.seconds)
+
+
+def _check_finite(outputs: ScaleOutputs) -> None:
+    for scale, scale_outputs in enumerate(outputs):
+        for o, out in enumerate(scale_outputs):
+            if not bool(torch.isfinite(out).all()):
+                where = f"output {o}" + (f" at test scale index {scale}" if len(outputs) > 1
+                                         else "")
+                raise AeposeError(f"the network's {where} holds NaN or infinite values "
+                                  "(broken weights or an overflow in reduced precision)")
+
+
+class _Laps:
+    """Seconds between successive laps, each after the device finished its work."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str, device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+
+class Stages:
+    """The pipeline's stages for one network and :class:`~aepose.config.Config`.
+
+    ``network(images) -> list of head outputs`` in eval mode (a torch module, a
+    :class:`~aepose.inference.FastNetwork`, or the ONNX Runtime wrapper). The test settings
+    (scales, flip, thresholds, stage averaging) are ``config.test``'s: apply overrides to the
+    Config (``dataclasses.replace``) before building the stages.
+    """
+
+    def __init__(self, network: nn.Module, config: Config,
+                 device: torch.device | None = None) -> None:
+        test = config.test
+        if test.project2image is not True:
+            raise AeposeError("test.project2image=False is not supported (maps are "
+                              "aggregated at the input size, as every mmpose AE config does)")
+        if test.stage_average not in STAGE_AVERAGES:
+            raise AeposeError(f"unknown stage_average {test.stage_average!r} "
+                              f"(choices: {', '.join(STAGE_AVERAGES)})")
+        self.network = network
+        self.config = config
+        self.spec = get_spec(config.data.dataset)
+        self.scales = check_scales(test.scales)
+        self.device = device or _module_device(network)
+        self.post = PostProcess(
+            layout=config.model,
+            flip_index=tuple(self.spec.flip_index) if test.flip else None,
+            stage_average=test.stage_average,
+            decoder=Decoder.from_config(test, self.spec),
+        )
+
+    def preprocess(self, image: np.ndarray) -> Prepared:
+        """RGB uint8 [H, W, 3] -> :class:`Prepared` (CPU tensors)."""
+        height, width = _checked_image(image).shape[:2]
+        sizes = test_sizes(width, height, self.config.data.input_size, self.scales)
+        w, h = sizes.input_sizes[0]  # the largest scale comes first
+        if w * h > MAX_INPUT_PIXELS:
+            raise AeposeError(
+                f"a {width}x{height} image needs a {w}x{h} network input, more than "
+                f"{MAX_INPUT_PIXELS:,} pixels (aspect ratio or test scale too large)")
+        inputs = tuple(normalize_image(resize_align(image, sizes, i))
+                       for i in range(len(sizes.scales)))
+        return Prepared(sizes, inputs, height, width)
+
+    def network_outputs(self, batch: Sequence[Prepared]) -> ScaleOutputs:
+        """The network over images whose inputs have equal sizes: per scale, per head
+        output [F*B, C, h, w] on the network's device."""
+        inputs = [torch.stack([p.inputs[i] for p in batch]).to(self.device, non_blocking=True)
+                  for i in range(len(batch[0].inputs))]
+        with torch.inference_mode():
+            return run_scales(self.network, inputs, self.config.model,
+                              self.post.flip_index is not None)
+
+    def image_rows(self, outputs: ScaleOutputs, index: int, batch: int) -> ScaleOutputs:
+        """Image ``index``'s rows of a batch's outputs (see :meth:`network_outputs`)."""
+        return image_outputs(outputs, index, batch, self.post.flip_index is not None)
+
+
+def _checked_image(image: Any) -> np.ndarray:
+    if (
+        not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
+        or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0
+    ):
+        what = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+        raise AeposeError(f"expected an RGB uint8 array [H, W, 3], got {what}")
+    return image
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------
+# The streamed engine
+
+
+@dataclass(eq=False)
+class Result(Generic[T]):
+    """What became of one item: its poses (see :class:`Decoded`) or a one-line ``error``
+    (and then no poses).
+
+    ``image`` is the RGB array when the stream keeps images (for overlays), else None;
+    ``height``/``width`` the image's size (0 when it could not be read).
+    """
+
+    index: int
+    item: T
+    poses: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    error: str | None = None
+    image: np.ndarray | None = None
+    height: int = 0
+    width: int = 0
+
+
+@dataclass
+class _Pending:
+    """An item on its way: read/preprocess future, then its Prepared, then its decode."""
+
+    index: int
+    item: Any
+    prepared: Future[tuple[Prepared, np.ndarray | None]]
+    result: Result[Any] | None = None
+    decoded: Future[Decoded] | None = None
+
+
+def stream(
+    stages: Stages,
+    items: Iterable[T],
+    read: Callable[[T], np.ndarray],
+    *,
+    batch_size: int = 8,
+    window: int | None = None,
+    read_workers: int = 2,
+    decode_workers: int = 0,
+    keep_images: bool = False,
+    timer: StageTimer | None = None,
+    decoders: Executor | None = None,
+) -> Iterator[Result[T]]:
+    """Poses of every item, yielded in input order.
+
+    Args:
+        stages: the pipeline's stages.
+        items: anything iterable (file paths, video frames, dataset entries); consumed
+            lazily, never more than ``window`` items ahead of the output.
+        read: item -> RGB uint8 [H, W, 3]; an :class:`~aepose.errors.AeposeError` it raises
+            becomes that item's ``error``. Runs in the read threads.
+        batch_size: most images per forward pass (2x rows with the flip test).
+        window: most items in flight (default 4 x batch_size): same-size images are
+            batched together across it, and memory is bounded by it.
+        read_workers: threads reading and preprocessing (0: in the calling thread).
+        decode_workers: processes (CPU network) or threads (GPU network) aggregating and
+            decoding; 0 decodes in the calling thread, between forward passes.
+        keep_images: put each RGB image in its Result (for overlays).
+        timer: receives the seconds of every stage.
+        decoders: an executor from :func:`decode_pool` to use instead of starting one
+            (it stays open: successive streams then share its warm worker processes).
+    """
+    if batch_size < 1:
+        raise AeposeError(f"batch size must be at least 1, got {batch_size}")
+    own = decoders is None
+    pool = decode_pool(stages.device, decode_workers) if decoders is None else decoders
+    engine = _Engine(stages, read, batch_size, window or 4 * batch_size, read_workers,
+                     pool, keep_images, timer or StageTimer())
+    try:
+        yield from engine.run(iter(items))
+    finally:
+        # On an error or Ctrl-C nothing queued is worth finishing.
+        engine.readers.shutdown(wait=True, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Engine(Generic[T]):
+    """The state of one :func:`stream` call (see there)."""
+
+    def __init__(self, stages: Stages, read: Callable[[T], np.ndarray], batch_size: int,
+                 window: int, read_workers: int, decoders: Executor, keep_images: bool,
+                 timer: StageTimer) -> None:
+        if window < batch_size:
+            raise AeposeError(f"window ({window}) must hold at least one batch ({batch_size})")
+        self.stages, self.read, self.timer = stages, read, timer
+        self.batch_size, self.window, self.keep_images = batch_size, window, keep_images
+        self.readers: Executor = (ThreadPoolExecutor(read_workers, "aepose-read")
+                                  if read_workers > 0 else _Inline())
+        self.decoders = decoders
+        self.queue: collections.deque[_Pending] = collections.deque()  # input order
+        self.waiting: list[_Pending] = []  # prepared, not yet through the network
+
+    def run(self, items: Iterator[T]) -> Iterator[Result[T]]:
+        index, exhausted = 0, False
+        while self.queue or not exhausted:
+            while not exhausted and len(self.queue) < self.window:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    exhausted = True
+                    break
+                self.queue.append(_Pending(index, item, self.readers.submit(self._load, item)))
+                index += 1
+            self._advance(flush=exhausted)
+            while self.queue and self._finished(self.queue[0]):
+                yield self._result(self.queue.popleft())
+
+    def _load(self, item: T) -> tuple[Prepared, np.ndarray | None]:
+        start = time.perf_counter()
+        image = self.read(item)
+        read_done = time.perf_counter()
+        prepared = self.stages.preprocess(image)
+        self.timer.add("read", read_done - start)
+        self.timer.add("preprocess", time.perf_counter() - read_done)
+        return prepared, image if self.keep_images else None
+
+    def _advance(self, flush: bool) -> None:
+        """Collect prepared items; run the network on full batches (or, when the window is
+        full or the input exhausted, on the oldest item's batch); wait for the oldest item
+        when nothing else can progress."""
+        for pending in self.queue:
+            if pending.result is None and pending.decoded is None and pending not in self.waiting:
+                if not pending.prepared.done():
+                    continue
+                error = _error_of(pending.prepared)
+                if error is not None:
+                    pending.result = Result(pending.index, pending.item, error=error)
+                else:
+                    self.waiting.append(pending)
+        ran = self._run_full_batches()
+        window_full = len(self.queue) >= self.window
+        if not ran and self.waiting and (flush or window_full or self._head_waits()):
+            self._run_batch(self._bucket_of(self.waiting[0]))
+            return
+        if not ran and self.queue and not self._finished(self.queue[0]):
+            self._wait_for_progress()
+
+    def _head_waits(self) -> bool:
+        """True when the oldest unfinished item is prepared and nothing else is being
+        read: waiting for more same-size images would only stall the output."""
+        head = self.queue[0]
+        reading = any(not p.prepared.done() for p in self.queue)
+        return head in self.waiting and not reading
+
+    def _run_full_batches(self) -> bool:
+        ran = False
+        for bucket in self._buckets().values():
+            while len(bucket) >= self.batch_size:
+                self._run_batch(bucket[: self.batch_size])
+                bucket = bucket[self.batch_size :]
+                ran = True
+        return ran
+
+    def _buckets(self) -> dict[tuple[tuple[int, int], ...], list[_Pending]]:
+        buckets: dict[tuple[tuple[int, int], ...], list[_Pending]] = {}
+        for pending in self.waiting:
+            buckets.setdefault(pending.prepared.result()[0].sizes.input_sizes, []).append(pending)
+        return buckets
+
+    def _bucket_of(self, pending: _Pending) -> list[_Pending]:
+        key = pending.prepared.result()[0].sizes.input_sizes
+        return self._buckets()[key][: self.batch_size]
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        prepared = [p.prepared.result()[0] for p in batch]
+        start = time.perf_counter()
+        outputs = self.stages.network_outputs(prepared)
+        _sync(self.stages.device)
+        self.timer.add("network", time.perf_counter() - start, len(batch))
+        for b, pending in enumerate(batch):
+            self.waiting.remove(pending)
+            rows = self.stages.image_rows(outputs, b, len(batch))
+            pending.decoded = self.decoders.submit(self.stages.post, rows, prepared[b].sizes)
+
+    def _wait_for_progress(self) -> None:
+        """Block until an item is read or the oldest item is decoded."""
+        futures: list[Future[Any]] = [p.prepared for p in self.queue if not p.prepared.done()]
+        head = self.queue[0].decoded
+        if isinstance(head, Future):
+            futures.append(head)
+        if futures:
+            wait(futures, return_when=FIRST_COMPLETED)
+
+    def _finished(self, pending: _Pending) -> bool:
+        if pending.result is not None:
+            return True
+        return pending.decoded is not None and pending.decoded.done()
+
+    def _result(self, pending: _Pending) -> Result[T]:
+        if pending.result is not None:
+            return pending.result
+        assert pending.decoded is not None
+        prepared, image = pending.prepared.result()
+        error = _error_of(pending.decoded)
+        if error is not None:
+            return Result(pending.index, pending.item, error=error, image=image,
+                          height=prepared.height, width=prepared.width)
+        decoded = pending.decoded.result()
+        for stage, seconds in decoded.seconds.items():
+            self.timer.add(stage, seconds)
+        return Result(pending.index, pending.item, decoded.poses, decoded.scores, image=image,
+                      height=prepared.height, width=prepared.width)
+
+
+def named_error(name: str, error: str) -> str:
+    """``error`` with the file or frame it concerns named first (unless it names it)."""
+    return error if name in error else f"{name}: {error}"
+
+
+def _error_of(future: Future[Any]) -> str | None:
+    """The one-line message of a future's AeposeError, None on success; other exceptions
+    (bugs, Ctrl-C) propagate."""
+    error = future.exception()
+    if error is None:
+        return None
+    if isinstance(error, AeposeError):
+        return str(error)
+    raise error
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Inline(Executor):
+    """An executor that runs each call at once in the calling thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # handed to the caller through the future
+            future.set_exception(error)
+        return future
+
+
+def default_decode_workers(device: torch.device) -> int:
+    """Post-processing workers when none are asked for: on a GPU one thread (its kernels
+    queue behind the network's anyway); on the CPU one process per core left after the
+    network's, at most 4 and at least 1."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def decode_pool(device: torch.device, workers: int) -> Executor:
+    """Where post-processing runs: inline (0 workers); threads on a GPU, where the maps stay
+    on the device; processes on the CPU, each with one torch thread. Shut it down after use
+    (``with decode_pool(...) as pool:``)."""
+    if workers <= 0:
+        return _Inline()
+    if device.type != "cpu":
+        return ThreadPoolExecutor(workers, "aepose-decode")
+    # Spawned, not forked: the parent already runs threads (readers, torch's pool).
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the run; workers stay quiet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One core each: the workers share the machine with the network and with each other.
+    torch.set_num_threads(1)

@@ -1,0 +1,192 @@
+"""The streamed test-time pipeline (aepose.pipeline): every way of running it gives the poses
+of the plain one-image-at-a-time pipeline, bit for bit, in input order; bad items become
+one-line errors without stopping the others; memory is bounded by the window.
+
+The reference here is ``predict_images`` one image per call with everything inline (the
+path the golden values pin). The streamed variants differ only in where work runs: read
+threads, batches across a window, decode in worker processes (the CPU path) or in threads
+on the network's device (the GPU path, whose code runs on the CPU here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.config import Config, get_preset
+from aepose.data.dataset import normalize_image
+from aepose.errors import AeposeError
+from aepose.inference import predict_images, with_test_settings
+from aepose.models import build_model
+from aepose.pipeline import MAX_INPUT_PIXELS, Stages, StageTimer, check_scales, stream
+
+HIGHER = "higherhrnet_tiny_crowdpose_128"
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[nn.Module, Config, list[np.ndarray]]:
+    """A tiny HigherHRNet whose maps decode like a crowd's, and 7 images of 3 sizes."""
+    cfg = get_preset(HIGHER)
+    model = realistic_weights(build_model(cfg), seed=3).eval()
+    sample = crowd_images(1, (128, 128), seed=4)[0]
+    mimic_trained_maps(model, cfg, torch.stack([normalize_image(sample)]))
+    images = (crowd_images(3, (200, 150), seed=5) + crowd_images(2, (150, 200), seed=6)
+              + crowd_images(2, (256, 128), seed=7))
+    order = [0, 3, 5, 1, 6, 4, 2]  # sizes interleaved: batching must regroup them
+    return model, cfg, [images[i] for i in order]
+
+
+def _one_by_one(model: nn.Module, cfg: Config, images: list[np.ndarray]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [predict_images(model, cfg, [image])[0] for image in images]
+
+
+def _assert_identical(results: list, expected: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    assert [r.index for r in results] == list(range(len(expected)))
+    assert sum(len(p) for p, _ in expected) > 20  # a crowd's decoding load, not a few people
+    for result, (poses, scores) in zip(results, expected, strict=True):
+        assert result.error is None
+        np.testing.assert_array_equal(result.poses, poses)
+        np.testing.assert_array_equal(result.scores, scores)
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_decode_worker_processes_give_the_inline_poses_bit_for_bit(crowd, flip: bool) -> None:
+    model, cfg, images = crowd
+    cfg = with_test_settings(cfg, flip=flip)
+    expected = _one_by_one(model, cfg, images)
+    timer = StageTimer()
+    results = list(stream(Stages(model, cfg), images, lambda image: image, batch_size=2,
+                          window=4, read_workers=2, decode_workers=1, timer=timer))
+    _assert_identical(results, expected)
+    assert set(timer.images) == {"read", "preprocess", "network", "aggregate", "decode",
+                                 "back-project"}
+    assert timer.images["network"] == timer.images["decode"] == len(images)
+
+
+def test_decode_threads_on_the_maps_device_give_the_same_poses(crowd) -> None:
+    """The GPU path: post-processing in threads beside the network, maps never copied to
+    another process. Run on the CPU, it must equal the inline result exactly."""
+    model, cfg, images = crowd
+    cfg = with_test_settings(cfg, scales=(2, 1))
+    expected = _one_by_one(model, cfg, images)
+    with ThreadPoolExecutor(2) as threads:
+        results = list(stream(Stages(model, cfg), images, lambda image: image, batch_size=3,
+                              decoders=threads))
+    _assert_identical(results, expected)
+
+
+def test_legacy_stage_average_streams_identically(crowd) -> None:
+    model, cfg, images = crowd
+    cfg = with_test_settings(cfg, stage_average="legacy")
+    expected = _one_by_one(model, cfg, images[:3])
+    results = list(stream(Stages(model, cfg), images[:3], lambda image: image, batch_size=3))
+    _assert_identical(results, expected)
+
+
+def test_bad_items_become_one_line_errors_and_the_rest_finish(crowd) -> None:
+    model, cfg, images = crowd
+    expected = _one_by_one(model, cfg, images[:3])
+    items: list[object] = [images[0], "missing.png", images[1], np.zeros((4, 4), np.uint8),
+                           images[2]]
+
+    def read(item: object) -> np.ndarray:
+        if isinstance(item, str):
+            raise AeposeError(f"image file {item} not found")
+        return item  # type: ignore[return-value]
+
+    results = list(stream(Stages(model, cfg), items, read, batch_size=2, read_workers=2))
+    assert [r.error is None for r in results] == [True, False, True, False, True]
+    assert results[1].error == "image file missing.png not found"
+    assert "expected an RGB uint8 array" in (results[3].error or "")
+    good = [r for r in results if r.error is None]
+    for r, (poses, _) in zip(good, expected, strict=True):
+        np.testing.assert_array_equal(r.poses, poses)
+
+
+def test_items_are_pulled_at_most_a_window_ahead_of_the_output(crowd) -> None:
+    model, cfg, images = crowd
+    pulled = 0
+
+    def source() -> Iterator[np.ndarray]:
+        nonlocal pulled
+        for i in range(40):
+            pulled += 1
+            yield images[i % len(images)]
+
+    ahead = []
+    for n, _ in enumerate(stream(Stages(model, cfg), source(), lambda image: image,
+                                 batch_size=2, window=5, read_workers=2), start=1):
+        ahead.append(pulled - n)
+    assert len(ahead) == 40 and max(ahead) <= 5
+
+
+class _NanNet(nn.Module):
+    """The tiny network with NaN in its second output (a broken HigherHRNet stage)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        outputs = list(self.inner(images))
+        outputs[1] = outputs[1] * float("nan")
+        return outputs
+
+
+def test_non_finite_network_output_is_named(crowd) -> None:
+    model, cfg, images = crowd
+    results = list(stream(Stages(_NanNet(model), cfg), images[:2], lambda image: image))
+    assert all(r.error == "the network's output 1 holds NaN or infinite values (broken "
+               "weights or an overflow in reduced precision)" for r in results)
+
+
+@pytest.mark.parametrize("width", [2000, 10**6])
+def test_a_thin_strip_is_refused_before_any_allocation(crowd, width: int) -> None:
+    model, cfg, _ = crowd
+    strip = np.zeros((1, width, 3), np.uint8)
+    with pytest.raises(AeposeError, match=rf"a {width}x1 image needs a \d+x\d+ network input, "
+                       rf"more than {MAX_INPUT_PIXELS:,} pixels"):
+        Stages(model, cfg).preprocess(strip)
+
+
+@pytest.mark.parametrize("scales", [(float("nan"),), (float("inf"),), (0.0,), (100.0,),
+                                    (1e-4, 1.0), (1.0, 1.0)])
+def test_bad_test_scales_are_refused_in_one_line(scales: tuple[float, ...]) -> None:
+    with pytest.raises(AeposeError, match=r"test scales must be distinct positive numbers "
+                       r"from 0\.125 to 8") as info:
+        check_scales(scales)
+    assert "\n" not in str(info.value)
+    with pytest.raises(AeposeError):
+        Stages(nn.Identity(), dataclasses.replace(
+            get_preset(HIGHER), test=dataclasses.replace(get_preset(HIGHER).test,
+                                                         scales=scales)))
+
+
+def test_predict_on_a_1xn_image_stays_small(tmp_path: Path) -> None:
+    """An 86-byte 1 x 20000 PNG once asked for a 512 x 10,240,000 input: the whole command
+    must now refuse it with bounded memory (measured in a child process)."""
+    weights = tmp_path / "w.pth"
+    torch.save({"state_dict": build_model(HIGHER).state_dict(), "meta": {}}, weights)
+    cv2.imwrite(str(tmp_path / "strip.png"), np.zeros((1, 20000, 3), np.uint8))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run(
+        [sys.executable, "-m", "aepose", "predict", str(tmp_path / "strip.png"), "--weights",
+         str(weights), "--preset", HIGHER, "--out", str(tmp_path / "out"), "--device", "cpu",
+         "--decode-workers", "0"], capture_output=True, text=True, timeout=300)
+    peak_mib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "skipped: " in done.stderr and "network input" in done.stderr
+    assert peak_mib < 1500, f"peak RSS {peak_mib:.0f} MiB"
