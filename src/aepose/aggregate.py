@@ -112,7 +112,9 @@ def aggregate_outputs(
             tags = scale_tags
     if not tags:
         raise AeposeError(f"test scales {tuple(scales)} need 1 among them (tags come from it)")
-    return _mean(heatmaps), torch.stack(tags, dim=-1)
+    # One tag map needs no copy: a trailing axis of size 1 is a view.
+    stacked = tags[0].unsqueeze(-1) if len(tags) == 1 else torch.stack(tags, dim=-1)
+    return _mean(heatmaps), stacked
 
 
 def aggregate_maps(
@@ -153,7 +155,7 @@ def _scale_maps(
     if flip_index is None:
         return heatmaps, tags
     # Heatmaps: flips averaged with no one-pixel shift; tags: kept apart, original first.
-    averaged = (heatmaps[:batch] + heatmaps[batch:]) / 2.0
+    averaged = (heatmaps[:batch] + heatmaps[batch:]).div_(2.0)
     return averaged, [t[:batch] for t in tags] + [t[batch:] for t in tags]
 
 
@@ -198,7 +200,12 @@ def _split(
 
 
 def _mean(maps: Sequence[Tensor]) -> Tensor:
-    return sum(maps) / len(maps)  # type: ignore[return-value]
+    """``sum(maps) / len(maps)`` with the same float operations in the same order
+    (0 + m0 + m1 + ..., then the division), in one buffer instead of one per step."""
+    total = maps[0] + 0  # 0 + m0 as Python's sum starts: -0.0 becomes +0.0
+    for m in maps[1:]:
+        total += m
+    return total.div_(len(maps))
 
 
 def _average_at_base(

@@ -671,7 +671,8 @@ def _e2e(job: _Job) -> _Outcome:
             f"single scale{', flip (2B per pass)' if job.flip else ''}, stages one after "
             f"the other; random weights, maps adjusted to ~{CANDIDATES_PER_JOINT} candidates "
             "per joint")
-    return _Outcome(timing, f"{job.image_size[0]}x{job.image_size[1]}", facts=facts, note=note)
+    return _Outcome(timing, f"{job.image_size[0]}x{job.image_size[1]}", facts=facts, note=note,
+                    images=len(images))
 
 
 def _pipeline(job: _Job) -> _Outcome:

@@ -44,6 +44,7 @@ from aepose.export import export_onnx, onnx_predictor
 from aepose.hub import cached_file, download, hash_report
 from aepose.inference import COMPILE_MODES, FastNetwork, Predictor, with_test_settings
 from aepose.keypoints import KEYPOINT_SPECS
+from aepose.pipeline import keep_freed_memory
 from aepose.precision import PRECISIONS
 from aepose.predict import OVERLAY_MIN_SCORE, PredictOptions, run_predict
 from aepose.profile import preset_cost
@@ -656,6 +657,7 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aepose`` console script; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    keep_freed_memory()
     parser, subparsers = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.command is None:

@@ -29,6 +29,7 @@ Legend: B batch, K keypoints, P people, L tag dims (2 with flip), h1 x w1 the ba
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -46,6 +47,7 @@ from concurrent.futures import (
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -75,6 +77,7 @@ __all__ = [
     "check_scales",
     "decode_pool",
     "default_decode_workers",
+    "keep_freed_memory",
     "named_error",
     "stream",
 ]
@@ -170,6 +173,7 @@ class PostProcess:
     def __call__(self, outputs: ScaleOutputs, sizes: TestSizes) -> Decoded:
         """``outputs``: this image's rows of every scale's head outputs [F, C, h, w]."""
         clock = _Laps()
+        outputs = [[torch.as_tensor(out) for out in scale] for scale in outputs]
         _check_finite(outputs)
         heatmaps, tags = aggregate_outputs(
             outputs, sizes.scales, sizes.base_size, self.layout, flip_index=self.flip_index,
@@ -332,12 +336,12 @@ def stream(
     Args:
         stages: the pipeline's stages.
         items: anything iterable (file paths, video frames, dataset entries); consumed
-            lazily, never more than ``window`` items ahead of the output.
+            lazily, never more than 2 x ``window`` items ahead of the output.
         read: item -> RGB uint8 [H, W, 3]; an :class:`~aepose.errors.AeposeError` it raises
             becomes that item's ``error``. Runs in the read threads.
         batch_size: most images per forward pass (2x rows with the flip test).
-        window: most items in flight (default 4 x batch_size): same-size images are
-            batched together across it, and memory is bounded by it.
+        window: how far ahead of the oldest waiting image same-size images are gathered
+            into its batch (default 4 x batch_size); memory is bounded by it.
         read_workers: threads reading and preprocessing (0: in the calling thread).
         decode_workers: processes (CPU network) or threads (GPU network) aggregating and
             decoding; 0 decodes in the calling thread, between forward passes.
@@ -352,6 +356,11 @@ def stream(
     pool = decode_pool(stages.device, decode_workers) if decoders is None else decoders
     engine = _Engine(stages, read, batch_size, window or 4 * batch_size, read_workers,
                      pool, keep_images, timer or StageTimer())
+    opencv_threads = cv2.getNumThreads()
+    if read_workers > 0:
+        # The read threads resize several images at once; OpenCV's own thread pool on top
+        # of them only fights the network for the cores (measured: 5.2 -> 7.2 images/s).
+        cv2.setNumThreads(1)
     try:
         yield from engine.run(iter(items))
     finally:
@@ -359,10 +368,19 @@ def stream(
         engine.readers.shutdown(wait=True, cancel_futures=True)
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
+        cv2.setNumThreads(opencv_threads)
 
 
 class _Engine(Generic[T]):
-    """The state of one :func:`stream` call (see there)."""
+    """The state of one :func:`stream` call (see there).
+
+    Batches depend on the input sequence alone, never on timing, so a run is reproducible
+    (a convolution's float result can depend on its batch size): prepared items are
+    assigned to their size's bucket strictly in input order; a bucket runs when it holds a
+    batch, and the oldest waiting item's bucket runs once the item ``window - 1`` places
+    after it has been assigned (or the input ends). Items read ahead of the output are
+    capped at twice the window, which bounds memory without deciding any batch.
+    """
 
     def __init__(self, stages: Stages, read: Callable[[T], np.ndarray], batch_size: int,
                  window: int, read_workers: int, decoders: Executor, keep_images: bool,
@@ -375,20 +393,24 @@ class _Engine(Generic[T]):
                                   if read_workers > 0 else _Inline())
         self.decoders = decoders
         self.queue: collections.deque[_Pending] = collections.deque()  # input order
-        self.waiting: list[_Pending] = []  # prepared, not yet through the network
+        self.unassigned: collections.deque[_Pending] = collections.deque()  # being read
+        self.waiting: list[_Pending] = []  # prepared, not yet run, in input order
+        self.assigned = -1  # index of the last item assigned
 
     def run(self, items: Iterator[T]) -> Iterator[Result[T]]:
         index, exhausted = 0, False
         while self.queue or not exhausted:
-            while not exhausted and len(self.queue) < self.window:
+            while not exhausted and len(self.queue) < 2 * self.window:
                 try:
                     item = next(items)
                 except StopIteration:
                     exhausted = True
                     break
-                self.queue.append(_Pending(index, item, self.readers.submit(self._load, item)))
+                pending = _Pending(index, item, self.readers.submit(self._load, item))
+                self.queue.append(pending)
+                self.unassigned.append(pending)
                 index += 1
-            self._advance(flush=exhausted)
+            self._advance(exhausted)
             while self.queue and self._finished(self.queue[0]):
                 yield self._result(self.queue.popleft())
 
@@ -401,52 +423,37 @@ class _Engine(Generic[T]):
         self.timer.add("preprocess", time.perf_counter() - read_done)
         return prepared, image if self.keep_images else None
 
-    def _advance(self, flush: bool) -> None:
-        """Collect prepared items; run the network on full batches (or, when the window is
-        full or the input exhausted, on the oldest item's batch); wait for the oldest item
-        when nothing else can progress."""
-        for pending in self.queue:
-            if pending.result is None and pending.decoded is None and pending not in self.waiting:
-                if not pending.prepared.done():
-                    continue
-                error = _error_of(pending.prepared)
-                if error is not None:
-                    pending.result = Result(pending.index, pending.item, error=error)
-                else:
-                    self.waiting.append(pending)
-        ran = self._run_full_batches()
-        window_full = len(self.queue) >= self.window
-        if not ran and self.waiting and (flush or window_full or self._head_waits()):
-            self._run_batch(self._bucket_of(self.waiting[0]))
-            return
-        if not ran and self.queue and not self._finished(self.queue[0]):
+    def _advance(self, exhausted: bool) -> None:
+        """Assign the items read, in order, running the batches they complete; at the end
+        of the input run what is left; wait when nothing could be done."""
+        progressed = False
+        while self.unassigned and self.unassigned[0].prepared.done():
+            self._assign(self.unassigned.popleft())
+            progressed = True
+        if exhausted and not self.unassigned and self.waiting:
+            while self.waiting:
+                self._run_batch(self._bucket_of(self.waiting[0]))
+            progressed = True
+        if not progressed and self.queue and not self._finished(self.queue[0]):
             self._wait_for_progress()
 
-    def _head_waits(self) -> bool:
-        """True when the oldest unfinished item is prepared and nothing else is being
-        read: waiting for more same-size images would only stall the output."""
-        head = self.queue[0]
-        reading = any(not p.prepared.done() for p in self.queue)
-        return head in self.waiting and not reading
-
-    def _run_full_batches(self) -> bool:
-        ran = False
-        for bucket in self._buckets().values():
-            while len(bucket) >= self.batch_size:
-                self._run_batch(bucket[: self.batch_size])
-                bucket = bucket[self.batch_size :]
-                ran = True
-        return ran
-
-    def _buckets(self) -> dict[tuple[tuple[int, int], ...], list[_Pending]]:
-        buckets: dict[tuple[tuple[int, int], ...], list[_Pending]] = {}
-        for pending in self.waiting:
-            buckets.setdefault(pending.prepared.result()[0].sizes.input_sizes, []).append(pending)
-        return buckets
+    def _assign(self, pending: _Pending) -> None:
+        self.assigned = pending.index
+        error = _error_of(pending.prepared)
+        if error is not None:
+            pending.result = Result(pending.index, pending.item, error=error)
+        else:
+            self.waiting.append(pending)
+            bucket = self._bucket_of(pending)
+            if len(bucket) == self.batch_size:
+                self._run_batch(bucket)
+        while self.waiting and self.assigned >= self.waiting[0].index + self.window - 1:
+            self._run_batch(self._bucket_of(self.waiting[0]))
 
     def _bucket_of(self, pending: _Pending) -> list[_Pending]:
-        key = pending.prepared.result()[0].sizes.input_sizes
-        return self._buckets()[key][: self.batch_size]
+        """The waiting items of ``pending``'s input size, oldest first, at most a batch."""
+        key = _size_key(pending)
+        return [p for p in self.waiting if _size_key(p) == key][: self.batch_size]
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         prepared = [p.prepared.result()[0] for p in batch]
@@ -454,9 +461,14 @@ class _Engine(Generic[T]):
         outputs = self.stages.network_outputs(prepared)
         _sync(self.stages.device)
         self.timer.add("network", time.perf_counter() - start, len(batch))
+        to_process = isinstance(self.decoders, ProcessPoolExecutor)
         for b, pending in enumerate(batch):
             self.waiting.remove(pending)
-            rows = self.stages.image_rows(outputs, b, len(batch))
+            rows: Any = self.stages.image_rows(outputs, b, len(batch))
+            if to_process:
+                # As plain arrays through the pipe: passing tensors through shared memory
+                # costs a file descriptor handshake per tensor, more than copying them.
+                rows = [[out.numpy() for out in scale] for scale in rows]
             pending.decoded = self.decoders.submit(self.stages.post, rows, prepared[b].sizes)
 
     def _wait_for_progress(self) -> None:
@@ -487,6 +499,10 @@ class _Engine(Generic[T]):
             self.timer.add(stage, seconds)
         return Result(pending.index, pending.item, decoded.poses, decoded.scores, image=image,
                       height=prepared.height, width=prepared.width)
+
+
+def _size_key(pending: _Pending) -> tuple[tuple[int, int], ...]:
+    return pending.prepared.result()[0].sizes.input_sizes
 
 
 def named_error(name: str, error: str) -> str:
@@ -524,11 +540,12 @@ class _Inline(Executor):
 
 def default_decode_workers(device: torch.device) -> int:
     """Post-processing workers when none are asked for: on a GPU one thread (its kernels
-    queue behind the network's anyway); on the CPU one process per core left after the
-    network's, at most 4 and at least 1."""
+    queue behind the network's anyway); on the CPU one process per core, at most 4 (on 2
+    cores, aggregation and decoding of a crowd take twice the network's time: measured in
+    BENCHMARKS.md, "Streamed pipeline")."""
     if device.type != "cpu":
         return 1
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def decode_pool(device: torch.device, workers: int) -> Executor:
@@ -539,9 +556,35 @@ def decode_pool(device: torch.device, workers: int) -> Executor:
         return _Inline()
     if device.type != "cpu":
         return ThreadPoolExecutor(workers, "aepose-decode")
-    # Spawned, not forked: the parent already runs threads (readers, torch's pool).
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+    # Forked, as torch's DataLoader workers are: in milliseconds, and a user's script needs
+    # no __main__ guard (spawning re-imports it and takes seconds to import torch). Forking
+    # is only safe before other threads hold locks, so every worker starts now, before
+    # the stream starts its read threads.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_init)
+    for started in [pool.submit(os.getpid) for _ in range(workers)]:
+        started.result()
+    return pool
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse instead of returning it to the system.
+
+    Every image allocates and frees maps of tens of MB; returned to the system, each new
+    one is paid again in page faults, which measured more than half of aggregation's time
+    (150 -> 55 ms per 640x480 image). The process then holds its peak heap, which the
+    window bounds. No-op where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    for parameter in (_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD):
+        if not libc.mallopt(parameter, 1 << 30):
+            libc.mallopt(parameter, 32 << 20)  # older glibc: the largest it accepts
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 def _worker_init() -> None:
@@ -549,3 +592,4 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One core each: the workers share the machine with the network and with each other.
     torch.set_num_threads(1)
+    keep_freed_memory()
