@@ -1,0 +1,111 @@
+"""The files of ``aepose predict``: written as images finish, merged at the end.
+
+While a run goes on, every finished image or video frame is appended to
+``predictions.jsonl`` (``predictions.rankN.jsonl`` for rank N under torchrun), one JSON
+object a line, flushed: after a crash those files hold every finished image. At the end
+rank 0 merges them in input order into ``predictions.json`` (header + ``images``, each with
+its ``people``) and ``results.json`` (the same people as flat COCO result records), both
+written atomically, and removes the partial files. The images are streamed from the
+partial files, never all held in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from aepose.inference import Pose
+from aepose.io import atomic_write
+
+__all__ = ["PARTIAL_NAME", "PredictionWriter", "merge_predictions", "partial_file"]
+
+PARTIAL_NAME = "predictions.jsonl"
+
+
+def partial_file(out: Path, rank: int) -> Path:
+    """Rank ``rank``'s partial file in ``out``."""
+    return out / (PARTIAL_NAME if rank == 0 else f"predictions.rank{rank}.jsonl")
+
+
+class PredictionWriter:
+    """Appends one line per finished image to this rank's partial file.
+
+    ``positions`` gives each input file's place in the whole input (all ranks), so that
+    the merge can restore input order; a video frame sorts by its file, then its frame.
+    """
+
+    def __init__(self, out: Path, positions: dict[str, int], rank: int = 0) -> None:
+        self.path = partial_file(out, rank)
+        self.positions = positions
+        self.file: IO[str] | None = None
+
+    def __enter__(self) -> PredictionWriter:
+        self.file = self.path.open("w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def add(self, entry: dict[str, Any], people: list[Pose]) -> None:
+        """Append one image's ``entry`` (file_name, size, frame ...) with its people."""
+        assert self.file is not None, "use the writer in a with block"
+        order = [self.positions[entry["file_name"]], entry.get("frame", 0)]
+        record = {"order": order, **entry, "people": [p.to_dict() for p in people]}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+
+def merge_predictions(out: Path, header: dict[str, Any], world_size: int = 1) -> Path:
+    """Merge the partial files of ``world_size`` ranks into predictions.json (image ids 1,
+    2, ... in input order) and results.json, then remove them; returns predictions.json."""
+    parts = [partial_file(out, rank) for rank in range(world_size)]
+    path = atomic_write(out / "predictions.json",
+                        lambda tmp: _write_predictions(tmp, header, parts), what="predictions")
+    atomic_write(out / "results.json", lambda tmp: _write_results(tmp, parts),
+                 what="COCO results")
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return path
+
+
+def _entries(parts: list[Path]) -> Iterator[dict[str, Any]]:
+    """Every image of the partial files, in input order, with ids from 1."""
+    merged = heapq.merge(*(_lines(p) for p in parts), key=lambda e: e["order"])
+    for image_id, entry in enumerate(merged, start=1):
+        del entry["order"]
+        yield {"id": image_id, **entry}
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.endswith("\n"):  # a line cut off by a crash is not a finished image
+                yield json.loads(line)
+
+
+def _write_predictions(tmp: Path, header: dict[str, Any], parts: list[Path]) -> None:
+    head = json.dumps({**header, "images": []}, indent=1)
+    opening, closing = head.rsplit("[]", 1)
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(opening + "[")
+        for n, entry in enumerate(_entries(parts)):
+            f.write(("," if n else "") + "\n  " + json.dumps(entry))
+        f.write("\n ]" + closing + "\n")
+
+
+def _write_results(tmp: Path, parts: list[Path]) -> None:
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write("[")
+        first = True
+        for entry in _entries(parts):
+            for person in entry["people"]:
+                record = Pose.from_dict(person).to_coco(entry["id"])
+                f.write(("" if first else ",") + "\n" + json.dumps(record))
+                first = False
+        f.write("\n]\n")
