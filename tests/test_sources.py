@@ -73,14 +73,15 @@ def test_files_folders_globs_and_problems_expand_in_argument_order(tree: Path) -
         ]
     )
     assert isinstance(result, Sources)
-    assert list(result.items) == [
+    assert list(result.items) == [  # a folder's videos are taken too (sorted by path)
         *images(tree / "b.jpg", photos / "1.JPEG", photos / "10.webp", photos / "2.png"),
+        SourceItem(photos / "clip.mp4", "video"),
         SourceItem(tree / "clip.MP4", "video"),
     ]
     assert result.problems == (
         f"{tree / 'readme.txt'}: unsupported file type '.txt'",
         f"{tree / 'missing.jpg'}: no such file or folder",
-        f"{tree / 'empty'}: no images in this folder",
+        f"{tree / 'empty'}: no images or videos in this folder",
         f"{tree / '*.gif'}: pattern matches no image or video files",
     )
 
@@ -88,13 +89,11 @@ def test_files_folders_globs_and_problems_expand_in_argument_order(tree: Path) -
 def test_recursive_folder_takes_subfolders_sorted_by_path(tree: Path) -> None:
     photos = tree / "photos"
     result = expand_sources([str(photos)], recursive=True)
-    assert list(result.items) == images(
-        photos / "1.JPEG",
-        photos / "10.webp",
-        photos / "2.png",
-        photos / "sub" / "3.png",
-        photos / "sub" / "deeper" / "4.tif",
-    )
+    assert list(result.items) == [
+        *images(photos / "1.JPEG", photos / "10.webp", photos / "2.png"),
+        SourceItem(photos / "clip.mp4", "video"),
+        *images(photos / "sub" / "3.png", photos / "sub" / "deeper" / "4.tif"),
+    ]
     assert result.problems == ()
 
 
@@ -123,7 +122,8 @@ def test_relative_paths_keep_their_spelling(tree: Path, monkeypatch: pytest.Monk
 def test_empty_folder_message_mentions_subfolders_when_recursive(tree: Path) -> None:
     result = expand_sources([str(tree / "empty")], recursive=True)
     assert result.items == ()
-    assert result.problems == (f"{tree / 'empty'}: no images in this folder or its subfolders",)
+    assert result.problems == (
+        f"{tree / 'empty'}: no images or videos in this folder or its subfolders",)
 
 
 # --- video -----------------------------------------------------------------------------------

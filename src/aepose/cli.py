@@ -1,4 +1,9 @@
-"""``aepose`` command line: one subcommand per job, worked examples in every ``--help``."""
+"""``aepose`` command line: one subcommand per job, worked examples in every ``--help``.
+
+Start-up is kept short: this module imports only the configuration (plain dataclasses) at
+module level; each command imports torch and the modules it runs inside its function, so
+``aepose --help`` and ``aepose models`` never load torch.
+"""
 
 from __future__ import annotations
 
@@ -13,69 +18,141 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import aepose
-from aepose.aggregate import STAGE_AVERAGES
-from aepose.benchmark import STAGES, format_rows, run_benchmark
-from aepose.checkpoint import (
-    detect_architecture,
-    load_with_config,
-    matching_presets,
-    read_checkpoint,
-    resolve_config,
-)
 from aepose.config import (
     MAX_INPUT_SIZE,
+    MAX_TEST_SCALE,
+    MIN_TEST_SCALE,
     PRESETS,
-    Config,
-    apply_overrides,
     did_you_mean,
-    get_preset,
+    override_keys,
 )
-from aepose.demo import DemoSettings, run_demo
-from aepose.distributed import broadcast_object, init_distributed, shutdown
 from aepose.errors import AeposeError
-from aepose.eval_loop import evaluate_model
-from aepose.evaluation import evaluate_keypoints, format_table
-from aepose.export import export_onnx, onnx_predictor
-from aepose.hub import cached_file, download, hash_report
-from aepose.inference import COMPILE_MODES, FastNetwork, Predictor, with_test_settings
 from aepose.keypoints import KEYPOINT_SPECS
-from aepose.pipeline import keep_freed_memory
-from aepose.precision import PRECISIONS
-from aepose.predict import OVERLAY_MIN_SCORE, PredictOptions, run_predict
-from aepose.profile import preset_cost
-from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
-from aepose.synth.video import parse_frame_size
-from aepose.train import TrainOptions, train
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from aepose.config import Config
+    from aepose.distributed import DistInfo
+    from aepose.inference import Predictor
+    from aepose.io import RunLock
+    from aepose.predict import PredictSummary
+
+# Choices and defaults the parser shows before any command runs. They are copies, so that
+# building the parser imports no torch; tests/test_cli_startup.py checks that each equals
+# the value of the module that owns it.
+STAGE_AVERAGES = ("v0.29", "legacy")  # aepose.aggregate.STAGE_AVERAGES
+PRECISIONS = ("fp32", "bf16", "fp16")  # aepose.precision.PRECISIONS
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.inference
+BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.benchmark.STAGES
+OVERLAY_MIN_SCORE = 0.2  # aepose.predict.OVERLAY_MIN_SCORE
+TRACK_MAX_AGE, TRACK_MIN_SIMILARITY = 30, 0.2  # aepose.tracking.TrackerConfig defaults
+SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.OneEuroConfig defaults
+DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.demo.DemoSettings defaults
+
+# Commands that run networks over images: they get glibc's keep-freed-memory setting.
+_IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})
+# --set sections an unknown ``--name VALUE`` may belong to, in the order they are suggested.
+_SET_SECTIONS = {"train": ("train", "model", "data", "test"),
+                 "demo": ("train", "model", "data", "test"),
+                 "test": ("test",), "predict": ("test",)}
+_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's own test for negative numbers
+
+
+class _Interrupted(Exception):  # noqa: N818  (a stop, not an error)
+    """Ctrl-C after a command saved what had finished; the message says where (exit 130)."""
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a did-you-mean hint for unknown subcommands and options.
 
-    Abbreviated options are refused: a typo should get a hint, not a silent match.
+    Abbreviated options are refused: a typo should get a hint, not a silent match. An
+    unknown option is reported before a missing required one, since the unknown one is
+    usually the required one misspelt (``--wieghts``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.argv: list[str] = []
+        self.set_sections: tuple[str, ...] = ()  # where ``--name`` may be a --set key
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # Kept for error(): argparse checks required options before it returns the extras.
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:
             options = re.findall(r"'?([\w-]+)'?", choice.group(2))
             message += did_you_mean(choice.group(1), options)
+        elif message.startswith("the following arguments are required"):
+            unknown = self._unknown(self.argv)
+            if unknown:
+                message = self._unrecognized(unknown)
         # One line, like every other error (the usage is one --help away).
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def reject_extras(self, extras: list[str]) -> None:
         """Unknown options, each with the closest option this (sub)command has."""
-        known = [o for action in self._actions for o in action.option_strings]
-        hints = [f"{e}{did_you_mean(e.split('=')[0], known)}" for e in extras]
-        self.error("unrecognized arguments: " + " ".join(hints))
+        self.error(self._unrecognized(extras))
+
+    def _known(self) -> list[str]:
+        return [o for action in self._actions for o in action.option_strings]
+
+    def _unknown(self, argv: list[str]) -> list[str]:
+        """The tokens of ``argv`` that look like options this parser lacks, with the value
+        that follows each (if any)."""
+        known = set(self._known())
+        unknown: list[str] = []
+        for i, token in enumerate(argv):
+            if token == "--":
+                break
+            if token.startswith("-") and not _NUMBER.match(token) \
+                    and token.split("=")[0] not in known:
+                unknown.append(token)
+                following = argv[i + 1] if i + 1 < len(argv) else ""
+                if "=" not in token and following and not following.startswith("-"):
+                    unknown.append(following)
+        return unknown
+
+    def _unrecognized(self, extras: list[str]) -> str:
+        hints: list[str] = []
+        i = 0
+        while i < len(extras):
+            token = extras[i]
+            value = extras[i + 1] if i + 1 < len(extras) and "=" not in token \
+                and not extras[i + 1].startswith("-") else None
+            hint = self._hint(token, value) if token.startswith("-") else token
+            if value is not None and "--set " in hint:
+                i += 1  # the value is part of the suggestion
+            hints.append(hint)
+            i += 1
+        return "unrecognized arguments: " + " ".join(hints)
+
+    def _hint(self, token: str, value: str | None) -> str:
+        """``token`` with a suggestion: a config field as ``--set section.field=VALUE`` when
+        its name is one, else the closest option."""
+        name, _, inline = token.partition("=")
+        key = _config_key(name.lstrip("-").replace("-", "_"), self.set_sections)
+        if key is not None:
+            shown = inline or value or "VALUE"
+            return f"{token}{' ' + value if value and not inline else ''}; did you mean " \
+                f"--set {key}={shown}?"
+        return token + did_you_mean(name, self._known())
+
+
+def _config_key(field: str, sections: Sequence[str]) -> str | None:
+    """``section.field`` for the first of ``sections`` that has ``field``, else None."""
+    keys = set(override_keys(next(iter(PRESETS.values()))))
+    return next((f"{s}.{field}" for s in sections if f"{s}.{field}" in keys), None)
 
 
 # argparse ``type=`` functions: a numeric option is range-checked where it enters, and a bad
@@ -124,7 +201,10 @@ batch_size_int = int_in(1, 4096)
 workers_int = int_in(0, 256)
 # Multiples of 32 only (HRNet's stride) are refused later with their own message.
 input_size_int = int_in(32, MAX_INPUT_SIZE)
-fraction = float_in(0.0, 1.0)  # thresholds, OKS
+fraction = float_in(0.0, 1.0)  # thresholds, OKS, scores
+# The config's own range for test scales: below it an image shrinks to a few heatmap pixels,
+# above it one image asks for gigabytes.
+test_scale = float_in(MIN_TEST_SCALE, MAX_TEST_SCALE)
 
 
 def onnx_opset(text: str) -> int:
@@ -145,12 +225,16 @@ _MIN_ONNX_OPSET = 16
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
+    # Stored costs and a look in the cache folder: no network is built, torch is not imported.
+    from aepose.hub import cached_file
+    from aepose.profile import preset_cost
+
     header = f"{'preset':32} {'data':10} {'K':>3} {'input':>5} {'outputs':>9} {'params':>8}"
     header += f" {'GFLOPs':>7} {'cached':>6}  released weights"
     print(header)
     print("-" * len(header))
     for name, cfg in PRESETS.items():
-        params, gflops = preset_cost(cfg)  # stored numbers: no network is built
+        params, gflops = preset_cost(cfg)
         flops = f"{gflops:>7.2f}" if args.flops else f"{'-':>7}"
         cached = cached_file(name)
         in_cache = "-" if cached is None else "yes" if cached.is_file() else "no"
@@ -163,6 +247,14 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
+    from aepose.checkpoint import (
+        detect_architecture,
+        matching_presets,
+        read_checkpoint,
+        resolve_config,
+    )
+    from aepose.hub import hash_report
+
     # A damaged file is still described (info is a diagnostic): its hash line says MISMATCH,
     # and loading it anywhere else is refused.
     ckpt = read_checkpoint(args.weights, verify=False)
@@ -187,12 +279,17 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
+    from aepose.hub import cached_file, download
+
     names = [n for n in PRESETS if cached_file(n)] if args.names == ["all"] else args.names
     for name in names:
         print(f"{name}: {download(name)}", flush=True)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
+    from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
+    from aepose.synth.video import parse_frame_size
+
     if args.video:
         clips = write_sequences(
             args.out_dir, args.spec, clips=1 if args.images is None else args.images,
@@ -216,6 +313,11 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from aepose.checkpoint import read_checkpoint
+    from aepose.config import apply_overrides, get_preset
+    from aepose.distributed import shutdown
+    from aepose.train import TrainOptions, train
+
     if args.preset is None and args.resume is None:
         raise AeposeError("train needs --preset (or --resume CHECKPOINT)")
     resume = Path(args.resume) if args.resume else None
@@ -238,17 +340,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
         result = train(cfg, options)
     finally:
         shutdown()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    # train() reports a --stop-after stop and a Ctrl-C alike; only the latter is exit 130.
+    if result.interrupted and result.iteration != args.stop_after:
+        raise _Interrupted(f"checkpoint {result.checkpoint} (epoch {result.epoch}, iteration "
+                           f"{result.iteration}); continue with --resume {result.checkpoint}")
     state = "stopped early" if result.interrupted else "finished"
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{state} after epoch {result.epoch}, iteration {result.iteration}; "
-              f"checkpoint {result.checkpoint}")
+    print(f"{state} after epoch {result.epoch}, iteration {result.iteration}; "
+          f"checkpoint {result.checkpoint}")
 
 
-def _fast(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+def _fast(model: nn.Module, args: argparse.Namespace) -> nn.Module:
     """The network with the requested GPU fast paths (unchanged for the fp32 defaults)."""
     mode = _compile_mode(args)
     if args.dtype == "fp32" and not args.channels_last and mode is None:
         return model
+    from aepose.inference import FastNetwork
+
     return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
                        compile=mode).eval()
 
@@ -261,6 +370,9 @@ def _compile_mode(args: argparse.Namespace) -> str | None:
 def _test_config(cfg: Config, args: argparse.Namespace) -> Config:
     """``cfg`` with the command line's test settings: ``--set test.x=y`` first, then
     ``--scales``, ``--no-flip`` and ``--stage-average`` (the weights fix the rest)."""
+    from aepose.config import apply_overrides
+    from aepose.inference import with_test_settings
+
     foreign = [o for o in args.overrides if not o.startswith("test.")]
     if foreign:
         raise AeposeError(f"--set here takes test settings only (test.x=y), got {foreign[0]!r}")
@@ -275,7 +387,12 @@ def _cmd_test(args: argparse.Namespace) -> None:
         return
     if args.weights is None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
+    from aepose.checkpoint import load_with_config
+    from aepose.distributed import broadcast_object, init_distributed, shutdown
+    from aepose.eval_loop import evaluate_model
+
     info = init_distributed(args.device)
+    lock = None
     try:
         network, cfg = load_with_config(args.weights, preset=args.preset, device=info.device)
         cfg = _test_config(cfg, args)
@@ -283,30 +400,106 @@ def _cmd_test(args: argparse.Namespace) -> None:
         ann, images = _test_files(cfg, args)
         out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
+        # Everything that can refuse the outputs does so now, not after the evaluation.
+        lock = _claim_test_folder(out, info, args.overwrite)
         result = evaluate_model(
             model, cfg, ann, images, info, batch_size=args.batch_size, workers=args.workers,
-            decode_workers=args.decode_workers, results_file=out / "results.json")
+            decode_workers=args.decode_workers, results_file=out / "results.json",
+            progress=sys.stderr.isatty())
+        _check_images_found(result.images, result.skipped, ann, images)
+        if info.is_main:
+            report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
+                      "scales": list(cfg.test.scales), "flip": cfg.test.flip,
+                      "test": dataclasses.asdict(cfg.test), "images": result.images,
+                      "people": result.people, "seconds": result.seconds,
+                      "skipped": list(result.skipped), "metrics": result.metrics}
+            _finish_test(report, cfg.data.dataset, out / "metrics.json")
     finally:
+        if lock is not None:
+            lock.release()
         shutdown()
+
+
+def _claim_test_folder(out: Path, info: DistInfo, overwrite: bool) -> RunLock | None:
+    """Rank 0 locks ``out`` (proving it writable) and refuses to replace an earlier run's
+    files without ``--overwrite``; every rank learns the verdict, so all stop together."""
+    from aepose.distributed import broadcast_object
+    from aepose.io import RunLock
+
+    lock, problem = None, None
     if info.is_main:
-        report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
-                  "scales": list(cfg.test.scales), "flip": cfg.test.flip,
-                  "test": dataclasses.asdict(cfg.test), "images": result.images,
-                  "people": result.people, "seconds": result.seconds,
-                  "skipped": list(result.skipped), "metrics": result.metrics}
-        _finish_test(report, cfg.data.dataset, out)
+        try:
+            lock = RunLock(out)
+            lock.acquire()
+            for name in ("metrics.json", "results.json"):
+                _refuse_existing(out / name, overwrite)
+        except AeposeError as error:
+            if lock is not None:
+                lock.release()
+            lock, problem = None, str(error)
+    problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise AeposeError(problem)
+    return lock
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise AeposeError(f"{path} exists (an earlier run's); choose another --out or pass "
+                          "--overwrite")
 
 
 def _test_files(cfg: Config, args: argparse.Namespace) -> tuple[Path, Path]:
+    """The annotation file and image folder: given, or where the dataset layout puts them.
+
+    ``--ann`` alone: the images are the preset's val folder under the dataset root that holds
+    the annotation file (ROOT/annotations/x.json -> ROOT/<val_images>). A missing folder is
+    refused here, before the network runs.
+    """
     if args.ann is None and args.data_root is None:
-        raise AeposeError("test needs --data-root (or --ann FILE --images DIR)")
-    root = Path(args.data_root or ".")
-    ann = Path(args.ann) if args.ann else root / cfg.data.val_ann
-    images = Path(args.images) if args.images else root / cfg.data.val_images
+        raise AeposeError("test needs --data-root (or --ann FILE [--images DIR])")
+    ann = Path(args.ann) if args.ann else Path(args.data_root) / cfg.data.val_ann
+    if args.images:
+        images = Path(args.images)
+    elif args.data_root:
+        images = Path(args.data_root) / cfg.data.val_images
+    else:
+        images = _dataset_root(ann, cfg.data.val_ann) / cfg.data.val_images
+    if not images.is_dir():
+        raise AeposeError(f"no images: {images} is not a folder (the images of {ann}); pass "
+                          "--images DIR")
     return ann, images
 
 
+def _dataset_root(ann: Path, layout_ann: str) -> Path:
+    """The dataset root that holds ``ann`` when it sits where the layout's annotation file
+    does (``annotations/`` under the root), else the annotation file's folder."""
+    layout = Path(layout_ann).parent.parts
+    folders = ann.absolute().parent.parts
+    if layout and folders[len(folders) - len(layout):] == layout:
+        root = ann.parent
+        for _ in layout:
+            root = root.parent
+        return root
+    return ann.parent
+
+
+def _check_images_found(decoded: int, skipped: Sequence[str], ann: Path, images: Path) -> None:
+    """An evaluation in which no image could be read is an error, not an all-zero table."""
+    if decoded > 0:
+        return
+    if not skipped:
+        raise AeposeError(f"{ann} lists no images to evaluate")
+    raise AeposeError(f"none of the {len(skipped)} images of {ann} could be read in {images} "
+                      f"(first: {skipped[0]}); pass --images DIR")
+
+
 def _rescore(args: argparse.Namespace) -> None:
+    """Score a saved results file. Without --out the metrics go beside it as
+    ``metrics-rescored.json``, so an evaluation's own ``metrics.json`` is never replaced."""
+    from aepose.config import get_preset
+    from aepose.evaluation import evaluate_keypoints
+
     cfg = get_preset(args.preset) if args.preset else None
     if args.ann:
         ann = Path(args.ann)
@@ -317,60 +510,135 @@ def _rescore(args: argparse.Namespace) -> None:
     spec = args.spec or (cfg.data.dataset if cfg else None)
     if spec is None:
         raise AeposeError("--results with --ann needs --spec (aic, crowdpose or coco) or --preset")
+    target = Path(args.out) / "metrics.json" if args.out else \
+        Path(args.results).parent / "metrics-rescored.json"
+    _refuse_existing(target, args.overwrite)
+    from aepose.io import check_writable
+
+    check_writable(target.parent)
     metrics = evaluate_keypoints(ann, args.results, spec)
-    out = Path(args.out) if args.out else Path(args.results).parent
-    _finish_test({"ann": str(ann), "results": str(args.results), "metrics": metrics}, spec, out)
+    _finish_test({"ann": str(ann), "results": str(args.results), "metrics": metrics}, spec,
+                 target)
 
 
-def _finish_test(report: dict[str, Any], spec: str, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(report["metrics"], spec))
+def _finish_test(report: dict[str, Any], spec: str, target: Path) -> None:
+    """Print the table first (a failed write then costs no result), then save it."""
+    from aepose.evaluation import format_table
+    from aepose.io import write_text
+
+    print(format_table(report["metrics"], spec), flush=True)
     for problem in report.get("skipped", []):
         print(f"skipped: {problem}", file=sys.stderr)
     if "seconds" in report and report["seconds"] > 0:
         print(f"{report['images']} images in {report['seconds']:.1f} s "
               f"({report['images'] / report['seconds']:.1f} images/s on rank 0's share)")
-    print(f"metrics: {out / 'metrics.json'}")
+    write_text(target, json.dumps(report, indent=2) + "\n", what="metrics")
+    print(f"metrics: {target}")
 
 
-def _predictor(args: argparse.Namespace) -> Predictor:
+def _predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
     """The Predictor of ``aepose predict``'s network, backend and test settings."""
+    from aepose.inference import Predictor
+
     if args.backend == "onnxruntime":
+        from aepose.export import onnx_predictor
+
         # The network runs in ONNX Runtime; pre- and post-processing are the same code.
-        providers = ["CUDAExecutionProvider"] if args.device == "cuda" else None
+        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else None
         stored = onnx_predictor(args.weights, args.preset, providers=providers)
         network, cfg = stored.model, stored.config
     else:
         if str(args.weights).endswith(".onnx"):
             raise AeposeError(f"{args.weights} is an ONNX file: add --backend onnxruntime")
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from aepose.checkpoint import load_with_config
+
         loaded, cfg = load_with_config(args.weights, preset=args.preset, device=device)
         network = _fast(loaded, args)
     return Predictor(network, _test_config(cfg, args), pose_nms=args.pose_nms)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    predictor = _predictor(args)
-    out = Path(args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}")
+    from aepose.distributed import init_distributed, shutdown
+
+    # init_distributed checks the device (resolve_device): one line when it is missing.
+    info = init_distributed(args.device)
+    try:
+        summary = _predict_on_this_rank(args, info)
+    finally:
+        shutdown()
+    if not info.is_main:
+        return
+    # Skipped inputs were reported (once each) as they happened.
+    print(summary.describe())
+    print(f"predictions: {summary.json_path}")
+    if summary.interrupted:
+        raise _Interrupted(f"the {summary.images} finished images/frames are in "
+                           f"{summary.json_path}")
+    if summary.stopped_by is not None:
+        raise AeposeError(f"{summary.stopped_by}; the {summary.images} finished "
+                          f"images/frames are in {summary.json_path}")
+    if summary.images == 0:
+        raise AeposeError(f"nothing could be predicted ({len(summary.problems)} input(s) "
+                          "skipped, see above)")
+
+
+def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSummary:
+    """This rank's share of ``aepose predict`` (all of it without torchrun)."""
+    from aepose.distributed import broadcast_object
+    from aepose.predict import PredictOptions, run_predict
+
+    predictor = _predictor(args, info.device)
+    out = Path(broadcast_object(
+        args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}", info))
     options = PredictOptions(
         batch_size=args.batch_size, read_workers=args.workers,
         decode_workers=args.decode_workers, draw=not args.no_draw,
         keypoint_threshold=args.threshold, min_score=args.min_score,
-        weights=str(args.weights), overwrite=args.overwrite)
-    summary = run_predict(args.sources, predictor, out, options)
-    for problem in summary.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    print(summary.describe())
-    print(f"predictions: {summary.json_path}")
-    if summary.interrupted:
-        raise AeposeError(f"interrupted: the {summary.images} finished images/frames are in "
-                          f"{summary.json_path}")
-    if summary.images == 0:
-        raise AeposeError("nothing could be predicted (see the skipped inputs above)")
+        weights=str(args.weights), overwrite=args.overwrite, progress=sys.stderr.isatty(),
+        **_video_options(args))
+    partial = out / "predictions.jsonl"
+    earlier = partial.exists()
+    try:
+        return run_predict(args.sources, predictor, out, options, info)
+    except (AeposeError, OSError) as error:
+        # Images finished before the failure are in this run's JSONL: say so.
+        if earlier or not partial.is_file():
+            raise
+        raise AeposeError(f"{_one_line(error)}; the images finished before it are in "
+                          f"{partial}") from None
+
+
+def _video_options(args: argparse.Namespace) -> dict[str, Any]:
+    """PredictOptions' tracking and frame-source fields from ``predict``'s video options."""
+    from aepose.tracking import OneEuroConfig, TrackerConfig
+
+    euro = OneEuroConfig(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
+    tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,
+                            min_similarity=args.track_min_similarity)
+    return {"track": args.track, "tracker": tracker, "max_frames": args.max_frames,
+            "duration_s": args.duration, "drop": False if args.no_drop else None}
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: an OS error by its file and the OS's words."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    return " ".join(str(error).split())
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
+    from aepose.distributed import resolve_device
+    from aepose.io import check_writable, write_text
+
+    resolve_device(args.device)  # a device this machine lacks: one line, before timing
+    target = Path(args.json) if args.json else None
+    if target is not None:  # an unwritable --json costs one line, not the timings
+        if target.is_dir():
+            raise AeposeError(f"--json {target} is a folder; give a file name")
+        check_writable(target.parent)
+    from aepose.benchmark import format_rows, run_benchmark
+
     rows = [
         run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
                       dtype=args.dtype, compile=_compile_mode(args),
@@ -379,12 +647,16 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
                       images=args.images, decode_workers=args.decode_workers)
         for stage in args.stage
     ]
-    print(format_rows(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+    print(format_rows(rows), flush=True)
+    if target is not None:
+        write_text(target, json.dumps([r.to_dict() for r in rows], indent=2) + "\n",
+                   what="benchmark rows")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
+    from aepose.checkpoint import load_with_config
+    from aepose.export import export_onnx
+
     model, cfg = load_with_config(args.weights, preset=args.preset)
     path = export_onnx(model, args.output, config=cfg,
                        input_size=args.input_size or cfg.data.input_size,
@@ -394,6 +666,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
+    from aepose.demo import DemoSettings, run_demo
+
     settings = DemoSettings(out=Path(args.out), minutes=args.minutes, device=args.device,
                             seed=args.seed, epochs=args.epochs, overrides=tuple(args.overrides))
     run_demo(settings)
@@ -405,8 +679,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                "examples:\n  aepose models\n  aepose models --no-flops   # without GFLOPs"),
     "info": (_cmd_info, "tell what a weights file is, whether its hash checks out and which "
              "preset fits it",
-             "examples:\n  aepose info hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
-             "  aepose info hrnet_w32_aic_512          # the cached release (downloads it)\n"
+             "examples:\n"
+             "  aepose info hrnet_w32_aic_512          # the released weights (downloads them)\n"
+             "  aepose info hrnet_w32_aic_512x512-77e2a98a_20210131.pth   # the same, by file\n"
+             "  aepose demo                            # writes runs/demo/train/last.pth\n"
              "  aepose info runs/demo/train/last.pth"),
     "download": (_cmd_download, "fetch released weights into the cache and print where they are",
                  "examples:\n  aepose download hrnet_w32_aic_512 higherhrnet_w32_crowdpose_512\n"
@@ -432,15 +708,28 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
              "  aepose test --preset higherhrnet_w32_crowdpose_512 \\\n"
              "      --weights higher_hrnet32_crowdpose_512x512-1aa4a132_20201017.pth \\\n"
              "      --data-root data/crowdpose --scales 2 1\n"
-             "  torchrun --nproc-per-node 8 -m aepose test --weights W.pth --data-root data/aic\n"
-             "  aepose test --results runs/x/results.json --ann data/aic/annotations/aic_val.json"
-             " --spec aic"),
+             "  torchrun --nproc-per-node 8 -m aepose test --weights hrnet_w32_aic_512 \\\n"
+             "      --data-root data/aic --out runs/aic-test   # metrics.json, results.json\n"
+             "  aepose test --results runs/aic-test/results.json \\\n"
+             "      --ann data/aic/annotations/aic_val.json --spec aic   # re-score, no network\n"
+             "  aepose demo                # writes runs/demo/train/last.pth and runs/demo/data/\n"
+             "  aepose test --weights runs/demo/train/last.pth --ann "
+             "runs/demo/data/annotations/mmpose_crowdpose_test.json"),
     "predict": (_cmd_predict, "poses for images, folders, globs or videos: JSON + overlays",
                 "examples:\n"
-                "  aepose predict photo.jpg --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth\n"
-                "  aepose predict 'shots/*.jpg' clip.mp4 --weights runs/demo/last.pth "
+                "  aepose predict photo.jpg --weights hrnet_w32_aic_512   # released weights\n"
+                "  aepose demo                      # writes runs/demo/train/last.pth, "
+                "runs/demo/data/images/\n"
+                "  aepose predict runs/demo/data/images --weights runs/demo/train/last.pth "
                 "--out runs/pred\n"
-                "  aepose predict folder/ --weights W.pth --device cuda --batch-size 16"),
+                "  aepose synth data/clips --video --frames 50   # writes "
+                "data/clips/clip_0000.mp4\n"
+                "  aepose predict 'runs/demo/data/images/*.jpg' data/clips/clip_0000.mp4 \\\n"
+                "      --weights runs/demo/train/last.pth --device cuda --batch-size 16\n"
+                "  aepose predict data/clips/clip_0000.mp4 --weights W.pth --smooth  # tracked\n"
+                "  aepose predict 0 --weights W.pth --duration 30     # webcam 0 for 30 s\n"
+                "  aepose predict rtsp://cam/stream 'frames/%05d.png' --weights W.pth "
+                "--max-frames 500"),
     "benchmark": (_cmd_benchmark, "time the network, decoding, the whole pipeline or training",
                   "examples:\n"
                   "  aepose benchmark --preset hrnet_w32_aic_512 --stage forward e2e\n"
@@ -493,9 +782,9 @@ def _add_pipeline_arguments(p: _Parser) -> None:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override test settings, e.g. test.detection_threshold=0.2 "
                    "test.max_people=50")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--workers", type=workers_int, default=2,
                    help="threads reading and resizing images (default 2)")
-    p.add_argument("--decode-workers", type=int, metavar="N",
+    p.add_argument("--decode-workers", type=workers_int, metavar="N",
                    help="processes (CPU) or threads (GPU) decoding while the network runs "
                    "(default: one per spare CPU core, at most 4; 0: decode in between)")
     _add_speed_arguments(p)
@@ -515,69 +804,120 @@ def _add_test_arguments(p: _Parser) -> None:
     p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
     p.add_argument("--data-root", help="dataset root; the preset's val/test split is used")
     p.add_argument("--ann", help="annotation file (instead of the preset's under --data-root)")
-    p.add_argument("--images", help="image folder for --ann (default: the preset's)")
-    p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1 0.5")
+    p.add_argument("--images", help="image folder for --ann (default: the preset's val "
+                   "folder under the dataset root holding --ann, ROOT/annotations/x.json)")
+    p.add_argument("--scales", type=test_scale, nargs="+",
+                   help=f"test scales in [{MIN_TEST_SCALE:g}, {MAX_TEST_SCALE:g}], e.g. 2 1 0.5")
     p.add_argument("--no-flip", action="store_true", help="no flip test")
     p.add_argument("--stage-average", choices=STAGE_AVERAGES,
                    help="HigherHRNet output averaging (default the preset's: v0.29, as the "
                    "published numbers)")
-    p.add_argument("--out", help="folder for metrics.json and results.json")
+    p.add_argument("--out", help="folder for metrics.json and results.json (default "
+                   "runs/PRESET-test-TIMESTAMP; with --results, metrics-rescored.json beside "
+                   "the results file)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace metrics.json / results.json of an earlier run in --out")
     p.add_argument("--results", help="re-score a saved results.json (no network run)")
     p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), help="keypoints of --results")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=8,
+    p.add_argument("--batch-size", type=batch_size_int, default=8,
                    help="images per forward pass when their test sizes agree (default 8)")
     _add_pipeline_arguments(p)
 
 
 def _add_predict_arguments(p: _Parser) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="image, folder, glob (quoted) or video")
+                   help="image, folder (its images and videos), glob (quoted), video file, "
+                   "webcam index (0), stream URL (rtsp://, http(s)://, rtmp://, udp://) or "
+                   "image sequence as a printf pattern (quoted: 'frames/%%05d.png')")
     p.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose)")
     p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
     p.add_argument("--out", help="output folder (default runs/predict-TIMESTAMP)")
-    p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1")
+    p.add_argument("--scales", type=test_scale, nargs="+",
+                   help=f"test scales in [{MIN_TEST_SCALE:g}, {MAX_TEST_SCALE:g}], e.g. 2 1")
     p.add_argument("--no-flip", action="store_true", help="no flip test (faster)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--stage-average", choices=STAGE_AVERAGES,
                    help="HigherHRNet output averaging (default the preset's)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    p.add_argument("--pose-nms", type=float, metavar="OKS",
+    p.add_argument("--batch-size", type=batch_size_int, default=8,
+                   help="images per batch (default 8)")
+    p.add_argument("--pose-nms", type=fraction, metavar="OKS",
                    help="drop poses overlapping a better one by this OKS (mmpose demo: 0.9)")
-    p.add_argument("--min-score", type=float, default=0.0,
+    p.add_argument("--min-score", type=fraction, default=0.0,
                    help="leave out people scoring below this (default 0: keep all; overlays "
                    f"always leave out those under {OVERLAY_MIN_SCORE})")
-    p.add_argument("--threshold", type=float, default=0.3,
+    p.add_argument("--threshold", type=fraction, default=0.3,
                    help="keypoint score needed to draw it (default 0.3)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out")
+    _add_video_arguments(p)
     _add_pipeline_arguments(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
                    "then a file from 'aepose export')")
 
 
+def _add_video_arguments(p: _Parser) -> None:
+    """Tracking, smoothing and frame-source options of ``aepose predict`` (videos, streams)."""
+    video = p.add_argument_group("videos and streams")
+    video.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
+                       help="give every person a track_id that persists across frames "
+                       "(default on; --no-track: per-frame poses only)")
+    video.add_argument("--track-max-age", type=non_negative_int, default=TRACK_MAX_AGE,
+                       metavar="FRAMES", help="frames a lost track waits for its person to "
+                       f"reappear with the same ID (default {TRACK_MAX_AGE})")
+    video.add_argument("--track-min-similarity", type=fraction,
+                       default=TRACK_MIN_SIMILARITY, metavar="S",
+                       help="a track and a person less similar than this (0.9 OKS with the "
+                       "track's predicted pose + 0.1 box IoU) are never paired (default "
+                       f"{TRACK_MIN_SIMILARITY})")
+    video.add_argument("--smooth", action="store_true",
+                       help="smooth each track's keypoints with a One-Euro filter (causal: "
+                       "no frame is delayed)")
+    video.add_argument("--smooth-min-cutoff", type=float_in(0.0, 1e3, low_open=True),
+                       default=SMOOTH_MIN_CUTOFF, metavar="HZ",
+                       help="One-Euro cutoff when still: lower removes more jitter, lags "
+                       f"more (default {SMOOTH_MIN_CUTOFF:g} Hz)")
+    video.add_argument("--smooth-beta", type=float_in(0.0, 1e6), default=SMOOTH_BETA,
+                       metavar="BETA", help="cutoff increase per person size per second of "
+                       "speed: higher lags less on fast motion (default "
+                       f"{SMOOTH_BETA:g}; lag < 1/(2 pi beta) person sizes)")
+    video.add_argument("--max-frames", type=positive_int, metavar="N",
+                       help="stop each video or stream after N frames")
+    video.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True),
+                       metavar="SECONDS", help="stop each video or stream after SECONDS of "
+                       "it (frame index / frame rate)")
+    video.add_argument("--no-drop", action="store_true",
+                       help="live sources (webcam, rtsp://, http:// without a video file "
+                       "name): process every frame, even if processing falls behind (default: "
+                       "keep only the newest frame and count the dropped ones; files never "
+                       "drop)")
+
+
 def _add_benchmark_arguments(p: _Parser) -> None:
     p.add_argument("--preset", required=True, help="network to time (see 'aepose models')")
-    p.add_argument("--stage", nargs="+", choices=sorted(STAGES), default=["forward"],
+    p.add_argument("--stage", nargs="+", choices=BENCHMARK_STAGES, default=["forward"],
                    help="what to time (default forward)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=int, default=1, help="images per batch (default 1)")
+    p.add_argument("--batch-size", type=batch_size_int, default=1,
+                   help="images per batch (default 1)")
     p.add_argument("--dtype", choices=PRECISIONS, default="fp32", help="default fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--repeats", type=int, default=20, help="timed iterations (median)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
-    p.add_argument("--input-size", type=int, help="square input side (default preset's)")
+    p.add_argument("--repeats", type=positive_int, default=20, help="timed iterations (median)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed iterations first")
+    p.add_argument("--input-size", type=input_size_int,
+                   help="square input side (default preset's)")
     p.add_argument("--no-flip", action="store_true", help="e2e without the flip test")
-    p.add_argument("--images", type=int,
+    p.add_argument("--images", type=positive_int,
                    help="pipeline: generated images streamed per iteration (default 32)")
-    p.add_argument("--decode-workers", type=int, metavar="N",
+    p.add_argument("--decode-workers", type=workers_int, metavar="N",
                    help="pipeline: decode workers (default: one per spare CPU core, at most 4)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", help="also write the rows to this JSON file (checked before "
+                   "timing, written whole or not at all)")
 
 
 def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -626,6 +966,8 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
                        help="clip frame size WIDTHxHEIGHT (default 640x480)")
     synth.add_argument("--fps", type=float_in(0, 1000, low_open=True), default=25.0,
                        help="clip frame rate (default 25)")
+    for name, sections in _SET_SECTIONS.items():
+        subparsers[name].set_sections = sections
     _add_train_arguments(subparsers["train"])
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])
@@ -642,22 +984,35 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     demo = subparsers["demo"]
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--minutes", type=float_in(0, 10**6, low_open=True),
-                      default=DemoSettings.minutes,
+                      default=DEMO_MINUTES,
                       help="training time budget; the schedule shrinks to fit (default 8)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     demo.add_argument("--seed", type=seed_int, default=0,
                       help="data and training seed (default 0)")
-    demo.add_argument("--epochs", type=positive_int, default=DemoSettings.epochs,
-                      help=f"epochs when the budget allows (default {DemoSettings.epochs})")
+    demo.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
+                      help=f"epochs when the budget allows (default {DEMO_EPOCHS})")
     demo.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                       help="override config values of the demo recipe")
     return parser, subparsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``aepose`` console script; returns the exit status."""
+    """Entry point of the ``aepose`` console script; returns the exit status.
+
+    Every ending is one stderr line: ``aepose: error: ...`` (1), a malformed command line (2),
+    ``aepose: interrupted...`` after Ctrl-C (130, the shell's convention for SIGINT).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    keep_freed_memory()
+    try:
+        return _run(argv)
+    except _Interrupted as stop:
+        print(f"aepose: interrupted; {stop}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("aepose: interrupted", file=sys.stderr)
+    return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser, subparsers = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.command is None:
@@ -665,9 +1020,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if extras:
         subparsers[args.command].reject_extras(extras)
+    if args.command in _IMAGE_COMMANDS:
+        from aepose.pipeline import keep_freed_memory
+
+        keep_freed_memory()
     try:
         COMMANDS[args.command][0](args)
     except AeposeError as error:
         print(f"aepose: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a failure no command foresaw still costs one line
+        print(f"aepose: error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""Poses from images in Python: :class:`Predictor`, :class:`Pose`, :func:`predict_images`.
+"""Poses from images in Python: :class:`Predictor`, :class:`Pose`, :func:`predict_images`,
+:func:`preprocess`.
 
 They run the one test-time pipeline of :mod:`aepose.pipeline` (mmpose 0.x
 ``AssociativeEmbedding.forward_test``, reference.md §4): test sizes, resize and
@@ -9,6 +10,10 @@ Config's ``test`` section; keyword overrides are applied to it once, here.
 Also here: :class:`FastNetwork` (channels_last, autocast, ``torch.compile``) and
 :func:`oks_nms` (mmpose's demo pose NMS).
 
+Channel order: a NumPy image given to this module's public functions is BGR unless
+``channel_order="rgb"`` says otherwise, as in mmpose 0.x's inference API and ultralytics
+(``cv2.imread`` returns BGR); the pipeline inside works in RGB. A path is read as a file.
+
 Legend: K keypoints, P people, L tag dims (one per flip direction: 2 with flip test).
 """
 
@@ -18,31 +23,48 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aepose.checkpoint import load_with_config
-from aepose.config import Config
+from aepose.config import Config, get_preset
+from aepose.data.coco import read_image
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec, get_spec
-from aepose.pipeline import Result, Stages, check_scales, stream
+from aepose.pipeline import Prepared, Result, Stages, check_scales, prepare, stream
 from aepose.precision import autocast, check_precision
 from aepose.visualize import draw_poses
 
 __all__ = [
+    "CHANNEL_ORDERS",
     "COMPILE_MODES",
     "DEMO_OKS_THRESHOLD",
+    "ChannelOrder",
     "FastNetwork",
+    "ImageInput",
     "Pose",
     "Predictor",
+    "check_channel_order",
     "check_compile_mode",
+    "load_rgb",
     "oks_nms",
     "predict_images",
+    "preprocess",
     "with_test_settings",
 ]
+
+ChannelOrder = Literal["bgr", "rgb"]
+"""The order of an array's colour channels: ``"bgr"`` (OpenCV's ``cv2.imread``, mmpose 0.x's
+and ultralytics' convention for arrays: the default) or ``"rgb"`` (PIL, imageio, matplotlib,
+``aepose.data.read_image``)."""
+
+CHANNEL_ORDERS: tuple[str, ...] = ("bgr", "rgb")
+
+ImageInput = np.ndarray | str | Path
+"""An image: a uint8 array [H, W, 3] in the given channel order, or a file path."""
 
 DEMO_OKS_THRESHOLD = 0.9
 """The OKS threshold of mmpose's demo pose NMS (``inference_bottom_up_pose_model``)."""
@@ -57,45 +79,60 @@ class Pose:
     keypoints: float32 [K, 3]: x, y in original-image pixel indices and the heatmap value.
     score: the person score (mean heatmap value over all K joints before refinement).
     tags: float32 [K, L] embedding values of the grouped joints (0 for refined ones).
+    track_id: the person's track in a video (:class:`aepose.tracking.PoseTracker`; -1: too
+        weak to start a track); None when not tracked.
     """
 
     keypoints: np.ndarray
     score: float
     tags: np.ndarray | None = None
+    track_id: int | None = None
 
     def to_coco(self, image_id: int) -> dict[str, Any]:
         """The COCO results record (reference §5.2): category 1, flat ``x, y, v`` list, score,
-        and ``bbox = [min x, min y, max x - min x, max y - min y]`` over ALL K keypoints."""
+        and ``bbox = [min x, min y, max x - min x, max y - min y]`` over ALL K keypoints;
+        plus ``track_id`` (PoseTrack's key; COCO evaluation ignores it) when tracked."""
         xy = self.keypoints[:, :2].astype(np.float64)
         low, high = xy.min(axis=0), xy.max(axis=0)
-        return {
+        record: dict[str, Any] = {
             "image_id": image_id,
             "category_id": COCO_PERSON,
             "keypoints": self.keypoints.astype(np.float64).reshape(-1).tolist(),
             "score": float(self.score),
             "bbox": [float(low[0]), float(low[1]), *(float(v) for v in high - low)],
         }
+        if self.track_id is not None:
+            record["track_id"] = self.track_id
+        return record
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``keypoints`` [[x, y, score], ...] (K of them), ``score`` and
         ``bbox`` [x, y, w, h] over all keypoints, as in ``predictions.json``."""
         coco = self.to_coco(0)
-        return {"keypoints": self.keypoints.astype(np.float64).tolist(), "score": coco["score"],
-                "bbox": coco["bbox"]}
+        record: dict[str, Any] = {"keypoints": self.keypoints.astype(np.float64).tolist(),
+                                  "score": coco["score"], "bbox": coco["bbox"]}
+        if self.track_id is not None:  # only tracked video frames carry the key
+            record["track_id"] = self.track_id
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pose:
-        """The Pose of a :meth:`to_dict` record (no tags)."""
+        """The Pose of a :meth:`to_dict` record (no tags; its ``track_id`` if any)."""
+        track = data.get("track_id")
         return cls(np.asarray(data["keypoints"], dtype=np.float32).reshape(-1, 3),
-                   float(data["score"]))
+                   float(data["score"]), track_id=None if track is None else int(track))
 
     def draw(self, image: np.ndarray, spec: KeypointSpec | str,
-             keypoint_threshold: float = 0.3) -> np.ndarray:
-        """A copy of ``image`` (RGB uint8 [H, W, 3]) with this person's skeleton drawn
-        (``spec``: the keypoint definition, or its name such as ``"crowdpose"``)."""
+             keypoint_threshold: float = 0.3, *, channel_order: str = "bgr") -> np.ndarray:
+        """A copy of ``image`` (uint8 [H, W, 3] in ``channel_order``, BGR by default as
+        :class:`Predictor` takes it) with this person's skeleton, keypoints scoring at least
+        ``keypoint_threshold`` and score drawn (``spec``: the keypoint definition, e.g.
+        ``predictor.spec``, or its name such as ``"crowdpose"``)."""
         spec = get_spec(spec) if isinstance(spec, str) else spec
-        return draw_poses(image, self.keypoints[None], np.array([self.score], np.float32), spec,
-                          keypoint_threshold=keypoint_threshold)
+        rgb = load_rgb(image, channel_order)  # the drawing colours are RGB
+        drawn = draw_poses(rgb, self.keypoints[None], np.array([self.score], np.float32), spec,
+                           keypoint_threshold=keypoint_threshold)
+        return np.ascontiguousarray(drawn[..., ::-1]) if channel_order == "bgr" else drawn
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -196,15 +233,69 @@ def with_test_settings(config: Config, **overrides: Any) -> Config:
     return dataclasses.replace(config, test=test)
 
 
+def check_channel_order(channel_order: str) -> ChannelOrder:
+    """``channel_order`` if it is one of :data:`CHANNEL_ORDERS`, else a one-line AeposeError."""
+    if channel_order == "bgr":
+        return "bgr"
+    if channel_order == "rgb":
+        return "rgb"
+    raise AeposeError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+
+
+def load_rgb(image: ImageInput, channel_order: str = "bgr") -> np.ndarray:
+    """RGB uint8 [H, W, 3] of an image file (a str or Path) or of a uint8 array [H, W, 3]
+    whose channels are in ``channel_order`` (a BGR array is reversed; an RGB one is
+    returned as it is). Anything else is a one-line AeposeError."""
+    order = check_channel_order(channel_order)
+    if isinstance(image, str | Path):
+        return read_image(image)
+    if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
+            or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0):
+        what = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+        raise AeposeError(f"expected an image path or a {order.upper()} uint8 array "
+                          f"[H, W, 3], got {what}")
+    # Contiguous: OpenCV's resize refuses the negative strides of a reversed view.
+    return np.ascontiguousarray(image[..., ::-1]) if order == "bgr" else image
+
+
+def preprocess(
+    image: ImageInput,
+    config: Config | str,
+    *,
+    channel_order: str = "bgr",
+    scales: Sequence[float] | None = None,
+) -> Prepared:
+    """What the network takes for one image at test time: the pipeline's preprocess stage.
+
+    Args:
+        image: a path, or a uint8 array [H, W, 3] in ``channel_order`` ("bgr" by default).
+        config: a Config or a preset name: gives the input size (and the test scales).
+        scales: test scales (default ``config.test.scales``).
+
+    Returns:
+        :class:`~aepose.pipeline.Prepared`: ``inputs``, one float32 [3, h_s, w_s] per test
+        scale (largest first): the image resized with its aspect kept so that the short side
+        is the input size and both sides are multiples of 64, black-padded, then
+        ``(rgb / 255 - mean) / std`` with ImageNet's RGB mean and std; ``sizes``
+        (:class:`~aepose.data.TestSizes`) maps a point in the scale-1 input back to the
+        image (:func:`aepose.data.back_project`); ``height`` and ``width`` of the image.
+    """
+    cfg = get_preset(config) if isinstance(config, str) else config
+    chosen = cfg.test.scales if scales is None else scales
+    return prepare(load_rgb(image, channel_order), cfg.data.input_size, chosen)
+
+
 def predict_images(
     model: nn.Module,
     config: Config,
-    images: Sequence[np.ndarray],
+    images: Sequence[ImageInput],
     *,
     scales: Sequence[float] | None = None,
     flip: bool | None = None,
     stage_average: str | None = None,
     max_batch: int | None = None,
+    channel_order: str = "bgr",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Poses of every image (the functional form of :class:`Predictor`).
 
@@ -213,10 +304,12 @@ def predict_images(
             and decoded (CPU for a network without parameters).
         config: ``config.model`` describes the outputs, ``config.data`` gives the dataset
             and input size, ``config.test`` the test settings.
-        images: RGB uint8 arrays [H, W, 3], any sizes.
+        images: uint8 arrays [H, W, 3] in ``channel_order`` ("bgr" by default, as
+            ``cv2.imread`` gives), any sizes, or image file paths.
         scales, flip, stage_average: overrides of ``config.test`` (None: keep it).
         max_batch: most images per forward pass (a batch holds 2x that with flip);
             ``None``: all images of equal test-input size at once.
+        channel_order: "bgr" or "rgb", the order of the arrays' channels.
 
     Returns:
         per image (in order): poses float32 [P, K, 3 + L] (x, y in original-image pixel
@@ -228,15 +321,17 @@ def predict_images(
     config = with_test_settings(config, scales=scales, flip=flip, stage_average=stage_average)
     if max_batch is not None and max_batch < 1:
         raise AeposeError(f"max_batch must be at least 1, got {max_batch}")
-    results = _run(Stages(model, config), images, max_batch)
+    order = check_channel_order(channel_order)
+    results = _run(Stages(model, config), images, max_batch, order)
     return [(r.poses, r.scores) for r in results]
 
 
-def _run(stages: Stages, images: Sequence[np.ndarray], max_batch: int | None
-         ) -> list[Result[int]]:
+def _run(stages: Stages, images: Sequence[ImageInput], max_batch: int | None,
+         channel_order: str) -> list[Result[int]]:
     """All images through the pipeline in the calling thread; the first bad one raises."""
     count = max(1, len(images))
-    results = list(stream(stages, range(len(images)), images.__getitem__,
+    results = list(stream(stages, range(len(images)),
+                          lambda i: load_rgb(images[i], channel_order),
                           batch_size=max_batch or count, window=count, read_workers=0))
     for r in results:
         if r.error is not None:
@@ -245,30 +340,42 @@ def _run(stages: Stages, images: Sequence[np.ndarray], max_batch: int | None
 
 
 class Predictor:
-    """Callable pose estimator: ``Predictor.from_checkpoint(path)(rgb_image) -> list[Pose]``.
+    """Callable pose estimator: ``Predictor.from_checkpoint(weights)(image) -> list[Pose]``.
 
-    Test settings are ``config.test``'s; ``scales``, ``flip`` and ``stage_average`` override
-    them. ``pose_nms`` is an OKS threshold (mmpose's demo uses :data:`DEMO_OKS_THRESHOLD`) or
-    ``None`` for no pose NMS (the evaluation setting). The model is put in eval mode and, if
-    ``device`` is given, moved there; otherwise it stays on its device.
+    An image is a file path, or a uint8 array [H, W, 3] whose channels are in
+    ``channel_order``: ``"bgr"`` by default, as ``cv2.imread`` returns and as mmpose 0.x's
+    inference API and ultralytics assume; pass ``channel_order="rgb"`` for PIL, imageio or
+    :func:`aepose.data.read_image` arrays. Paths are decoded with the colours right either way.
+
+    Test settings are ``config.test``'s (the preset's: flip, scales, thresholds);
+    ``scales``, ``flip``, ``stage_average`` and any other field of
+    :class:`~aepose.config.TestConfig` given as a keyword (``detection_threshold=0.2``,
+    ``max_people=50``, ``refine=False``...) override them. ``pose_nms`` is an OKS threshold
+    (mmpose's demo uses :data:`DEMO_OKS_THRESHOLD`) or ``None`` for no pose NMS (the
+    evaluation setting). The model is put in eval mode and, if ``device`` is given, moved
+    there; otherwise it stays on its device. ``config`` may be a preset name.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        config: Config,
+        config: Config | str,
         *,
         scales: Sequence[float] | None = None,
         flip: bool | None = None,
         stage_average: str | None = None,
         device: str | torch.device | None = None,
         pose_nms: float | None = None,
+        channel_order: str = "bgr",
+        **test_settings: Any,
     ):
+        self.channel_order = check_channel_order(channel_order)
         if device is not None:
             model = model.to(device)
         self.model = model.eval()
-        self.config = with_test_settings(config, scales=scales, flip=flip,
-                                         stage_average=stage_average)
+        cfg = get_preset(config) if isinstance(config, str) else config
+        self.config = with_test_settings(cfg, scales=scales, flip=flip,
+                                         stage_average=stage_average, **test_settings)
         self.stages = Stages(self.model, self.config)
         if pose_nms is not None and not 0 <= pose_nms <= 1:
             raise AeposeError(f"pose_nms is an OKS threshold in [0, 1], got {pose_nms}")
@@ -285,17 +392,22 @@ class Predictor:
         scales: Sequence[float] | None = None,
         flip: bool | None = None,
         pose_nms: float | None = None,
+        channel_order: str = "bgr",
+        **test_settings: Any,
     ) -> Predictor:
-        """Predictor for a weights file (mmpose 0.x, bare state_dict or aepose checkpoint).
+        """Predictor for weights (mmpose 0.x, bare state_dict or aepose checkpoint): a file,
+        or a preset name, release file name or URL fetched into the cache (:mod:`aepose.hub`).
 
         The Config is ``preset``'s when given, else an aepose file's own embedded config,
         else the preset recognised from the weights; its test settings apply unless
-        ``scales``/``flip`` override them. ``device`` defaults to CUDA when available.
+        ``scales``, ``flip`` or other ``test_settings`` override them (see the class).
+        ``device`` defaults to CUDA when available.
         """
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model, config = load_with_config(path, preset=preset, device=device)
-        return cls(model, config, scales=scales, flip=flip, pose_nms=pose_nms)
+        return cls(model, config, scales=scales, flip=flip, pose_nms=pose_nms,
+                   channel_order=channel_order, **test_settings)
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -310,14 +422,16 @@ class Predictor:
         """Where the network runs and the maps are decoded."""
         return self.stages.device
 
-    def __call__(self, image: np.ndarray) -> list[Pose]:
-        """Poses of one RGB uint8 image [H, W, 3], coordinates in its pixel indices."""
+    def __call__(self, image: ImageInput) -> list[Pose]:
+        """Poses of one image (a path, or uint8 [H, W, 3] in :attr:`channel_order`),
+        coordinates in its pixel indices."""
         return self.predict_batch([image])[0]
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[Pose]]:
-        """Poses of each image; images with equal test-input sizes share a forward pass and
-        give the same poses as one-by-one calls."""
-        return [self.poses(r.poses, r.scores) for r in _run(self.stages, images, None)]
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[list[Pose]]:
+        """Poses of each image (paths or arrays, as :meth:`__call__`); images with equal
+        test-input sizes share a forward pass and give the same poses as one-by-one calls."""
+        results = _run(self.stages, images, None, self.channel_order)
+        return [self.poses(r.poses, r.scores) for r in results]
 
     def poses(self, poses: np.ndarray, scores: np.ndarray) -> list[Pose]:
         """:class:`Pose` objects of one image's decoded arrays, after the pose NMS."""

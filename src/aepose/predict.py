@@ -10,36 +10,46 @@ Output folder:
                       ``aepose test --results`` scores;
 ``NAME.png``          overlays of images, ``NAME.mp4`` of videos (H.264).
 
-While the run goes on, each finished image is appended to ``predictions.jsonl`` (one JSON
-object a line, flushed): after a crash it holds every finished image. At the end, or on
+While the run goes on, each finished image is appended to ``predictions.jsonl`` (see
+:mod:`aepose.predictions`): after a crash it holds every finished image. At the end, or on
 Ctrl-C, the two JSON files are written from it (atomically) and it is removed. A bad input is
-reported and skipped; the rest finish.
+reported and skipped; the rest finish. Under torchrun each rank takes its share of the
+inputs and rank 0 writes one merged output.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 import aepose
 from aepose.data.coco import read_image
+from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
 from aepose.inference import Pose, Predictor
-from aepose.io import RunLock, atomic_write, check_writable
-from aepose.keypoints import KeypointSpec
+from aepose.io import RunLock, check_writable
+from aepose.keypoints import RGB, KeypointSpec
 from aepose.pipeline import Result, StageTimer, default_decode_workers, named_error, stream
-from aepose.sources import SourceItem, VideoWriter, expand_sources, iter_video_frames, video_info
-from aepose.visualize import draw_poses, save_image
+from aepose.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
+from aepose.sources import (
+    FrameReader,
+    SourceItem,
+    VideoInfo,
+    VideoWriter,
+    expand_sources,
+    open_video,
+)
+from aepose.tracking import PoseTracker, TrackerConfig
+from aepose.visualize import draw_poses, save_image, track_color
 
 __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "run_predict"]
 
@@ -61,6 +71,13 @@ class PredictOptions:
     draw: write overlays; keypoint_threshold: keypoint score needed to draw it; min_score:
     people below it are left out of every output; weights: what to record as the weights;
     overwrite: replace the outputs of an earlier run in the folder; progress: a bar.
+
+    Videos and streams: track: give every person a ``track_id`` (one
+    :class:`~aepose.tracking.PoseTracker` per video, configured by ``tracker``, whose
+    ``smooth`` turns on One-Euro smoothing; its ``fps`` is replaced by the video's);
+    max_frames / duration_s: stop each video or stream after this many frames / seconds of
+    stream time (None: to its end); drop: read through a newest-frame-only reader that drops
+    frames when processing falls behind (None: for live sources only, never for files).
     """
 
     batch_size: int = 8
@@ -72,6 +89,11 @@ class PredictOptions:
     weights: str = ""
     overwrite: bool = False
     progress: bool = True
+    track: bool = True
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    max_frames: int | None = None
+    duration_s: float | None = None
+    drop: bool | None = None
 
 
 @dataclass
@@ -85,6 +107,7 @@ class PredictSummary:
     json_path: Path | None = None
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str | None = None  # the error that stopped the run early, if any
     timer: StageTimer = field(default_factory=StageTimer)
 
     def describe(self) -> str:
@@ -100,48 +123,91 @@ def run_predict(
     predictor: Predictor,
     out_dir: str | Path,
     options: PredictOptions | None = None,
+    info: DistInfo | None = None,
 ) -> PredictSummary:
     """Predict every image and video frame of ``sources`` and write the outputs.
 
     The folder is locked for the run (a second run into it is refused) and proven writable
     before any work. Ctrl-C stops the run with every finished image written
-    (``summary.interrupted``).
+    (``summary.interrupted``). Under torchrun (``info``) rank r takes every world_size-th
+    image and video, and rank 0 merges everything into one output in input order; the
+    summary then counts all ranks.
     """
     options = options or PredictOptions()
+    info = info or DistInfo(0, 1, 0, predictor.device)
     summary = PredictSummary(Path(out_dir))
     found = expand_sources(sources)
-    summary.problems += found.problems
-    check_writable(summary.out_dir)
-    with RunLock(summary.out_dir):
-        _refuse_old_outputs(summary.out_dir, options.overwrite)
-        with _Writer(summary.out_dir, predictor, options) as writer:
-            summary.json_path = _run_all(found.items, predictor, options, summary, writer)
+    if info.is_main:
+        for problem in found.problems:  # reported here, once: the CLI does not repeat them
+            _skip(summary, problem)
+    with ExitStack() as stack:
+        _claim_folder(stack, summary.out_dir, options.overwrite, info)
+        positions = {item.name: n for n, item in enumerate(found.items)}
+        with PredictionWriter(summary.out_dir, positions, info.rank) as writer:
+            _run_all(found.items[info.rank :: info.world_size], _unique_names(found.items),
+                     predictor, options, summary, writer)
+        _gather(summary, info)
+        if info.is_main:
+            summary.json_path = merge_predictions(
+                summary.out_dir, _header(predictor, options), info.world_size)
     return summary
 
 
-def _run_all(items: Sequence[SourceItem], predictor: Predictor, options: PredictOptions,
-             summary: PredictSummary, writer: _Writer) -> Path:
-    """Predict everything; on Ctrl-C stop there. Either way write the outputs."""
+def _claim_folder(stack: ExitStack, out: Path, overwrite: bool, info: DistInfo) -> None:
+    """Rank 0 proves the folder writable, locks it and checks it holds no earlier run;
+    every rank stops with the same line if that fails."""
+    error = None
+    if info.is_main:
+        try:
+            check_writable(out)
+            stack.enter_context(RunLock(out))
+            _refuse_old_outputs(out, overwrite)
+        except AeposeError as failure:
+            error = str(failure)
+    error = broadcast_object(error, info)
+    if error is not None:
+        raise AeposeError(error)
+
+
+def _gather(summary: PredictSummary, info: DistInfo) -> None:
+    """Every rank's counts and problems added into rank 0's summary."""
+    if not info.distributed:
+        return
+    parts = all_gather_objects((summary.images, summary.people, summary.problems,
+                                summary.interrupted, summary.stopped_by), info)
+    summary.images = sum(p[0] for p in parts)
+    summary.people = sum(p[1] for p in parts)
+    summary.problems = [problem for p in parts for problem in p[2]]
+    summary.interrupted = any(p[3] for p in parts)
+    summary.stopped_by = next((p[4] for p in parts if p[4] is not None), None)
+
+
+def _run_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
+             options: PredictOptions, summary: PredictSummary,
+             writer: PredictionWriter) -> None:
+    """Predict this rank's items; on Ctrl-C or an error that stops the run (a decode
+    worker killed) stop there: the caller writes the outputs of what finished."""
     start = time.perf_counter()
     try:
-        _predict_all(items, predictor, options, summary, writer)
+        _predict_all(items, names, predictor, options, summary, writer)
     except KeyboardInterrupt:
         summary.interrupted = True
+    except AeposeError as error:
+        summary.stopped_by = str(error)
     finally:
         summary.seconds = time.perf_counter() - start
-    return writer.finish()
 
 
 def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
-    old = [name for name in ("predictions.json", "predictions.jsonl") if (out / name).exists()]
+    old = [name for name in ("predictions.json", PARTIAL_NAME) if (out / name).exists()]
     if old and not overwrite:
         raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
                           "--out or pass --overwrite")
 
 
-def _predict_all(items: Sequence[SourceItem], predictor: Predictor, options: PredictOptions,
-                 summary: PredictSummary, writer: _Writer) -> None:
-    names = _unique_names(items)
+def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
+                 options: PredictOptions, summary: PredictSummary,
+                 writer: PredictionWriter) -> None:
     images = [item for item in items if item.kind == "image"]
     with tqdm(total=len(images), desc="images", disable=not options.progress or not images,
               dynamic_ncols=True, leave=False) as bar:
@@ -167,7 +233,8 @@ def _people(result: Result[Any], predictor: Predictor, options: PredictOptions) 
 
 
 def _record_image(result: Result[SourceItem], name: str, predictor: Predictor,
-                  options: PredictOptions, summary: PredictSummary, writer: _Writer) -> None:
+                  options: PredictOptions, summary: PredictSummary,
+                  writer: PredictionWriter) -> None:
     if result.error is not None:
         _skip(summary, named_error(str(result.item.path), result.error))
         return
@@ -199,46 +266,106 @@ def overlay(
     min_score: float = OVERLAY_MIN_SCORE,
 ) -> np.ndarray:
     """``image`` (RGB uint8 [H, W, 3]) with ``poses`` scoring at least ``min_score`` drawn:
-    skeletons, person colours, scores; keypoints scoring below ``threshold`` are left out."""
+    skeletons, person colours, scores; keypoints scoring below ``threshold`` are left out.
+    Tracked poses (``track_id`` set) take their track's colour and are labelled ``#ID``, so
+    a person keeps colour and label through a video; untracked ones (-1) are grey."""
     shown = [p for p in poses if p.score >= min_score]
     keypoints = np.stack([p.keypoints for p in shown]) if shown else np.zeros(
         (0, spec.num_keypoints, 3), np.float32)
     scores = np.array([p.score for p in shown], dtype=np.float32)
-    return draw_poses(image, keypoints, scores, spec, keypoint_threshold=threshold)
+    colors: list[RGB] | None = None
+    labels: list[str | None] | None = None
+    if any(p.track_id is not None for p in shown):
+        colors = [track_color(p.track_id) for p in shown]
+        labels = [f"#{p.track_id}" if p.track_id is not None and p.track_id >= 0 else None
+                  for p in shown]
+    return draw_poses(image, keypoints, scores, spec, keypoint_threshold=threshold,
+                      colors=colors, labels=labels)
 
 
 def _predict_video(item: SourceItem, name: str, predictor: Predictor, options: PredictOptions,
-                   summary: PredictSummary, writer: _Writer) -> None:
-    """Every frame of one video. A video that cannot be read is reported; if reading breaks
-    off, the frames already predicted stay in the JSON (the partial MP4 is discarded)."""
+                   summary: PredictSummary, writer: PredictionWriter) -> None:
+    """Every frame of one video or stream, up to ``max_frames`` / ``duration_s``, tracked
+    when ``options.track``. A source that cannot be opened or read is reported; if reading
+    breaks off, the frames already predicted stay in the JSON (the partial MP4 is discarded).
+    Frames a live reader dropped are reported as one problem line with their count."""
     try:
-        info = video_info(item.path)
-        fps = info.fps or _FALLBACK_FPS
-        with ExitStack() as stack:
-            video = stack.enter_context(VideoWriter(
-                summary.out_dir / f"{name}.mp4", fps=fps, width=info.width,
-                height=info.height)) if options.draw else None
-            bar = stack.enter_context(tqdm(total=info.frames or None, desc=item.path.name,
-                                           disable=not options.progress, leave=False))
-            frames = stream(predictor.stages, iter_video_frames(item.path), lambda f: f[1],
-                            **_stream_options(options, predictor), timer=summary.timer)
-            for result in frames:
-                index = result.item[0]
-                if result.error is not None:
-                    _skip(summary, named_error(f"{item.path} frame {index}", result.error))
-                    continue
-                people = _people(result, predictor, options)
-                writer.add({"file_name": str(item.path), "frame": index,
-                            "timestamp_ms": round(index * 1000.0 / fps, 3),
-                            "width": info.width, "height": info.height}, people)
-                summary.images += 1
-                summary.people += len(people)
-                if video is not None and result.image is not None:
-                    video.write(overlay(result.image, people, predictor.spec,
-                                        options.keypoint_threshold))
-                bar.update(1)
+        info, reader = open_video(item, drop=options.drop)
     except AeposeError as error:
         _skip(summary, str(error))
+        return
+    try:
+        _video_frames(item, name, info, reader, predictor, options, summary, writer)
+    except AeposeError as error:
+        _skip(summary, str(error))
+    finally:
+        reader.close()
+        if reader.dropped and reader.problem:
+            summary.problems.append(reader.problem)
+
+
+def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameReader,
+                  predictor: Predictor, options: PredictOptions, summary: PredictSummary,
+                  writer: PredictionWriter) -> None:
+    """Predict, track, record and draw the frames ``reader`` yields (see _predict_video)."""
+    fps = info.fps or _FALLBACK_FPS
+    tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
+               if options.track else None)
+    settings = _stream_options(options, predictor)
+    if options.drop or (options.drop is None and item.live):
+        # One frame in flight: a batch or a read-ahead window would hold stale frames.
+        settings |= {"batch_size": 1, "window": 1}
+    total = info.frames if options.max_frames is None else min(info.frames, options.max_frames)
+    with ExitStack() as stack:
+        video: VideoWriter | None = None
+        bar = stack.enter_context(tqdm(total=total or None, desc=item.path.name,
+                                       disable=not options.progress, leave=False))
+        frames = stream(predictor.stages, _limited(reader, fps, options), lambda f: f[1],
+                        **settings, timer=summary.timer)
+        for result in frames:
+            index = result.item[0]
+            timestamp_ms = round(index * 1000.0 / fps, 3)
+            people = [] if result.error is not None else _people(result, predictor, options)
+            if tracker is not None:  # every frame, failed ones too: that is how tracks age
+                people = _track(tracker, people, timestamp_ms)
+            if result.error is not None:
+                _skip(summary, named_error(f"{item.name} frame {index}", result.error))
+                continue
+            writer.add({"file_name": item.name, "frame": index, "timestamp_ms": timestamp_ms,
+                        "width": result.width, "height": result.height}, people)
+            summary.images += 1
+            summary.people += len(people)
+            if options.draw and result.image is not None:
+                if video is None:  # sized by the frames: a stream may not state its size
+                    height, width = result.image.shape[:2]
+                    video = stack.enter_context(VideoWriter(
+                        summary.out_dir / f"{name}.mp4", fps=fps, width=width, height=height))
+                video.write(overlay(result.image, people, predictor.spec,
+                                    options.keypoint_threshold))
+            bar.update(1)
+
+
+def _limited(reader: FrameReader, fps: float, options: PredictOptions
+             ) -> Iterator[tuple[int, np.ndarray]]:
+    """The reader's frames up to ``max_frames`` frames and ``duration_s`` of stream time
+    (frame index / fps: frames a live reader dropped count as time passed)."""
+    taken = 0
+    while options.max_frames is None or taken < options.max_frames:
+        try:
+            index, image = next(reader)
+        except StopIteration:
+            return
+        if options.duration_s is not None and index >= options.duration_s * fps:
+            return
+        taken += 1
+        yield index, image
+
+
+def _track(tracker: PoseTracker, people: list[Pose], timestamp_ms: float) -> list[Pose]:
+    """``people`` with their track IDs (and smoothed keypoints when the tracker smooths)."""
+    tracked = tracker.update_poses(people, timestamp_ms)
+    return [dataclasses.replace(person, keypoints=t.keypoints, track_id=t.track_id)
+            for person, t in zip(people, tracked, strict=True)]
 
 
 def _skip(summary: PredictSummary, problem: str) -> None:
@@ -248,72 +375,6 @@ def _skip(summary: PredictSummary, problem: str) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Output files
-
-
-class _Writer:
-    """predictions.jsonl while the run goes on; predictions.json and results.json at the end.
-
-    The header (model, weights, settings, keypoints) is held in memory; the images are not:
-    the final files are streamed from the JSONL, so memory stays flat however many images.
-    """
-
-    def __init__(self, out: Path, predictor: Predictor, options: PredictOptions) -> None:
-        self.out = out
-        self.partial = out / "predictions.jsonl"
-        self.header = _header(predictor, options)
-        self.count = 0
-        self.file: IO[str] | None = None
-
-    def __enter__(self) -> _Writer:
-        self.file = self.partial.open("w", encoding="utf-8")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
-
-    def add(self, entry: dict[str, Any], people: list[Pose]) -> None:
-        """Append one image's entry (``id`` from 1 in the order written) and flush it."""
-        assert self.file is not None
-        self.count += 1
-        record = {"id": self.count, **entry, "people": [p.to_dict() for p in people]}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-
-    def finish(self) -> Path:
-        """Write predictions.json and results.json from the JSONL, then remove it."""
-        assert self.file is not None
-        self.file.close()
-        path = atomic_write(self.out / "predictions.json", self._write_predictions,
-                            what="predictions")
-        atomic_write(self.out / "results.json", self._write_results, what="COCO results")
-        self.partial.unlink()
-        return path
-
-    def _entries(self) -> Iterator[dict[str, Any]]:
-        with self.partial.open(encoding="utf-8") as lines:
-            for line in lines:
-                yield json.loads(line)
-
-    def _write_predictions(self, tmp: Path) -> None:
-        head = json.dumps({**self.header, "images": []}, indent=1)
-        opening, closing = head.rsplit("[]", 1)
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(opening + "[")
-            for n, entry in enumerate(self._entries()):
-                f.write(("," if n else "") + "\n  " + json.dumps(entry))
-            f.write("\n ]" + closing + "\n")
-
-    def _write_results(self, tmp: Path) -> None:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write("[")
-            first = True
-            for entry in self._entries():
-                for person in entry["people"]:
-                    record = Pose.from_dict(person).to_coco(entry["id"])
-                    f.write(("" if first else ",") + "\n" + json.dumps(record))
-                    first = False
-            f.write("\n]\n")
 
 
 def _header(predictor: Predictor, options: PredictOptions) -> dict[str, Any]:

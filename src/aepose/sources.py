@@ -1,9 +1,17 @@
-"""Input sources for prediction: image files, folders, glob patterns and videos.
+"""Input sources for prediction: image files, folders, glob patterns, videos and streams.
 
 :func:`expand_sources` turns command-line arguments into an ordered list of media files plus
 one-line problems for the arguments that yield nothing, so a run can report bad inputs and
-finish the rest. Videos are read with :func:`iter_video_frames` (OpenCV's FFmpeg backend)
-and overlays written as H.264 MP4 with :class:`VideoWriter` (PyAV).
+finish the rest. Besides files it recognises frame sources that are not files (streams):
+webcam indices (``0``), URLs (``rtsp://``, ``http(s)://`` ...) and image sequences given as
+a printf pattern (``frames/%05d.png``). Videos and streams are read with
+:func:`open_video` (OpenCV's FFmpeg backend; webcams through OpenCV's default camera
+backend) and overlays written as H.264 MP4 with :class:`VideoWriter` (PyAV).
+
+A live source (a webcam, ``rtsp://`` and the like) is read by :class:`LatestFrames`: a
+thread that keeps only the newest frame, so a consumer slower than the camera gets the
+newest frame each time it asks, the frames in between are dropped and counted, and memory
+never grows.
 
 Legend: H x W frame (pixels). Frames are RGB uint8 [H, W, 3] on both sides, as everywhere
 else in aepose; the BGR order OpenCV uses stays inside this module.
@@ -15,13 +23,16 @@ import glob
 import logging
 import math
 import os
+import re
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import av
 import cv2
@@ -32,7 +43,11 @@ from aepose.errors import AeposeError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "LIVE_SCHEMES",
+    "STREAM_SCHEMES",
     "VIDEO_EXTENSIONS",
+    "FrameReader",
+    "LatestFrames",
     "SourceItem",
     "Sources",
     "VideoFrames",
@@ -40,6 +55,7 @@ __all__ = [
     "VideoWriter",
     "expand_sources",
     "iter_video_frames",
+    "open_video",
     "video_info",
 ]
 
@@ -49,12 +65,35 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 Kind = Literal["image", "video"]
 
 
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
+"""URL schemes read as video streams (through OpenCV's FFmpeg backend)."""
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "udp", "tcp", "srt"})
+"""Schemes of live streams (frames dropped when processing falls behind). An http(s) URL is
+live unless its path ends in a video extension (``http://host/clip.mp4`` is a file)."""
+
+_PRINTF = re.compile(r"%0?\d*d")  # the frame-number field of an image-sequence pattern
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 @dataclass(frozen=True)
 class SourceItem:
-    """One media file to predict on; ``path`` is spelled as the user (or the glob) gave it."""
+    """One media file or stream to predict on.
+
+    ``path`` is spelled as the user (or the glob) gave it; for a stream (``url`` set: a
+    webcam index, a URL or an image-sequence pattern, as given) it is a short name for the
+    outputs (``webcam0``, ``clip`` for ``http://host/clip.mp4``, the pattern's folder).
+    ``live``: a camera or live stream, whose frames are dropped when processing falls behind.
+    """
 
     path: Path
     kind: Kind
+    url: str | None = None
+    live: bool = False
+
+    @property
+    def name(self) -> str:
+        """The source as the user named it (the URL, webcam index or file path)."""
+        return self.url if self.url is not None else str(self.path)
 
 
 @dataclass(frozen=True)
@@ -78,9 +117,10 @@ def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def _folder_images(folder: Path, recursive: bool) -> tuple[list[SourceItem], list[str]]:
-    """The images in ``folder`` (and below it when ``recursive``, through symbolic links to
-    folders too), sorted, and one problem line per link that loops or leads nowhere."""
+def _folder_media(folder: Path, recursive: bool) -> tuple[list[SourceItem], list[str]]:
+    """The images and videos in ``folder`` (and below it when ``recursive``, through symbolic
+    links to folders too), sorted, and one problem line per link that loops or leads
+    nowhere."""
     # Hidden files and folders are skipped: editors' and OSes' droppings (._x.jpg,
     # .ipynb_checkpoints) and half-written temporary files (our atomic writes use hidden
     # names) are not inputs.
@@ -101,11 +141,11 @@ def _folder_images(folder: Path, recursive: bool) -> tuple[list[SourceItem], lis
                 continue
             if path.is_symlink() and not path.exists():
                 problems.append(f"{path}: broken or looping symbolic link, skipped")
-            elif _kind(path) == "image" and path.is_file():
+            elif _kind(path) is not None and path.is_file():
                 files.append(path)
         if not recursive:
             break
-    return [SourceItem(p, "image") for p in sorted(files)], problems
+    return [SourceItem(p, _kind(p) or "image") for p in sorted(files)], problems
 
 
 def _glob_media(pattern: str) -> list[SourceItem]:
@@ -124,9 +164,10 @@ def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], list[st
     """The items one argument names, and its problem lines (one when it names nothing)."""
     path = Path(source)
     if path.is_dir():
-        items, problems = _folder_images(path, recursive)
+        items, problems = _folder_media(path, recursive)
         where = "folder or its subfolders" if recursive else "folder"
-        return items, problems if items else [*problems, f"{source}: no images in this {where}"]
+        return items, problems if items else [
+            *problems, f"{source}: no images or videos in this {where}"]
     if path.is_file():
         kind = _kind(path)
         if kind is None:
@@ -135,36 +176,70 @@ def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], list[st
         return [SourceItem(path, kind)], []
     if path.is_symlink():
         return [], [f"{source}: broken or looping symbolic link"]
+    stream = _stream_item(source)
+    if stream is not None:
+        return stream
     if _is_glob(source):
         items = _glob_media(source)
         return items, [] if items else [f"{source}: pattern matches no image or video files"]
     return [], [f"{source}: no such file or folder"]
 
 
+def _stream_item(source: str) -> tuple[list[SourceItem], list[str]] | None:
+    """The stream ``source`` names (webcam index, URL, image-sequence pattern), or None when
+    it names no stream; a URL of another scheme or a pattern matching no file is a problem."""
+    url = _URL.match(source)
+    if url:
+        scheme = url.group(1).lower()
+        if scheme not in STREAM_SCHEMES:
+            return [], [f"{source}: unsupported URL scheme {scheme!r} (streams: "
+                        f"{', '.join(sorted(STREAM_SCHEMES))})"]
+        file = Path(urlsplit(source).path)
+        is_file = file.suffix.lower() in VIDEO_EXTENSIONS
+        live = scheme in LIVE_SCHEMES or not is_file
+        name = file.stem if file.stem else (urlsplit(source).hostname or "stream")
+        return [SourceItem(Path(name), "video", url=source, live=live)], []
+    if source.isdigit():
+        return [SourceItem(Path(f"webcam{int(source)}"), "video", url=source, live=True)], []
+    if _PRINTF.search(source):
+        matched = glob.glob(_PRINTF.sub("[0-9]*", glob.escape(source)))
+        if not matched:
+            return [], [f"{source}: image-sequence pattern matches no files"]
+        folder = Path(source).parent
+        stem = folder.name or Path(source).stem.replace("%", "")
+        return [SourceItem(Path(stem or "sequence"), "video", url=source)], []
+    return None
+
+
 def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Sources:
-    """Expand image files, folders, glob patterns and video files into media files.
+    """Expand image files, folders, glob patterns, video files and streams into sources.
 
     Args:
         sources: each entry is an image file (``.jpg .jpeg .png .bmp .webp .tif .tiff``), a
-            video file (``.mp4 .avi .mov .mkv .webm .m4v``), a folder (the images directly in
-            it, sorted by path, hidden files skipped) or a glob pattern (``data/*.jpg``;
-            ``**`` matches any depth). Extensions are case-insensitive.
-        recursive: also take images from a folder's subfolders.
+            video file (``.mp4 .avi .mov .mkv .webm .m4v``), a folder (the images and videos
+            directly in it, sorted by path, hidden files skipped), a glob pattern
+            (``data/*.jpg``; ``**`` matches any depth), a webcam index (``0``: when no file
+            of that name exists), a stream URL (schemes :data:`STREAM_SCHEMES`) or an image
+            sequence as a printf pattern (``frames/%05d.png``: numbered files read as one
+            video, numbering from 0 to 4 onwards, FFmpeg's rule). Extensions are
+            case-insensitive.
+        recursive: also take images and videos from a folder's subfolders.
 
     Returns:
-        The files in argument order, each once (the first spelling of a file is kept), and
-        one ``"ARGUMENT: reason"`` line per argument that is missing, of an unsupported type,
-        an empty folder, a pattern matching nothing or a broken link, and one line per
-        symbolic link inside a folder that loops or leads nowhere.
+        The files and streams in argument order, each once (the first spelling of a file is
+        kept), and one ``"ARGUMENT: reason"`` line per argument that is missing, of an
+        unsupported type or URL scheme, an empty folder, a pattern matching nothing or a
+        broken link, and one line per symbolic link inside a folder that loops or leads
+        nowhere. Streams are not opened here (a camera or server is only tried when read).
     """
     items: list[SourceItem] = []
     problems: list[str] = []
-    seen: set[Path] = set()
+    seen: set[Path | str] = set()
     for source in sources:
         found, found_problems = _expand_one(source, recursive)
         problems += found_problems
         for item in found:
-            key = item.path.resolve()
+            key = item.url if item.url is not None else item.path.resolve()
             if key not in seen:
                 seen.add(key)
                 items.append(item)
@@ -222,17 +297,27 @@ class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
     ``problem`` is the one line reported about them (``None`` when every frame was read).
     """
 
-    def __init__(self, capture: cv2.VideoCapture, file: Path) -> None:
+    def __init__(self, capture: cv2.VideoCapture, file: Path | str, what: str = "video file"
+                 ) -> None:
         self.file = file
+        self.what = what  # how messages name the source: "video file", "stream"
         self.expected = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         self.unreadable = 0
+        self.dropped = 0  # never: every frame is read (see LatestFrames for live sources)
         self.problem: str | None = None
+        self._capture = capture
         self._frames = self._read(capture)
 
     def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
         return next(self._frames)
 
-    def _read(self, capture: cv2.VideoCapture) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    def close(self) -> None:
+        """Stop reading and release the video (also when iteration stopped early)."""
+        self._frames.close()
+        self._capture.release()
+
+    def _read(self, capture: cv2.VideoCapture
+              ) -> Generator[tuple[int, npt.NDArray[np.uint8]], None, None]:
         index = read = failures = 0  # position in the stream, frames yielded, current run
         try:
             while failures < MAX_BAD_FRAMES:
@@ -249,7 +334,7 @@ class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
         finally:
             capture.release()
         if read == 0:
-            raise AeposeError(f"video file {self.file} has no decodable frames")
+            raise AeposeError(f"{self.what} {self.file} has no decodable frames")
         self._report(read)
 
     def _report(self, read: int) -> None:
@@ -262,7 +347,7 @@ class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
         if cut:
             parts.append(f"unreadable after frame {read + self.unreadable - 1} "
                          f"(the container says {self.expected} frames)")
-        self.problem = f"video file {self.file}: {'; '.join(parts)}; {read} frames read"
+        self.problem = f"{self.what} {self.file}: {'; '.join(parts)}; {read} frames read"
         logger.warning("%s", self.problem)
 
 
@@ -281,6 +366,170 @@ def iter_video_frames(path: str | Path) -> VideoFrames:
     """
     capture = _open_capture(path)
     return VideoFrames(capture, Path(path))
+
+
+class Capture(Protocol):
+    """What is used of ``cv2.VideoCapture`` (tests pass fakes)."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def get(self, prop: int) -> float: ...
+
+    def release(self) -> None: ...
+
+
+class FrameReader(Protocol):
+    """Frames of a video or stream: (index in the stream from 0, RGB uint8 [H, W, 3]).
+
+    ``dropped``: frames skipped because the consumer fell behind (live sources only);
+    ``problem``: a one-line report of lost frames, or None; ``close()`` stops reading.
+    """
+
+    dropped: int
+    problem: str | None
+
+    def __iter__(self) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]: ...
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]: ...
+
+    def close(self) -> None: ...
+
+
+class LatestFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
+    """Frames of a live source, read by a thread that keeps only the newest one.
+
+    The thread reads as fast as the source delivers; ``next()`` takes the newest frame read
+    since the last call (waiting for one when there is none). A frame replaced before it was
+    taken is dropped and counted in ``dropped``: a consumer slower than the camera sees
+    fresh frames and memory holds at most one pending frame. The index of each frame is its
+    position in the stream, so gaps show what was dropped. Iteration ends when
+    ``max_failures`` reads in a row fail (camera unplugged, stream ended) or on ``close()``.
+    """
+
+    def __init__(self, capture: Capture, name: str, *,
+                 max_failures: int = MAX_BAD_FRAMES) -> None:
+        self.name = name
+        self.dropped = 0
+        self.read = 0  # frames read from the source (taken + dropped + one pending)
+        self.problem: str | None = None
+        self._capture = capture
+        self._max_failures = max_failures
+        self._pending: tuple[int, npt.NDArray[np.uint8]] | None = None
+        self._done = False
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="aepose-live", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Frames read and not yet taken: 0 or 1."""
+        return int(self._pending is not None)
+
+    def _run(self) -> None:
+        index = failures = 0
+        try:
+            while not self._stop.is_set() and failures < self._max_failures:
+                ok, bgr = self._capture.read()
+                if not ok or bgr is None:
+                    failures += 1
+                    continue
+                failures = 0
+                rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+                with self._changed:
+                    if self._pending is not None:
+                        self.dropped += 1
+                    self._pending = (index, rgb)
+                    self.read += 1
+                    self._changed.notify_all()
+                index += 1
+        finally:
+            self._capture.release()
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        with self._changed:
+            while self._pending is None and not self._done:
+                self._changed.wait()
+            if self._pending is None:
+                self._report()
+                raise StopIteration
+            frame, self._pending = self._pending, None
+            return frame
+
+    def _report(self) -> None:
+        if self.read == 0:
+            raise AeposeError(f"stream {self.name} delivered no frames")
+        if self.dropped and self.problem is None:
+            self.problem = (f"stream {self.name}: {self.dropped} of {self.read} frames dropped "
+                            "(processing fell behind; --no-drop processes every frame)")
+            logger.warning("%s", self.problem)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the reading thread (waits up to ``timeout`` s for a read in progress)."""
+        self._stop.set()
+        self._thread.join(timeout)
+        with self._changed:
+            if self.dropped and self.problem is None:
+                self._report()
+
+
+def _info_of(capture: Capture) -> VideoInfo:
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    return VideoInfo(
+        fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+    )
+
+
+STREAM_TIMEOUT_MS = 15000
+"""How long opening a stream, or one read of it, may wait before it counts as failed."""
+
+
+def _open_stream(target: str) -> cv2.VideoCapture:
+    """A capture of a webcam index, URL or image-sequence pattern (one-line error if none)."""
+    if target.isdigit():
+        capture = cv2.VideoCapture(int(target))  # the platform's camera API (V4L2, ...)
+        what = f"webcam {target} cannot be opened (no such camera, or it is busy)"
+    else:
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+        what = (f"image sequence {target} cannot be opened" if _PRINTF.search(target)
+                and not _URL.match(target) else
+                f"stream {target} cannot be opened (unreachable, refused, or not a video)")
+    if not capture.isOpened():
+        capture.release()
+        raise AeposeError(what)
+    return capture
+
+
+def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
+               ) -> tuple[VideoInfo, FrameReader]:
+    """Open a video file or stream once: its properties and a reader of its frames.
+
+    Args:
+        item: a :class:`SourceItem` (as :func:`expand_sources` makes them) or a video path.
+        drop: True reads through :class:`LatestFrames` (frames dropped when the consumer
+            falls behind), False reads every frame in order (:class:`VideoFrames`); None
+            (default): drop for live sources (``item.live``) only.
+
+    Raises:
+        AeposeError: one line naming the file, URL or camera when it cannot be opened.
+    """
+    if not isinstance(item, SourceItem):
+        item = SourceItem(Path(item), "video")
+    capture = _open_capture(item.path) if item.url is None else _open_stream(item.url)
+    info = _info_of(capture)
+    if item.live if drop is None else drop:
+        return info, LatestFrames(capture, item.name)
+    if item.url is None:
+        return info, VideoFrames(capture, item.path)
+    return info, VideoFrames(capture, item.url, "stream")
 
 
 class VideoWriter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -25,10 +26,12 @@ from aepose.io import write_bytes
 from aepose.keypoints import RGB, KeypointSpec
 
 __all__ = [
+    "UNTRACKED_COLOR",
     "draw_poses",
     "heatmap_overlay",
     "person_color",
     "save_image",
+    "track_color",
 ]
 
 Image = npt.NDArray[np.uint8]
@@ -54,6 +57,16 @@ def person_color(index: int) -> RGB:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
+UNTRACKED_COLOR: RGB = (160, 160, 160)
+"""Grey, for a person in a tracked video that has no track (track id -1 or None)."""
+
+
+def track_color(track_id: int | None) -> RGB:
+    """The colour of a track: the same for an ID in every frame (``person_color(track_id)``),
+    grey (:data:`UNTRACKED_COLOR`) for no track (None or a negative ID)."""
+    return UNTRACKED_COLOR if track_id is None or track_id < 0 else person_color(track_id)
+
+
 def draw_poses(
     image_rgb: npt.NDArray[np.uint8],
     keypoints: npt.ArrayLike,
@@ -64,6 +77,8 @@ def draw_poses(
     radius: int | None = None,
     thickness: int | None = None,
     show_scores: bool = True,
+    colors: Sequence[RGB] | None = None,
+    labels: Sequence[str | None] | None = None,
 ) -> Image:
     """Draw skeletons, keypoints and person scores on a copy of an RGB image.
 
@@ -77,6 +92,11 @@ def draw_poses(
         radius, thickness: keypoint radius and link width in pixels; by default they grow
             with the image (4 and 2 pixels at 640 pixels on the long side).
         show_scores: draw the person-score labels.
+        colors: [P] RGB colour of each person's links and label (e.g. :func:`track_color`
+            of its track ID, so a person keeps its colour through a video); default
+            :func:`person_color` of its position in ``keypoints``.
+        labels: [P] text of each person's label in place of its score (e.g. ``"#3 0.87"``);
+            None entries fall back to the score. Drawn when ``show_scores`` is True.
 
     Returns:
         [H, W, 3] uint8 RGB image with the poses drawn (anti-aliased).
@@ -86,16 +106,25 @@ def draw_poses(
     scale = max(canvas.shape[:2]) / 640.0
     radius = max(2, round(4 * scale)) if radius is None else radius
     thickness = max(1, round(2 * scale)) if thickness is None else thickness
+    _check_per_person(len(kpts), colors, "colors")
+    _check_per_person(len(kpts), labels, "labels")
     for index, (person, score) in enumerate(zip(kpts, person_scores, strict=True)):
         visible = (person[:, 2] >= keypoint_threshold) & np.isfinite(person[:, :2]).all(axis=1)
         if not visible.any():
             continue
-        color = person_color(index)
+        color = person_color(index) if colors is None else colors[index]
         _draw_person(canvas, person[:, :2], visible, spec, color, radius, thickness)
         if show_scores:
+            label = labels[index] if labels is not None else None
+            text = f"{score:.2f}" if label is None else label
             corner = person[visible, :2].min(axis=0)
-            _draw_label(canvas, f"{score:.2f}", (float(corner[0]), float(corner[1])), color, scale)
+            _draw_label(canvas, text, (float(corner[0]), float(corner[1])), color, scale)
     return canvas
+
+
+def _check_per_person(people: int, values: Sequence[object] | None, what: str) -> None:
+    if values is not None and len(values) != people:
+        raise AeposeError(f"{people} people but {len(values)} {what}")
 
 
 def _check_image(image_rgb: npt.NDArray[np.uint8]) -> Image:
