@@ -13,18 +13,26 @@ frame.
 
     .venv/bin/python benchmarks/tracking.py [--people 1 2 4 8 12] [--frames 300] [--seeds 3]
 
-Part (b) of issue 15 (end to end, with a trained model) is not here: it would render the
-frames, run ``Predictor`` on them and pass its poses to :func:`evaluate_tracking` in place
-of :func:`simulate_detections`' output.
+Part (b) of issue 15, end to end (``--end-to-end``): the sequences are rendered to MP4
+(``aepose.synth.video.write_sequence``), every frame read back and run through a trained
+model's ``Predictor``, and its poses (people scoring >= ``--min-score``) are what the
+trackers see, in place of :func:`simulate_detections`' output::
+
+    .venv/bin/python -m aepose demo --minutes 6 --out /tmp/demo15   # if no model is at hand
+    .venv/bin/python benchmarks/tracking.py --end-to-end --weights /tmp/demo15/train/last.pth \
+        --people 2 4 --seeds 2 --frames 100
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import motmetrics as mm
@@ -465,6 +473,76 @@ def run_all(args: argparse.Namespace) -> None:
           f"{args.frames} frames per row; spec {spec.name}")
 
 
+def model_detections(spec: KeypointSpec, weights: str, frames: int,
+                     people: int, seed: int, min_score: float, folder: Path
+                     ) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """(truth, per-frame [P, K, 3] poses of the model) for one rendered sequence."""
+    from aepose.inference import Predictor
+    from aepose.sources import iter_video_frames
+    from aepose.synth.video import write_sequence
+
+    video, truth_path = write_sequence(folder, spec, frames=frames, people=people, seed=seed,
+                                       name=f"p{people}_s{seed}", overwrite=True)
+    truth = json.loads(truth_path.read_text())
+    predictor = _predictor(weights)
+    assert isinstance(predictor, Predictor)
+    detections = []
+    for _, rgb in iter_video_frames(video):
+        poses = [p for p in predictor(rgb) if p.score >= min_score]
+        detections.append(np.stack([p.keypoints for p in poses]) if poses
+                          else np.zeros((0, spec.num_keypoints, 3), np.float32))
+    return truth, detections
+
+
+_PREDICTORS: dict[str, Any] = {}
+
+
+def _predictor(weights: str) -> Any:
+    """One Predictor per weights file (RGB frames, the checkpoint's own test settings)."""
+    if weights not in _PREDICTORS:
+        from aepose.inference import Predictor
+
+        _PREDICTORS[weights] = Predictor.from_checkpoint(weights, device="cpu",
+                                                         channel_order="rgb")
+    return _PREDICTORS[weights]
+
+
+def run_end_to_end(args: argparse.Namespace) -> None:
+    """The table of part (b): trackers on a trained model's poses of rendered sequences."""
+    if not Path(args.weights).is_file():
+        raise SystemExit(f"{args.weights}: no such checkpoint; train one with "
+                         "'python -m aepose demo --minutes 6 --out /tmp/demo15' and pass "
+                         "--weights /tmp/demo15/train/last.pth")
+    spec: KeypointSpec = _predictor(args.weights).spec  # the model's keypoints
+    methods: dict[str, Callable[[], Tracker]] = {
+        "greedy IoU (mmpose default)": lambda: make_greedy(spec, use_oks=False),
+        "greedy OKS (mmpose --use-oks)": lambda: make_greedy(spec, use_oks=True),
+        "PoseTracker": lambda: make_ours(spec, TrackerConfig()),
+        "PoseTracker smooth=True": lambda: make_ours(spec, TrackerConfig(smooth=True)),
+    }
+    print("| people | detections/frame | tracker | MOTA | IDF1 | ID switches "
+          "| joint error px |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for people in args.people:
+            sequences = [model_detections(spec, args.weights, args.frames, people,
+                                          seed, args.min_score, Path(folder))
+                         for seed in range(args.seeds)]
+            per_frame = np.mean([len(d) for _, dets in sequences for d in dets])
+            for name, factory in methods.items():
+                results = [evaluate_tracking(truth, dets, factory(), spec)
+                           for truth, dets in sequences]
+                summary = mm.metrics.create().compute_many(
+                    [r[0] for r in results], metrics=["mota", "idf1", "num_switches"],
+                    generate_overall=True)
+                row = summary.loc["OVERALL"]
+                error = np.nanmean([r[2] for r in results])
+                print(f"| {people} | {per_frame:.1f} | {name} | {row['mota']:.3f} | "
+                      f"{row['idf1']:.3f} | {int(row['num_switches'])} | {error:.2f} |")
+    print(f"\nend to end: {args.weights}; {args.seeds} rendered sequences of {args.frames} "
+          f"frames (640x480) per row; spec {spec.name}; people scoring >= {args.min_score}")
+
+
 def _time_pass(sequences: Sequence[tuple[Any, list[np.ndarray], list[np.ndarray]]],
                factory: Callable[[Sequence[np.ndarray]], Tracker]) -> float:
     """Seconds a fresh tracker spends on all sequences' frames."""
@@ -485,7 +563,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--spec", default=COCO.name)
     parser.add_argument("--truth", choices=["auto", "synth", "standin"], default="auto")
-    run_all(parser.parse_args())
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="part (b): a trained model's poses on rendered sequences")
+    parser.add_argument("--weights", default="runs/demo/train/last.pth",
+                        help="checkpoint for --end-to-end (default runs/demo/train/last.pth)")
+    parser.add_argument("--min-score", type=float, default=0.2,
+                        help="--end-to-end: people scoring below it are not tracked "
+                        "(default 0.2, the overlays' threshold)")
+    args = parser.parse_args()
+    run_end_to_end(args) if args.end_to_end else run_all(args)
 
 
 if __name__ == "__main__":
