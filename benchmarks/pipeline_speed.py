@@ -64,7 +64,7 @@ from aepose.inference import Predictor
 
 folder, weights, out = (Path(a) for a in sys.argv[1:])
 files = sorted(folder.glob("*.png"))
-predictor = Predictor.from_checkpoint(weights, device="cpu")
+predictor = Predictor.from_checkpoint(weights, device="cpu", channel_order="rgb")
 predictor(read_image(files[0]))  # warm-up, as predict's start-up is excluded too
 start = time.perf_counter()
 poses = [predictor(read_image(f)) for f in files]

@@ -125,8 +125,9 @@ def test_predictor_gives_the_same_poses(exported: Exported) -> None:
     config = get_preset(exported.preset)
     noise = np.random.default_rng(3).integers(0, 256, (100, 150, 3), dtype=np.uint8)
     images = [_crowd_image(0, 200, 160), noise, _crowd_image(1, 120, 180)]
-    onnx_poses = onnx_predictor(exported.path, threads=1).predict_batch(images)
-    torch_poses = Predictor(exported.model, config).predict_batch(images)
+    onnx_poses = onnx_predictor(exported.path, threads=1, channel_order="rgb").predict_batch(
+        images)
+    torch_poses = Predictor(exported.model, config, channel_order="rgb").predict_batch(images)
     assert all(len(poses) > 0 for poses in torch_poses)  # people found: a real comparison
     for got, expected in zip(onnx_poses, torch_poses, strict=True):
         assert len(got) == len(expected)

@@ -39,7 +39,7 @@ def predict_case(preset: str, scales: tuple[float, ...], flip: bool) -> list[dic
     images = crowd_images(2, (200, 150), seed=7)
     mimic_trained_maps(model, cfg, torch.stack([normalize_image(crowd_images(1, (128, 128),
                                                                               seed=8)[0])]))
-    predictor = Predictor(model, cfg, scales=scales, flip=flip)
+    predictor = Predictor(model, cfg, scales=scales, flip=flip, channel_order="rgb")
     return [{"people": len(poses),
              "first": [{"keypoints": p.keypoints.round(3).tolist(), "score": round(p.score, 6)}
                        for p in poses[:8]]}

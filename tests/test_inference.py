@@ -135,7 +135,8 @@ def test_predict_images_is_oracle_maps_then_decode_then_back_projection() -> Non
     model = lively(HIGHER, seed=3).eval()
     cfg = get_preset(HIGHER)
     image = _image(4, 120, 90)
-    (poses, scores), = predict_images(model, cfg, [image], scales=(2, 1), flip=True)
+    (poses, scores), = predict_images(model, cfg, [image], scales=(2, 1), flip=True,
+                                      channel_order="rgb")
     inputs, base, ordered = _inputs([image], (2, 1), 128)
     heatmaps, tags = _oracle_maps(model, inputs, ordered, base, cfg.model,
                                   get_spec("crowdpose").flip_index)
@@ -424,9 +425,11 @@ def test_pose_to_coco_record() -> None:
         [[0, 0, 0]],
     ],
 )
-def test_bad_images_raise_one_line(image: object) -> None:
-    predictor = Predictor(_ColumnNet(), get_preset(SIMPLE))
-    with pytest.raises(AeposeError, match=r"^image 0: expected an RGB uint8 array") as info:
+@pytest.mark.parametrize("order", ["bgr", "rgb"])
+def test_bad_images_raise_one_line(image: object, order: str) -> None:
+    predictor = Predictor(_ColumnNet(), get_preset(SIMPLE), channel_order=order)
+    pattern = rf"^image 0: expected an image path or a {order.upper()} uint8 array \[H, W, 3\]"
+    with pytest.raises(AeposeError, match=pattern) as info:
         predictor(image)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
 

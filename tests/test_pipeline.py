@@ -104,7 +104,7 @@ def test_legacy_stage_average_streams_identically(crowd) -> None:
 
 def test_streamed_poses_equal_one_image_at_a_time_to_float_rounding(crowd) -> None:
     model, cfg, images = crowd
-    alone = [predict_images(model, cfg, [image])[0] for image in images]
+    alone = [predict_images(model, cfg, [image], channel_order="rgb")[0] for image in images]
     batched = _inline(model, cfg, images, 4)
     for (poses, scores), (want, want_scores) in zip(batched, alone, strict=True):
         assert poses.shape == want.shape
@@ -150,7 +150,8 @@ def test_batches_depend_on_the_input_not_on_timing(crowd) -> None:
 
 def test_bad_items_become_one_line_errors_and_the_rest_finish(crowd) -> None:
     model, cfg, images = crowd
-    expected = [predict_images(model, cfg, [image])[0] for image in images[:3]]
+    expected = [predict_images(model, cfg, [image], channel_order="rgb")[0]
+                for image in images[:3]]
     items: list[object] = [images[0], "missing.png", images[1], np.zeros((4, 4), np.uint8),
                            images[2]]
 

@@ -5,10 +5,12 @@ HRNet and HigherHRNet networks whose weights are mmpose 0.x's, loaded as they ar
 >>> import aepose
 >>> model = aepose.build_model("hrnet_w32_aic_512")          # random weights
 >>> model = aepose.load_model("hrnet_w32_aic_512x512-77e2a98a_20210131.pth")  # doctest: +SKIP
+
+The public names are imported on first use (PEP 562), so that ``import aepose`` and the
+command line's ``--help`` do not pay for torch (about 1.5 s) until something needs it.
 """
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 # Decoding runs in worker processes beside the network; OpenMP's default spin-waiting
 # after each parallel region burns the cores they need (measured: 6.8 -> 7.6 images/s on
@@ -16,24 +18,67 @@ from importlib.metadata import PackageNotFoundError, version
 # set by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from aepose.checkpoint import load_model
-from aepose.config import Config, get_preset, list_presets
-from aepose.errors import AeposeError
-from aepose.evaluation import evaluate_keypoints
-from aepose.grouping import decode_poses
-from aepose.inference import Pose, Predictor, predict_images
-from aepose.losses import compute_loss
-from aepose.models import build_model
+import importlib
+import sys
+import types
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("aepose")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "AeposeError": "aepose.errors",
+    "Config": "aepose.config",
+    "Pose": "aepose.inference",
+    "Prediction": "aepose.quick",
+    "Predictor": "aepose.inference",
+    "build_model": "aepose.models",
+    "compute_loss": "aepose.losses",
+    "decode_poses": "aepose.grouping",
+    "evaluate_keypoints": "aepose.evaluation",
+    "get_preset": "aepose.config",
+    "list_presets": "aepose.config",
+    "load_model": "aepose.checkpoint",
+    "predict": "aepose.quick",
+    "predict_images": "aepose.inference",
+    "preprocess": "aepose.inference",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
+    from aepose.checkpoint import load_model
+    from aepose.config import Config, get_preset, list_presets
+    from aepose.errors import AeposeError
+    from aepose.evaluation import evaluate_keypoints
+    from aepose.grouping import decode_poses
+    from aepose.inference import Pose, Predictor, predict_images, preprocess
+    from aepose.losses import compute_loss
+    from aepose.models import build_model
+    from aepose.quick import Prediction, predict
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and cache the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aepose' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "AeposeError",
     "Config",
     "Pose",
+    "Prediction",
     "Predictor",
     "__version__",
     "build_model",
@@ -43,5 +88,35 @@ __all__ = [
     "get_preset",
     "list_presets",
     "load_model",
+    "predict",
     "predict_images",
+    "preprocess",
 ]
+
+
+class _CallablePredictModule(types.ModuleType):
+    """The module ``aepose.predict`` (the command line's predict job), callable as the
+    function ``aepose.predict`` (:func:`aepose.quick.predict`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from aepose.quick import predict
+
+        return predict(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """The aepose package, whose attribute ``predict`` is always callable.
+
+    Importing a submodule binds it as an attribute of its package, so once the module
+    ``aepose.predict`` is imported it replaces the function ``aepose.predict``. The module
+    is kept there (``monkeypatch.setattr("aepose.predict.X", ...)`` and ``import
+    aepose.predict as m`` must reach it) and made callable as the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "predict" and isinstance(value, types.ModuleType):
+            value.__class__ = _CallablePredictModule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -171,7 +171,7 @@ def _evaluate(
 def _draw(model: nn.Module, cfg: Config, settings: DemoSettings, data: Path) -> None:
     print(f"[4/4] drawing predictions on {settings.overlays} val images")
     spec = get_spec(cfg.data.dataset)
-    predictor = Predictor(model, cfg)
+    predictor = Predictor(model, cfg, channel_order="rgb")  # read_image gives RGB
     val = load_annotations(data / cfg.data.val_ann, spec, image_dir=data / cfg.data.val_images,
                            test_mode=True)
     for record in val.images[: settings.overlays]:

@@ -346,13 +346,15 @@ def onnx_predictor(
 
     ``config`` is a Config or a preset name; ``None`` takes the one stored in the file (an
     error if there is none). A given config must describe the stored network, if any.
-    ``scales``, ``flip``, ``pose_nms`` and ``stage_average`` are the Predictor's;
-    ``providers`` and ``threads`` are :meth:`OnnxNetwork.load`'s.
+    channel_order: str = "bgr",
+    ``scales``, ``flip``, ``pose_nms``, ``stage_average`` and ``channel_order`` (of the
+    arrays it is given: BGR by default) are the Predictor's; ``providers`` and ``threads``
+    are :meth:`OnnxNetwork.load`'s.
     """
     network = OnnxNetwork.load(path, providers, threads=threads)
     chosen = _predictor_config(network, config)
     return Predictor(network, chosen, scales=scales, flip=flip, pose_nms=pose_nms,
-                     stage_average=stage_average)
+                     stage_average=stage_average, channel_order=channel_order)
 
 
 def _predictor_config(network: OnnxNetwork, config: Config | str | None) -> Config:

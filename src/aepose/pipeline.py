@@ -3,7 +3,8 @@
 Named stages, each with one owner:
 
 ``read``          the caller's function: a file, a video frame, an array (RGB uint8 [H, W, 3]);
-``preprocess``    :meth:`Stages.preprocess`: test sizes, resize, ImageNet normalisation;
+``preprocess``    :func:`prepare` (:meth:`Stages.preprocess`): test sizes, resize, ImageNet
+                  normalisation;
 ``network``       :meth:`Stages.network`: one forward pass per test scale over a batch of
                   images whose inputs have equal sizes (with the flip test: 2B rows);
 ``aggregate``     :func:`~aepose.aggregate.aggregate_outputs` of one image's rows;
@@ -80,6 +81,7 @@ __all__ = [
     "keep_freed_memory",
     "named_error",
     "stream",
+    "prepare",
 ]
 
 T = TypeVar("T")
@@ -243,16 +245,7 @@ class Stages:
 
     def preprocess(self, image: np.ndarray) -> Prepared:
         """RGB uint8 [H, W, 3] -> :class:`Prepared` (CPU tensors)."""
-        height, width = _checked_image(image).shape[:2]
-        sizes = test_sizes(width, height, self.config.data.input_size, self.scales)
-        w, h = sizes.input_sizes[0]  # the largest scale comes first
-        if w * h > MAX_INPUT_PIXELS:
-            raise AeposeError(
-                f"a {width}x{height} image needs a {w}x{h} network input, more than "
-                f"{MAX_INPUT_PIXELS:,} pixels (aspect ratio or test scale too large)")
-        inputs = tuple(normalize_image(resize_align(image, sizes, i))
-                       for i in range(len(sizes.scales)))
-        return Prepared(sizes, inputs, height, width)
+        return prepare(image, self.config.data.input_size, self.scales)
 
     def network_outputs(self, batch: Sequence[Prepared]) -> ScaleOutputs:
         """The network over images whose inputs have equal sizes: per scale, per head
@@ -269,6 +262,27 @@ class Stages:
 
 
 def _checked_image(image: Any) -> np.ndarray:
+def prepare(image: np.ndarray, input_size: int | tuple[int, int],
+            scales: Sequence[float]) -> Prepared:
+    """The ``preprocess`` stage: RGB uint8 [H, W, 3] -> :class:`Prepared` (CPU tensors).
+
+    Per test scale (largest first): the image resized with its aspect kept so that the short
+    side of the scale-1 input is ``input_size`` and both sides are multiples of 64 (black
+    padding, :func:`~aepose.data.transforms.test_sizes`), then normalised with the ImageNet
+    mean and std (:func:`~aepose.data.dataset.normalize_image`): float32 [3, h_s, w_s].
+    """
+    height, width = _checked_image(image).shape[:2]
+    sizes = test_sizes(width, height, input_size, check_scales(scales))
+    w, h = sizes.input_sizes[0]  # the largest scale comes first
+    if w * h > MAX_INPUT_PIXELS:
+        raise AeposeError(
+            f"a {width}x{height} image needs a {w}x{h} network input, more than "
+            f"{MAX_INPUT_PIXELS:,} pixels (aspect ratio or test scale too large)")
+    inputs = tuple(normalize_image(resize_align(image, sizes, i))
+                   for i in range(len(sizes.scales)))
+    return Prepared(sizes, inputs, height, width)
+
+
     if (
         not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
         or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0

@@ -1,0 +1,146 @@
+"""``aepose.predict(source, weights=...)``: the poses of images in one call.
+
+Built on :class:`~aepose.inference.Predictor` and the streamed pipeline
+(:func:`aepose.pipeline.stream`): files are read by threads while the network runs, images of
+equal test size share forward passes, and decoding runs beside the network, as in
+``aepose predict``. For inputs too many to keep every result in memory, use
+:func:`~aepose.pipeline.stream` with ``predictor.stages`` directly.
+
+Legend: K keypoints, P people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aepose.errors import AeposeError
+from aepose.inference import ImageInput, Pose, Predictor, check_channel_order, load_rgb
+from aepose.pipeline import default_decode_workers, named_error, stream
+from aepose.sources import expand_sources, iter_video_frames
+
+__all__ = ["Prediction", "predict"]
+
+Source = ImageInput | Sequence[ImageInput]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The people found in one image or video frame.
+
+    name: the file as found (a folder's or glob's files by their path), or ``"<array I>"``
+        for the I-th array given. frame: the frame index in a video, else None.
+    poses: the people, each a :class:`~aepose.inference.Pose` (keypoints [K, 3] x, y in the
+        image's pixels and score), in the grouping's order. width, height: the image's size.
+    """
+
+    name: str
+    poses: list[Pose]
+    frame: int | None = None
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One image to read: a path or an array in ``order``, named for the results."""
+
+    name: str
+    image: ImageInput
+    order: str
+    frame: int | None = None
+
+
+def predict(
+    source: Source,
+    weights: str | Path | Predictor,
+    *,
+    preset: str | None = None,
+    device: str | torch.device | None = None,
+    channel_order: str = "bgr",
+    batch_size: int = 8,
+    recursive: bool = False,
+    **settings: Any,
+) -> list[Prediction]:
+    """Poses of every image of ``source``, in order: one :class:`Prediction` per image or
+    video frame.
+
+    Args:
+        source: an image file, a folder (its images, sorted), a glob pattern
+            (``"shots/*.jpg"``), a video file (every frame), a uint8 array [H, W, 3] in
+            ``channel_order``, or a list of any of these.
+        weights: a weights file, a preset name with released weights, an mmpose release file
+            name or a URL (fetched once into the cache, :mod:`aepose.hub`), or a
+            :class:`~aepose.inference.Predictor` to reuse (then no ``settings``).
+        preset, device: as :meth:`Predictor.from_checkpoint` (default: recognised from the
+            weights; CUDA when available).
+        channel_order: "bgr" (default, as ``cv2.imread`` returns) or "rgb": the order of the
+            arrays' channels; files are decoded correctly either way.
+        batch_size: most images per forward pass.
+        recursive: also take images from the subfolders of a folder.
+        settings: test settings overriding the preset's: ``scales``, ``flip``, ``pose_nms``,
+            ``detection_threshold``... (see :class:`Predictor`).
+
+    A source that yields nothing (missing file, empty folder, unsupported type) or an image
+    that cannot be read raises a one-line :class:`~aepose.errors.AeposeError` naming it.
+    """
+    order = check_channel_order(channel_order)
+    predictor = _predictor(weights, preset, device, order, settings)
+    items = list(_items(source, order, recursive))
+    if not items:
+        raise AeposeError("no images to predict on (empty source list)")
+    workers = default_decode_workers(predictor.device) if len(items) > 1 else 0
+    results = stream(predictor.stages, _expanded(items), lambda item: load_rgb(item.image,
+                     item.order), batch_size=batch_size, decode_workers=workers)
+    out = []
+    for result in results:
+        item = result.item
+        if result.error is not None:
+            raise AeposeError(named_error(item.name, result.error))
+        out.append(Prediction(item.name, predictor.poses(result.poses, result.scores),
+                              item.frame, result.width, result.height))
+    return out
+
+
+def _predictor(weights: str | Path | Predictor, preset: str | None,
+               device: str | torch.device | None, order: str,
+               settings: dict[str, Any]) -> Predictor:
+    if not isinstance(weights, Predictor):
+        return Predictor.from_checkpoint(weights, preset, device, channel_order=order,
+                                         **settings)
+    if settings or preset is not None or device is not None:
+        raise AeposeError("give test settings, preset and device to the Predictor itself, "
+                          "not to predict() with a Predictor")
+    return weights
+
+
+def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
+    """The images of ``source`` (videos stay one item each, expanded while streaming)."""
+    entries = [source] if isinstance(source, str | Path | np.ndarray) else list(source)
+    arrays = 0
+    for entry in entries:
+        if isinstance(entry, np.ndarray):
+            yield _Item(f"<array {arrays}>", entry, order)
+            arrays += 1
+            continue
+        found = expand_sources([str(entry)], recursive=recursive)
+        if found.problems:
+            raise AeposeError(found.problems[0])
+        for media in found.items:
+            # A video's frames come decoded as RGB; a file is read by path.
+            yield _Item(str(media.path), media.path, "rgb", -1 if media.kind == "video" else None)
+
+
+def _expanded(items: list[_Item]) -> Iterator[_Item]:
+    """Items with each video (frame -1) replaced by its frames, read as the stream asks."""
+    for item in items:
+        if item.frame != -1:
+            yield item
+            continue
+        for index, frame in iter_video_frames(item.image):  # type: ignore[arg-type]
+            yield _Item(item.name, frame, "rgb", index)
