@@ -62,7 +62,7 @@ def predict(
     *,
     preset: str | None = None,
     device: str | torch.device | None = None,
-    channel_order: str = "bgr",
+    channel_order: str | None = None,
     batch_size: int = 8,
     recursive: bool = False,
     **settings: Any,
@@ -79,8 +79,9 @@ def predict(
             :class:`~aepose.inference.Predictor` to reuse (then no ``settings``).
         preset, device: as :meth:`Predictor.from_checkpoint` (default: recognised from the
             weights; CUDA when available).
-        channel_order: "bgr" (default, as ``cv2.imread`` returns) or "rgb": the order of the
-            arrays' channels; files are decoded correctly either way.
+        channel_order: "bgr" (the default, as ``cv2.imread`` returns) or "rgb": the order of
+            the arrays' channels (default: a given Predictor's own); files are decoded
+            correctly either way.
         batch_size: most images per forward pass.
         recursive: also take images from the subfolders of a folder.
         settings: test settings overriding the preset's: ``scales``, ``flip``, ``pose_nms``,
@@ -89,8 +90,9 @@ def predict(
     A source that yields nothing (missing file, empty folder, unsupported type) or an image
     that cannot be read raises a one-line :class:`~aepose.errors.AeposeError` naming it.
     """
-    order = check_channel_order(channel_order)
-    predictor = _predictor(weights, preset, device, order, settings)
+    predictor = _predictor(weights, preset, device, channel_order or "bgr", settings)
+    order = predictor.channel_order if channel_order is None else check_channel_order(
+        channel_order)
     items = list(_items(source, order, recursive))
     if not items:
         raise AeposeError("no images to predict on (empty source list)")
