@@ -4,6 +4,7 @@ and no traceback, before any work starts."""
 
 from __future__ import annotations
 
+import math
 import string
 from pathlib import Path
 
@@ -124,3 +125,71 @@ def test_export_opset_99_names_the_range(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 2 and err == (
         f"aepose export: error: argument --opset: 99 is not an integer in "
         f"[16, {onnx.defs.onnx_opset_version()}] (see aepose export --help)\n")
+
+
+# Numeric options of predict, test and benchmark: (option, how many values, allowed range).
+# A value inside the range is swapped for one outside it, so every example must be refused.
+_RANGES: dict[str, tuple[float, float, bool]] = {  # low, high, integer
+    "--batch-size": (1, 4096, True), "--workers": (0, 256, True),
+    "--decode-workers": (0, 256, True), "--scales": (0.125, 8.0, False),
+    "--pose-nms": (0.0, 1.0, False), "--min-score": (0.0, 1.0, False),
+    "--threshold": (0.0, 1.0, False), "--repeats": (1, 10**9, True),
+    "--warmup": (0, 10**9, True), "--input-size": (32, 4096, True),
+    "--images": (1, 10**9, True),
+}
+_COMMAND_OPTIONS = {
+    "predict": ["--batch-size", "--workers", "--decode-workers", "--scales", "--pose-nms",
+                "--min-score", "--threshold"],
+    "test": ["--batch-size", "--workers", "--decode-workers", "--scales"],
+    "benchmark": ["--batch-size", "--repeats", "--warmup", "--input-size", "--images",
+                  "--decode-workers"],
+}
+_ANY_NUMBER = st.one_of(_non_finite, st.integers(-10**12, 10**12).map(str),
+                        st.floats(allow_nan=False, allow_infinity=False).map(repr), _words)
+
+
+def _out_of_range(option: str, value: str) -> str:
+    """``value`` if ``option`` refuses it, else a value just past the option's range."""
+    low, high, integer = _RANGES[option]
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(number) or not low <= number <= high:
+        return value
+    if integer and number == int(number) and "." not in value and "e" not in value.lower():
+        return str(int(high) + 1)
+    return value if integer else repr(high * 2 + 1)
+
+
+@FUZZ
+@given(command=st.sampled_from(sorted(_COMMAND_OPTIONS)), data=st.data())
+def test_fuzzed_predict_test_benchmark_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, data: st.DataObject
+) -> None:
+    option = data.draw(st.sampled_from(_COMMAND_OPTIONS[command]))
+    value = _out_of_range(option, data.draw(_ANY_NUMBER))
+    out = tmp_path / "out"
+    argv = {"predict": ["predict", str(tmp_path / "x.png"), "--weights", "w.pth", "--out",
+                        str(out)],
+            "test": ["test", "--weights", "w.pth", "--data-root", str(tmp_path), "--out",
+                     str(out)],
+            "benchmark": ["benchmark", "--preset", TINY, "--json", str(out / "rows.json")]}
+    code, stdout, err = run_cli(capsys, *argv[command], f"{option}={value}")
+    assert_one_line(code, stdout, err)
+    assert code == 2 and f"argument {option}: " in err and not out.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), [
+    ("--scales", "nan", "a finite number in [0.125, 8]"),
+    ("--scales", "100", "a finite number in [0.125, 8]"),
+    ("--scales", "0.0001", "a finite number in [0.125, 8]"),
+    ("--batch-size", "-3", "an integer in [1, 4096]"),
+    ("--pose-nms", "-1", "a finite number in [0, 1]"),
+])
+def test_named_bad_predict_numbers(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, allowed: str
+) -> None:
+    code, out, err = run_cli(capsys, "predict", "x.png", "--weights", "w.pth", option, value)
+    assert_one_line(code, out, err)
+    assert f"argument {option}: " in err and allowed in err

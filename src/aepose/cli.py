@@ -726,9 +726,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                 "data/clips/clip_0000.mp4\n"
                 "  aepose predict 'runs/demo/data/images/*.jpg' data/clips/clip_0000.mp4 \\\n"
                 "      --weights runs/demo/train/last.pth --device cuda --batch-size 16\n"
-                "  aepose predict data/clips/clip_0000.mp4 --weights W.pth --smooth  # tracked\n"
-                "  aepose predict 0 --weights W.pth --duration 30     # webcam 0 for 30 s\n"
-                "  aepose predict rtsp://cam/stream 'frames/%05d.png' --weights W.pth "
+                "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
+                "--smooth   # tracked\n"
+                "  aepose predict 0 --weights hrnet_w32_aic_512 --duration 30   # webcam 0, 30 s\n"
+                "  aepose predict rtsp://cam/stream 'frames/%05d.png' --weights hrnet_w32_aic_512 "
                 "--max-frames 500"),
     "benchmark": (_cmd_benchmark, "time the network, decoding, the whole pipeline or training",
                   "examples:\n"
@@ -743,6 +744,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                "examples:\n"
                "  aepose export --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth "
                "--output hrnet_aic.onnx\n"
+               "  aepose demo                       # writes runs/demo/train/last.pth\n"
                "  aepose export --weights runs/demo/train/last.pth --output demo.onnx --static"),
     "demo": (_cmd_demo, "the main job, offline: generate crowds, train, evaluate, draw",
              "examples:\n  aepose demo                       # about 10 minutes on 2 CPU cores\n"
@@ -925,7 +927,8 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     parser = _Parser(
         prog="aepose",
         description="Bottom-up pose estimation with Associative Embedding (HRNet, HigherHRNet).",
-        epilog="examples:\n  aepose models\n  aepose info WEIGHTS.pth\n  aepose demo",
+        epilog="examples:\n  aepose models\n  aepose demo                            # writes "
+               "runs/demo/train/last.pth\n  aepose info runs/demo/train/last.pth",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"aepose {aepose.__version__}")
@@ -1002,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every ending is one stderr line: ``aepose: error: ...`` (1), a malformed command line (2),
     ``aepose: interrupted...`` after Ctrl-C (130, the shell's convention for SIGINT).
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _log_to_stderr()
     try:
         return _run(argv)
     except _Interrupted as stop:
@@ -1010,6 +1013,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aepose: interrupted", file=sys.stderr)
     return 130
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to ``sys.stderr`` as it is when each line is written, so that a caller or a
+    test that swaps ``sys.stderr`` sees them where it sees the error lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _log_to_stderr() -> None:
+    """The ``aepose`` logger's lines (a skipped input, training progress) as plain lines on
+    stderr. They are the one report of a skipped input: the commands do not repeat them."""
+    logger = logging.getLogger("aepose")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def _run(argv: Sequence[str] | None) -> int:

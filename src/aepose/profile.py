@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from aepose.config import PRESETS, Config
-from aepose.models import build_model
+
+# torch and the model builders are imported inside model_cost: 'aepose models' reads only the
+# stored numbers below and should not pay ~1.5 s for importing torch.
 
 # (parameters, FLOPs of one image at the preset's input size) per preset, measured once with
 # model_cost so that 'aepose models' needs no model build (counting all of them takes ~20 s
@@ -33,6 +32,11 @@ def model_cost(cfg: Config, input_size: int | None = None) -> tuple[int, float]:
     FLOPs count a multiply-add as 2 (torch's FlopCounterMode convention), measured on the
     meta device so that no memory is allocated and no arithmetic is done.
     """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from aepose.models import build_model
+
     size = input_size or cfg.data.input_size
     with torch.device("meta"):
         model = build_model(cfg)

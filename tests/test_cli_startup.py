@@ -1,0 +1,91 @@
+"""The command line starts without torch: ``--help`` and ``models`` import only the config,
+and the parser's copies of choices owned by heavy modules equal the originals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Runs ``aepose ARGV`` through cli.main in a fresh interpreter and prints, as JSON, the exit
+# status and which heavy modules the run imported.
+_PROBE = """
+import json, sys
+from aepose.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code or 0
+heavy = sorted(m for m in ("torch", "cv2", "numpy", "scipy") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def _probe(*argv: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("predict", "--help"), ("test", "--help"),
+                                  ("train", "--help"), ("benchmark", "--help"), ("models",),
+                                  ("--version",)])
+def test_help_and_models_do_not_import_torch(argv: tuple[str, ...]) -> None:
+    result = _probe(*argv)
+    assert result["code"] == 0
+    assert "torch" not in result["heavy"], result
+
+
+def test_python_dash_m_help_answers() -> None:
+    done = subprocess.run([sys.executable, "-m", "aepose", "--help"], capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert done.returncode == 0 and "examples:" in done.stdout
+
+
+def test_import_aepose_is_lazy_and_names_still_work() -> None:
+    code = ("import sys, aepose; before = 'torch' in sys.modules; "
+            "p = aepose.Predictor; m = aepose.load_model; c = aepose.get_preset; "
+            "import os; print(before, 'torch' in sys.modules, os.environ['OMP_WAIT_POLICY'], "
+            "p.__name__, m.__name__, 'Predictor' in dir(aepose))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert done.stdout.split() == ["False", "True", "PASSIVE", "Predictor", "load_model",
+                                   "True"], done.stderr
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import aepose
+
+    with pytest.raises(AttributeError, match="no attribute 'Predicter'"):
+        _ = aepose.Predicter  # type: ignore[attr-defined]
+
+
+def test_parser_copies_equal_their_owners() -> None:
+    from aepose import cli
+    from aepose.aggregate import STAGE_AVERAGES
+    from aepose.benchmark import STAGES
+    from aepose.demo import DemoSettings
+    from aepose.inference import COMPILE_MODES
+    from aepose.precision import PRECISIONS
+    from aepose.predict import OVERLAY_MIN_SCORE
+
+    pairs = [(cli.STAGE_AVERAGES, STAGE_AVERAGES), (cli.PRECISIONS, PRECISIONS),
+             (cli.COMPILE_MODES, COMPILE_MODES), (cli.BENCHMARK_STAGES, tuple(sorted(STAGES))),
+             (cli.OVERLAY_MIN_SCORE, OVERLAY_MIN_SCORE),
+             ((cli.DEMO_MINUTES, cli.DEMO_EPOCHS), (DemoSettings.minutes, DemoSettings.epochs))]
+    for copy, owner in pairs:
+        assert copy == owner
+
+
+def test_tracking_defaults_shown_by_predict_equal_the_tracker() -> None:
+    from aepose import cli
+    from aepose.tracking import OneEuroConfig, TrackerConfig
+
+    tracker, euro = TrackerConfig(), OneEuroConfig()
+    shown = (cli.TRACK_MAX_AGE, cli.TRACK_MIN_SIMILARITY, cli.SMOOTH_MIN_CUTOFF, cli.SMOOTH_BETA)
+    assert shown == (tracker.max_age, tracker.min_similarity, euro.min_cutoff, euro.beta)

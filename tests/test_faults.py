@@ -1,0 +1,315 @@
+"""Fault injection: outputs that cannot be written, kill -9 and Ctrl-C in the middle of a run,
+two runs into one folder. Each ends with one clear line and every finished result on disk.
+
+The machine may run as root, so read-only and full folders are made by patching aepose.io
+(the one module that writes files) to fail as the operating system would (EROFS, ENOSPC).
+Runs that are killed are subprocesses whose image reading is slowed down, so that the test
+can act while the run is half done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import importlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import run_cli
+
+from aepose import io as aepose_io
+from aepose.config import get_preset
+from aepose.models import build_model
+from aepose.synth import generate_dataset
+
+TINY = "higherhrnet_tiny_crowdpose_128"
+SRC = Path(__file__).resolve().parents[1] / "src"
+IMAGES = 8
+# The module of 'aepose predict' (the attribute aepose.predict is the one-call function).
+PREDICT_MODULE = importlib.import_module("aepose.predict")
+
+# ``python -c _SLOW MARKS SECONDS ARGV...``: aepose ARGV with every image read slowed down by
+# SECONDS and marked by a line in MARKS (so the test knows the run is under way).
+_SLOW = """
+import importlib, sys, time
+from aepose.data.coco import read_image
+
+def slow(path):
+    with open(sys.argv[1], "a") as marks:
+        marks.write("read\\n")
+    time.sleep(float(sys.argv[2]))
+    return read_image(path)
+
+# importlib: the attribute aepose.predict is the one-call function, not this module
+for module in ("aepose.predict", "aepose.eval_loop"):
+    importlib.import_module(module).read_image = slow
+from aepose.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    weights: Path
+    images: Path  # a folder of IMAGES small PNGs
+    data: Path  # a CrowdPose-layout dataset of 3 val images
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    root = tmp_path_factory.mktemp("faults")
+    cfg = get_preset(TINY)
+    torch.manual_seed(0)
+    weights = root / "w.pth"
+    torch.save({"model": build_model(cfg).state_dict(), "config": dataclasses.asdict(cfg)},
+               weights)
+    data = root / "data"
+    generate_dataset(data, "crowdpose", train_images=IMAGES, val_images=3, seed=1,
+                     size=(96, 128))
+    images = root / "images"
+    images.mkdir()
+    for n, path in enumerate(sorted((data / "images").iterdir())[:IMAGES]):
+        (images / f"{n}{path.suffix}").write_bytes(path.read_bytes())
+    return Setup(weights, images, data)
+
+
+def _predict_args(setup: Setup, out: Path) -> list[str]:
+    return ["predict", str(setup.images), "--weights", str(setup.weights), "--out", str(out),
+            "--device", "cpu", "--batch-size", "1", "--workers", "1", "--no-draw"]
+
+
+def _test_args(setup: Setup, out: Path) -> list[str]:
+    return ["test", "--weights", str(setup.weights), "--data-root", str(setup.data), "--out",
+            str(out), "--device", "cpu", "--workers", "1", "--batch-size", "1"]
+
+
+def assert_one_line(code: int, err: str) -> None:
+    """A non-zero exit whose stderr ends in the one error line (log lines such as "using
+    preset ..." may come before it, as in a terminal) and holds no traceback."""
+    assert code != 0
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("aepose: error: ") and err.endswith("\n"), err
+    assert sum("error:" in line for line in lines) == 1 and "Traceback" not in err, err
+
+
+def _os_error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+# ---------------------------------------------------------------------------------------
+# Read-only and full output folders (in-process, aepose.io patched)
+
+
+def test_predict_into_a_read_only_folder_stops_before_any_work(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def read_only(folder: Path) -> Path:
+        raise _os_error(errno.EROFS)
+
+    monkeypatch.setattr(aepose_io, "_reserve", read_only)
+    monkeypatch.setattr(PREDICT_MODULE, "stream", _never("the pipeline"))
+    code, _, err = run_cli(capsys, *_predict_args(setup, tmp_path / "out"))
+    assert_one_line(code, err)
+    assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err
+
+
+def test_predict_on_a_full_disk_keeps_every_finished_image(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up while predictions.json is written: one line that says where the
+    finished images are, and they are all there."""
+    def full(file: Path) -> None:
+        raise _os_error(errno.ENOSPC)
+
+    monkeypatch.setattr(aepose_io, "_fsync", full)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, *_predict_args(setup, out))
+    assert_one_line(code, err)
+    assert "No space left on device" in err
+    assert err.rstrip().endswith(f"the images finished before it are in "
+                                 f"{out / 'predictions.jsonl'}")
+    assert len(_jsonl(out / "predictions.jsonl")) == IMAGES
+    assert sorted(p.name for p in out.iterdir()) == [".aepose.lock", "predictions.jsonl"]
+
+
+def test_test_into_a_read_only_folder_stops_before_the_evaluation(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def read_only(folder: Path) -> Path:
+        raise _os_error(errno.EROFS)
+
+    monkeypatch.setattr(aepose_io, "_reserve", read_only)
+    monkeypatch.setattr("aepose.eval_loop.evaluate_model", _never("the evaluation"))
+    code, _, err = run_cli(capsys, *_test_args(setup, tmp_path / "out"))
+    assert_one_line(code, err)
+    assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err
+
+
+def test_test_on_a_full_disk_prints_the_table_and_keeps_the_results(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """metrics.json cannot be written: the table was printed first and results.json stays."""
+    write_all = aepose_io._write_all
+
+    def full_for_metrics(tmp: Path, data: bytes) -> None:
+        if data.startswith(b'{\n  "preset"'):
+            raise _os_error(errno.ENOSPC)
+        write_all(tmp, data)
+
+    monkeypatch.setattr(aepose_io, "_write_all", full_for_metrics)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, *_test_args(setup, out))
+    assert_one_line(code, err)
+    assert err.endswith(f"aepose: error: cannot write metrics {out / 'metrics.json'}: No space "
+                        "left on device\n")
+    assert stdout.split()[:2] == ["AP", "AP50"]
+    assert isinstance(json.loads((out / "results.json").read_text()), list)
+    assert sorted(p.name for p in out.iterdir()) == [".aepose.lock", "results.json"]
+
+
+def _never(what: str):  # type: ignore[no-untyped-def]
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{what} started although the output cannot be written")
+
+    return fail
+
+
+# ---------------------------------------------------------------------------------------
+# kill -9, Ctrl-C and a second run (subprocesses)
+
+
+@pytest.fixture
+def slow_run(tmp_path: Path) -> Iterator[SlowRun]:
+    runs: list[SlowRun] = []
+
+    def start(argv: list[str], seconds: float = 0.4) -> SlowRun:
+        run = SlowRun(argv, tmp_path / f"marks{len(runs)}", seconds)
+        runs.append(run)
+        return run
+
+    yield start  # type: ignore[misc]
+    for run in runs:
+        run.stop()
+
+
+class SlowRun:
+    """``aepose ARGV`` in its own process group (Ctrl-C in a terminal reaches the group)."""
+
+    def __init__(self, argv: list[str], marks: Path, seconds: float) -> None:
+        env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+        self.marks = marks
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SLOW, str(marks), str(seconds), *argv], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def wait_for(self, ready: object, timeout: float = 90.0) -> None:
+        """Poll ``ready()`` until it is true (the run has got that far)."""
+        deadline = time.monotonic() + timeout
+        while not ready():  # type: ignore[operator]
+            assert self.process.poll() is None, self.process.communicate()
+            assert time.monotonic() < deadline, "the run did not get under way"
+            time.sleep(0.05)
+
+    def signal(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def finish(self) -> tuple[int, str, str]:
+        out, err = self.process.communicate(timeout=120)
+        return self.process.returncode, out, err
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.process.communicate()
+
+
+def _jsonl(path: Path) -> list[dict[str, object]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
+def test_kill_9_of_predict_leaves_every_finished_image(
+    setup: Setup, tmp_path: Path, slow_run: object, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    run = slow_run(_predict_args(setup, out))  # type: ignore[operator]
+    run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 2)
+    run.signal(signal.SIGKILL)
+    assert run.finish()[0] == -signal.SIGKILL
+    entries = _jsonl(out / "predictions.jsonl")  # every line whole and parseable
+    names = [e["file_name"] for e in entries]
+    assert 2 <= len(entries) < IMAGES and len(set(names)) == len(names)
+    assert {Path(str(n)).parent for n in names} == {setup.images}
+    # The dead run holds no lock: a new run into the folder needs only --overwrite.
+    code, _, err = run_cli(capsys, *_predict_args(setup, out))
+    assert_one_line(code, err)
+    assert "already holds predictions.jsonl of an earlier run" in err
+    code, _, err = run_cli(capsys, *_predict_args(setup, out), "--overwrite")
+    assert code == 0, err
+    assert len(json.loads((out / "predictions.json").read_text())["images"]) == IMAGES
+
+
+def test_ctrl_c_of_predict_writes_what_finished_and_exits_130(
+    setup: Setup, tmp_path: Path, slow_run: object
+) -> None:
+    out = tmp_path / "out"
+    run = slow_run(_predict_args(setup, out))  # type: ignore[operator]
+    run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 2)
+    seen = _lines(out / "predictions.jsonl")
+    run.signal(signal.SIGINT)
+    code, stdout, err = run.finish()
+    assert code == 130 and "Traceback" not in err, err
+    last = err.rstrip("\n").splitlines()[-1]
+    match = re.fullmatch(r"aepose: interrupted; the (\d+) finished images/frames are in (.*)",
+                         last)
+    assert match and Path(match.group(2)) == out / "predictions.json", last
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert seen <= len(images) == int(match.group(1)) < IMAGES
+    assert not (out / "predictions.jsonl").exists()
+    assert f"predictions: {out / 'predictions.json'}" in stdout
+
+
+def test_ctrl_c_of_test_ends_in_one_line_and_exits_130(
+    setup: Setup, tmp_path: Path, slow_run: object
+) -> None:
+    out = tmp_path / "out"
+    run = slow_run(_test_args(setup, out), seconds=1.0)  # type: ignore[operator]
+    run.wait_for(lambda: _lines(run.marks) >= 1)
+    run.signal(signal.SIGINT)
+    code, _, err = run.finish()
+    assert code == 130 and "Traceback" not in err, err
+    assert err.rstrip("\n").splitlines()[-1] == "aepose: interrupted"
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_second_predict_into_a_busy_folder_is_refused(
+    setup: Setup, tmp_path: Path, slow_run: object, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    run = slow_run(_predict_args(setup, out), seconds=0.2)  # type: ignore[operator]
+    run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 1)
+    code, _, err = run_cli(capsys, *_predict_args(setup, out), "--overwrite")
+    assert_one_line(code, err)
+    assert f"{out} is in use by another aepose run (pid {run.process.pid})" in err
+    code, _, err = run.finish()
+    assert code == 0, err
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(images) == IMAGES  # the first run was not disturbed
