@@ -212,3 +212,34 @@ def test_help_examples_name_files_that_an_earlier_example_writes() -> None:
                            for w in written), f"{command}: {line}"
             if out:
                 written.add(Path(out.group(1)))
+
+
+@pytest.mark.parametrize(("stop_after", "code", "line"), [
+    (None, 130, "aepose: interrupted; checkpoint {ckpt} (epoch 1, iteration 7); continue "
+     "with --resume {ckpt}\n"),
+    ("7", 0, ""),  # --stop-after reached: a planned stop, exit 0
+])
+def test_train_stopped_by_ctrl_c_exits_130_naming_the_checkpoint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stop_after: str | None, code: int, line: str,
+) -> None:
+    from aepose.train import TrainResult
+
+    ckpt = tmp_path / "run" / "last.pth"
+    monkeypatch.setattr("aepose.train.train", lambda cfg, options: TrainResult(
+        ckpt.parent, ckpt, 1, 7, True, {}))
+    extra = ["--stop-after", stop_after] if stop_after else []
+    result = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(tmp_path), *extra)
+    assert result[0] == code and result[2] == line.format(ckpt=ckpt)
+    assert ("stopped early" in result[1]) == (stop_after is not None)
+
+
+def test_ctrl_c_anywhere_is_one_line_and_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("aepose.hub.download", interrupt)
+    code, _, err = run_cli(capsys, "download", "hrnet_w32_aic_512")
+    assert code == 130 and err == "aepose: interrupted\n"
