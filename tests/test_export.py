@@ -231,3 +231,17 @@ def test_network_that_returns_no_list_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(AeposeError, match=r"must return a list of tensors.*got dict"):
         export_onnx(Mapping(), tmp_path / "m.onnx", input_size=64)
+
+
+@pytest.mark.parametrize("poison", ["all", "one"])
+def test_weights_giving_non_finite_outputs_are_not_exported(tmp_path: Path, poison: str) -> None:
+    model = _TwoMaps()
+    with torch.no_grad():
+        if poison == "all":
+            model.conv.weight.fill_(float("nan"))
+        else:
+            model.conv.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(AeposeError, match=r"^the network's output 0 holds NaN or infinite "
+                       r"values on a test input \(broken weights\); nothing was exported$"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=64)
+    assert list(tmp_path.iterdir()) == []

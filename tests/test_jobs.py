@@ -215,3 +215,38 @@ def test_test_command_on_two_ranks_decodes_each_image_once(
 
     # The same records, each image's people once: rank 1 took image 2, rank 0 images 1 and 3.
     assert sorted(map(key, results[1])) == sorted(map(key, results[0]))
+
+
+@pytest.mark.slow
+def test_predict_on_two_ranks_writes_one_merged_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from aepose.benchmark import crowd_images
+    from aepose.visualize import save_image
+
+    _detecting_checkpoint(tmp_path / "w.pth")
+    for i, image in enumerate(crowd_images(5, (160, 128), seed=4)):
+        save_image(tmp_path / "in" / f"{i}.png", image)
+    # Batches of one: a convolution's float result may depend on its batch's size.
+    common = ["predict", str(tmp_path / "in"), "--weights", str(tmp_path / "w.pth"),
+              "--device", "cpu", "--batch-size", "1", "--no-draw"]
+    assert _run(capsys, *common, "--out", str(tmp_path / "one"))[0] == 0
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "aepose", *common, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("predictions:") == 1  # rank 0 reports for both
+    one, two = (json.loads((tmp_path / d / "predictions.json").read_text())
+                for d in ("one", "two"))
+    # Every image once, in input order, with the same people as one process finds.
+    assert [i["file_name"] for i in two["images"]] == [i["file_name"] for i in one["images"]]
+    assert two["images"] == one["images"] and sum(len(i["people"]) for i in one["images"]) > 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        ".aepose.lock", "predictions.json", "results.json"]

@@ -13,6 +13,7 @@ batch size and window; against one image at a time they agree to float rounding.
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import subprocess
 import sys
@@ -27,13 +28,23 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from aepose.aggregate import ScaleOutputs
 from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.config import Config, get_preset
 from aepose.data.dataset import normalize_image
+from aepose.data.transforms import TestSizes
 from aepose.errors import AeposeError
 from aepose.inference import predict_images, with_test_settings
 from aepose.models import build_model
-from aepose.pipeline import MAX_INPUT_PIXELS, Stages, StageTimer, check_scales, stream
+from aepose.pipeline import (
+    MAX_INPUT_PIXELS,
+    Decoded,
+    PostProcess,
+    Stages,
+    StageTimer,
+    check_scales,
+    stream,
+)
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 
@@ -243,3 +254,34 @@ def test_predict_on_a_1xn_image_stays_small(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "skipped: " in done.stderr and "network input" in done.stderr
     assert peak_mib < 1500, f"peak RSS {peak_mib:.0f} MiB"
+
+
+@dataclasses.dataclass(frozen=True)
+class _DyingPost(PostProcess):
+    """Post-processing that kills its worker process at the first 256 x 128 image."""
+
+    def __call__(self, outputs: ScaleOutputs, sizes: TestSizes) -> Decoded:
+        if sizes.base_size == (256, 128):
+            os._exit(1)  # as the kernel's OOM killer would end it
+        return super().__call__(outputs, sizes)
+
+
+def test_a_killed_decode_worker_stops_the_stream_in_one_line(crowd) -> None:
+    model, cfg, images = crowd
+    stages = Stages(model, cfg)
+    stages.post = _DyingPost(**{f.name: getattr(stages.post, f.name)
+                                for f in dataclasses.fields(PostProcess)})
+    wide = [im for im in images if im.shape[:2] == (128, 256)]
+    others = [im for im in images if im.shape[:2] != (128, 256)]
+    got = []
+    with pytest.raises(AeposeError, match=r"^a decode worker process died \(killed, or out of "
+                       r"memory\); decode_workers=0"):
+        # One worker decodes in input order: the images before the wide one are finished
+        # before it dies.
+        for result in stream(stages, [*others, wide[0]], lambda image: image, batch_size=1,
+                             decode_workers=1):
+            got.append(result)
+    expected = _inline(model, cfg, others, 1)
+    assert len(got) == len(others)
+    for result, (poses, _) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(result.poses, poses)

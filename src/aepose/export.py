@@ -139,12 +139,17 @@ def _export_copy(model: nn.Module, config: Config | None) -> nn.Module:
 
 
 def _count_outputs(net: nn.Module, example: Tensor) -> int:
-    """Number of tensors ``net`` returns (one forward pass on a single example image)."""
+    """Number of tensors ``net`` returns (one forward pass on a single example image);
+    weights that give NaN or infinite outputs are refused rather than exported."""
     with torch.no_grad():
         outputs = net(example[:1])
     if not isinstance(outputs, list | tuple) or not all(isinstance(o, Tensor) for o in outputs):
         raise AeposeError(f"the network must return a list of tensors to be exported, got "
                           f"{type(outputs).__name__}")
+    for o, out in enumerate(outputs):
+        if not bool(torch.isfinite(out).all()):
+            raise AeposeError(f"the network's output {o} holds NaN or infinite values on a "
+                              "test input (broken weights); nothing was exported")
     return len(outputs)
 
 
@@ -341,12 +346,12 @@ def onnx_predictor(
     flip: bool | None = None,
     pose_nms: float | None = None,
     stage_average: str | None = None,
+    channel_order: str = "bgr",
 ) -> Predictor:
     """A :class:`~aepose.inference.Predictor` whose network is the ONNX file at ``path``.
 
     ``config`` is a Config or a preset name; ``None`` takes the one stored in the file (an
     error if there is none). A given config must describe the stored network, if any.
-    channel_order: str = "bgr",
     ``scales``, ``flip``, ``pose_nms``, ``stage_average`` and ``channel_order`` (of the
     arrays it is given: BGR by default) are the Predictor's; ``providers`` and ``threads``
     are :meth:`OnnxNetwork.load`'s.

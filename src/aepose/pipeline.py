@@ -45,6 +45,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -80,8 +81,8 @@ __all__ = [
     "default_decode_workers",
     "keep_freed_memory",
     "named_error",
-    "stream",
     "prepare",
+    "stream",
 ]
 
 T = TypeVar("T")
@@ -261,7 +262,6 @@ class Stages:
         return image_outputs(outputs, index, batch, self.post.flip_index is not None)
 
 
-def _checked_image(image: Any) -> np.ndarray:
 def prepare(image: np.ndarray, input_size: int | tuple[int, int],
             scales: Sequence[float]) -> Prepared:
     """The ``preprocess`` stage: RGB uint8 [H, W, 3] -> :class:`Prepared` (CPU tensors).
@@ -283,6 +283,7 @@ def prepare(image: np.ndarray, input_size: int | tuple[int, int],
     return Prepared(sizes, inputs, height, width)
 
 
+def _checked_image(image: Any) -> np.ndarray:
     if (
         not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
         or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0
@@ -377,6 +378,10 @@ def stream(
         cv2.setNumThreads(1)
     try:
         yield from engine.run(iter(items))
+    except BrokenProcessPool:
+        raise AeposeError("a decode worker process died (killed, or out of memory); "
+                          "decode_workers=0 (--decode-workers 0) decodes in this process "
+                          "instead") from None
     finally:
         # On an error or Ctrl-C nothing queued is worth finishing.
         engine.readers.shutdown(wait=True, cancel_futures=True)
