@@ -72,7 +72,7 @@ def test_parser_copies_equal_their_owners() -> None:
     from aepose.demo import DemoSettings
     from aepose.inference import COMPILE_MODES
     from aepose.precision import PRECISIONS
-    from aepose.predict import OVERLAY_MIN_SCORE
+    from aepose.predict_job import OVERLAY_MIN_SCORE
 
     pairs = [(cli.STAGE_AVERAGES, STAGE_AVERAGES), (cli.PRECISIONS, PRECISIONS),
              (cli.COMPILE_MODES, COMPILE_MODES), (cli.BENCHMARK_STAGES, tuple(sorted(STAGES))),

@@ -34,8 +34,7 @@ from aepose.synth import generate_dataset
 TINY = "higherhrnet_tiny_crowdpose_128"
 SRC = Path(__file__).resolve().parents[1] / "src"
 IMAGES = 8
-# The module of 'aepose predict' (the attribute aepose.predict is the one-call function).
-PREDICT_MODULE = importlib.import_module("aepose.predict")
+PREDICT_MODULE = importlib.import_module("aepose.predict_job")
 
 # ``python -c _SLOW MARKS SECONDS ARGV...``: aepose ARGV with every image read slowed down by
 # SECONDS and marked by a line in MARKS (so the test knows the run is under way).
@@ -49,8 +48,7 @@ def slow(path):
     time.sleep(float(sys.argv[2]))
     return read_image(path)
 
-# importlib: the attribute aepose.predict is the one-call function, not this module
-for module in ("aepose.predict", "aepose.eval_loop"):
+for module in ("aepose.predict_job", "aepose.eval_loop"):
     importlib.import_module(module).read_image = slow
 from aepose.cli import main
 sys.exit(main(sys.argv[3:]))

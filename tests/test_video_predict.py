@@ -29,14 +29,13 @@ from aepose.config import get_preset
 from aepose.errors import AeposeError
 from aepose.inference import Pose, Predictor
 from aepose.keypoints import get_spec
-from aepose.predict import PredictOptions, run_predict
+from aepose.predict_job import PredictOptions, run_predict
 from aepose.sources import LatestFrames, expand_sources, open_video
 from aepose.synth.video import sequence_truth, write_sequence
 from aepose.tracking import TrackerConfig
 from aepose.visualize import draw_poses, person_color, save_image, track_color
 
-# The module, not the function ``aepose.predict`` that the package exports under its name.
-predict_module = importlib.import_module("aepose.predict")
+predict_module = importlib.import_module("aepose.predict_job")
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 SIZE = (160, 128)  # W, H

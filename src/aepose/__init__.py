@@ -19,8 +19,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import importlib
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -92,31 +90,3 @@ __all__ = [
     "predict_images",
     "preprocess",
 ]
-
-
-class _CallablePredictModule(types.ModuleType):
-    """The module ``aepose.predict`` (the command line's predict job), callable as the
-    function ``aepose.predict`` (:func:`aepose.quick.predict`)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from aepose.quick import predict
-
-        return predict(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """The aepose package, whose attribute ``predict`` is always callable.
-
-    Importing a submodule binds it as an attribute of its package, so once the module
-    ``aepose.predict`` is imported it replaces the function ``aepose.predict``. The module
-    is kept there (``monkeypatch.setattr("aepose.predict.X", ...)`` and ``import
-    aepose.predict as m`` must reach it) and made callable as the function.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "predict" and isinstance(value, types.ModuleType):
-            value.__class__ = _CallablePredictModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

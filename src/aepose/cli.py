@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from aepose.distributed import DistInfo
     from aepose.inference import Predictor
     from aepose.io import RunLock
-    from aepose.predict import PredictSummary
+    from aepose.predict_job import PredictSummary
 
 # Choices and defaults the parser shows before any command runs. They are copies, so that
 # building the parser imports no torch; tests/test_cli_startup.py checks that each equals
@@ -49,7 +49,7 @@ STAGE_AVERAGES = ("v0.29", "legacy")  # aepose.aggregate.STAGE_AVERAGES
 PRECISIONS = ("fp32", "bf16", "fp16")  # aepose.precision.PRECISIONS
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.inference
 BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.benchmark.STAGES
-OVERLAY_MIN_SCORE = 0.2  # aepose.predict.OVERLAY_MIN_SCORE
+OVERLAY_MIN_SCORE = 0.2  # aepose.predict_job.OVERLAY_MIN_SCORE
 TRACK_MAX_AGE, TRACK_MIN_SIMILARITY = 30, 0.2  # aepose.tracking.TrackerConfig defaults
 SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.OneEuroConfig defaults
 DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.demo.DemoSettings defaults
@@ -585,7 +585,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSummary:
     """This rank's share of ``aepose predict`` (all of it without torchrun)."""
     from aepose.distributed import broadcast_object
-    from aepose.predict import PredictOptions, run_predict
+    from aepose.predict_job import PredictOptions, run_predict
 
     predictor = _predictor(args, info.device)
     out = Path(broadcast_object(

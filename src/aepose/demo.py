@@ -27,7 +27,7 @@ from aepose.evaluation import format_table
 from aepose.inference import Predictor, with_test_settings
 from aepose.io import check_writable, write_json
 from aepose.keypoints import get_spec
-from aepose.predict import overlay
+from aepose.predict_job import overlay
 from aepose.synth import SceneParams, generate_dataset
 from aepose.train import TrainOptions, TrainResult, train
 from aepose.visualize import save_image
