@@ -274,13 +274,7 @@ def video_info(path: str | Path) -> VideoInfo:
     """Frame rate, frame size (pixels) and frame count of a video file."""
     capture = _open_capture(path)
     try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-        return VideoInfo(
-            fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
-            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
-        )
+        return _info_of(capture)
     finally:
         capture.release()
 
