@@ -50,12 +50,27 @@ def test_python_dash_m_help_answers() -> None:
 def test_import_aepose_is_lazy_and_names_still_work() -> None:
     code = ("import sys, aepose; before = 'torch' in sys.modules; "
             "p = aepose.Predictor; m = aepose.load_model; c = aepose.get_preset; "
-            "import os; print(before, 'torch' in sys.modules, os.environ['OMP_WAIT_POLICY'], "
+            "import os; print(before, 'torch' in sys.modules, "
+            "os.environ.get('OMP_WAIT_POLICY', 'unset'), "
             "p.__name__, m.__name__, 'Predictor' in dir(aepose))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
-    assert done.stdout.split() == ["False", "True", "PASSIVE", "Predictor", "load_model",
+    # A library import leaves the environment alone.
+    assert done.stdout.split() == ["False", "True", "unset", "Predictor", "load_model",
                                    "True"], done.stderr
+
+
+@pytest.mark.parametrize(("command", "policy"), [("predict", "PASSIVE"), ("train", "unset")])
+def test_streaming_commands_let_openmp_wait_passively(command: str, policy: str) -> None:
+    """predict and test run decode workers beside the network: OpenMP must not spin on the
+    cores they need; training has no such workers and keeps OpenMP's default."""
+    argv = {"predict": ["predict", "missing.jpg", "--weights", "missing.pth"],
+            "train": ["train", "--preset", "missing", "--data-root", "."]}[command]
+    code = ("import os, sys; from aepose.cli import main; main(sys.argv[1:]); "
+            "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert done.stdout.split()[-1:] == [policy], done.stderr
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

@@ -10,14 +10,6 @@ The public names are imported on first use (PEP 562), so that ``import aepose`` 
 command line's ``--help`` do not pay for torch (about 1.5 s) until something needs it.
 """
 
-import os
-
-# Decoding runs in worker processes beside the network; OpenMP's default spin-waiting
-# after each parallel region burns the cores they need (measured: 6.8 -> 7.6 images/s on
-# 2 cores). Only effective when aepose is imported before torch starts OpenMP; a value
-# set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any

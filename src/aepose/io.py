@@ -29,6 +29,7 @@ from aepose.errors import AeposeError
 
 __all__ = [
     "LOCK_NAME",
+    "AtomicFile",
     "RunLock",
     "atomic_write",
     "check_writable",
@@ -47,8 +48,8 @@ def _reason(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def _temporary_name(folder: Path) -> Path:
-    return folder / f".aepose-{secrets.token_hex(4)}.tmp"
+def _temporary_name(folder: Path, suffix: str = "") -> Path:
+    return folder / f".aepose-{secrets.token_hex(4)}.tmp{suffix}"
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -85,24 +86,50 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], *, what: str 
             propagate unchanged; either way the temporary file is gone and ``path`` is as
             it was.
     """
-    target = Path(path)
-    name = f"{what} {target}" if what else str(target)
+    file = AtomicFile(path, what=what)
     try:
-        _make_folder(target.parent)
-        tmp = _reserve(target.parent)
+        writer(file.tmp)
     except OSError as err:
-        raise AeposeError(f"cannot write {name}: {_reason(err)}") from None
-    try:
-        writer(tmp)
-        _fsync(tmp)
-        os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise AeposeError(f"cannot write {name}: {_reason(err)}") from None
+        file.discard()
+        raise AeposeError(f"cannot write {file.name}: {_reason(err)}") from None
     except BaseException:  # the writer's own errors and Ctrl-C: no debris either way
-        tmp.unlink(missing_ok=True)
+        file.discard()
         raise
-    return target
+    return file.commit()
+
+
+class AtomicFile:
+    """A file written under a temporary name and renamed into place: the steps of
+    :func:`atomic_write`, for writers that fill the file over time (a video, frame by frame).
+
+    ``tmp`` is reserved at construction (missing folders are created); write it, then
+    :meth:`commit` (flush to disk, rename over ``path``) or :meth:`discard`. ``suffix`` ends
+    the temporary name, for libraries that choose a format by extension (``".mp4"``).
+    Operating-system failures are one AeposeError line naming ``path`` (as ``what``).
+    """
+
+    def __init__(self, path: str | Path, *, what: str = "", suffix: str = "") -> None:
+        self.path = Path(path)
+        self.name = f"{what} {self.path}" if what else str(self.path)
+        try:
+            _make_folder(self.path.parent)
+            self.tmp = _reserve(self.path.parent, suffix)
+        except OSError as err:
+            raise AeposeError(f"cannot write {self.name}: {_reason(err)}") from None
+
+    def commit(self) -> Path:
+        """Flush the temporary file to disk and rename it to ``path``; returns ``path``."""
+        try:
+            _fsync(self.tmp)
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            self.discard()
+            raise AeposeError(f"cannot write {self.name}: {_reason(err)}") from None
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file; ``path`` stays as it was."""
+        self.tmp.unlink(missing_ok=True)
 
 
 def _make_folder(folder: Path) -> None:
@@ -112,10 +139,10 @@ def _make_folder(folder: Path) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder") from None
 
 
-def _reserve(folder: Path) -> Path:
+def _reserve(folder: Path, suffix: str = "") -> Path:
     """A new, empty temporary file in ``folder``, created exclusively (never shared)."""
     while True:
-        tmp = _temporary_name(folder)
+        tmp = _temporary_name(folder, suffix)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
             return tmp

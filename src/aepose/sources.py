@@ -25,7 +25,6 @@ import math
 import os
 import re
 import threading
-import uuid
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
+from aepose.io import AtomicFile
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -556,17 +556,18 @@ class VideoWriter:
             raise AeposeError(f"cannot write video {self.path}: frame size {width}x{height}")
         self.fps, self.width, self.height = float(fps), width, height
         self.frames_written = 0
-        # The muxer picks the container from the name, so the temporary name ends in .mp4 too.
-        self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.mp4")
+        self._file: AtomicFile | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
 
     def __enter__(self) -> VideoWriter:
+        # The muxer picks the container from the name, so the temporary name ends in .mp4 too.
+        self._file = AtomicFile(self.path, what="video", suffix=".mp4")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            container = av.open(str(self._tmp), "w", format="mp4")
-        except OSError as err:
-            raise AeposeError(f"cannot write video {self.path}: {err.strerror or err}") from None
+            container = av.open(str(self._file.tmp), "w", format="mp4")
+        except (av.FFmpegError, OSError) as err:
+            self._file.discard()
+            raise AeposeError(f"cannot write video {self.path}: {err}") from None
         try:
             # NTSC-style rates (29.97) become exact fractions (30000/1001).
             rate = Fraction(self.fps).limit_denominator(1001)
@@ -576,7 +577,7 @@ class VideoWriter:
             stream.options = {"preset": "veryfast"}  # 2.5x faster than medium, same size
         except (av.FFmpegError, ValueError) as err:
             container.close()
-            self._tmp.unlink(missing_ok=True)
+            self._file.discard()
             raise AeposeError(f"cannot write video {self.path}: H.264 encoder: {err}") from None
         self._container, self._stream = container, stream
         return self
@@ -616,20 +617,19 @@ class VideoWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        file, self._file = self._file, None
+        if file is None:
+            return
         try:
             self._close()
         except (av.FFmpegError, OSError) as err:
-            self._tmp.unlink(missing_ok=True)
+            file.discard()
             if exc_type is None:
                 raise AeposeError(f"cannot write video {self.path}: {err}") from None
             return
         if exc_type is None and self.frames_written > 0:
-            try:
-                os.replace(self._tmp, self.path)
-            except OSError as err:
-                self._tmp.unlink(missing_ok=True)
-                raise AeposeError(f"cannot write video {self.path}: {err.strerror}") from None
+            file.commit()
             return
-        self._tmp.unlink(missing_ok=True)
+        file.discard()
         if exc_type is None:
             raise AeposeError(f"no frames were written to video {self.path}")
