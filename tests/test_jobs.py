@@ -250,3 +250,32 @@ def test_predict_on_two_ranks_writes_one_merged_output(
     assert two["images"] == one["images"] and sum(len(i["people"]) for i in one["images"]) > 0
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         ".aepose.lock", "predictions.json", "results.json"]
+
+
+def test_predict_results_score_like_test(
+    crowd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """predict's results.json is a COCO export: images named by their ids (as COCO's and
+    CrowdPose's are) keep those ids, so `test --results` gives test's own metrics."""
+    _detecting_checkpoint(tmp_path / "w.pth")
+    ann = crowd / "annotations" / "mmpose_crowdpose_test.json"
+    names = [image["file_name"] for image in json.loads(ann.read_text())["images"]]
+    assert all(Path(name).stem.isdigit() for name in names)
+    common = ["--weights", str(tmp_path / "w.pth"), "--device", "cpu", "--batch-size", "1"]
+    assert _run(capsys, "test", *common, "--data-root", str(crowd), "--out",
+                str(tmp_path / "test"))[0] == 0
+    assert _run(capsys, "predict", *(str(crowd / "images" / n) for n in names), *common,
+                "--no-draw", "--out", str(tmp_path / "pred"))[0] == 0
+    code, _, err = _run(capsys, "test", "--results", str(tmp_path / "pred" / "results.json"),
+                        "--ann", str(ann), "--spec", "crowdpose", "--out", str(tmp_path / "re"))
+    assert code == 0, err
+    tested = json.loads((tmp_path / "test" / "metrics.json").read_text())["metrics"]
+    rescored = json.loads(next((tmp_path / "re").glob("metrics*.json")).read_text())["metrics"]
+    assert rescored == tested
+    # The records themselves are test's (an untrained network scores AP 0 on both sides).
+    records = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("test", "pred")]
+    assert len(records[0]) > 0
+    def key(record: dict) -> str:
+        return json.dumps(record, sort_keys=True)
+
+    assert sorted(map(key, records[1])) == sorted(map(key, records[0]))

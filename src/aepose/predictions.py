@@ -4,8 +4,10 @@ While a run goes on, every finished image or video frame is appended to
 ``predictions.jsonl`` (``predictions.rankN.jsonl`` for rank N under torchrun), one JSON
 object a line, flushed: after a crash those files hold every finished image. At the end
 rank 0 merges them in input order into ``predictions.json`` (header + ``images``, each with
-its ``people``) and ``results.json`` (the same people as flat COCO result records), both
-written atomically, and removes the partial files. The images are streamed from the
+its ``people``) and ``results.json`` (the same people as flat COCO result records, whose
+``image_id`` is the number a file is named by when every image is named by a number, as
+COCO's and CrowdPose's are, so that ``aepose test --results`` scores them), both written
+atomically, and removes the partial files. The images are streamed from the
 partial files, never all held in memory.
 """
 
@@ -100,12 +102,28 @@ def _write_predictions(tmp: Path, header: dict[str, Any], parts: list[Path]) -> 
 
 
 def _write_results(tmp: Path, parts: list[Path]) -> None:
+    ids = _dataset_ids(parts)
     with tmp.open("w", encoding="utf-8") as f:
         f.write("[")
         first = True
         for entry in _entries(parts):
+            image_id = ids[entry["id"]] if ids is not None else entry["id"]
             for person in entry["people"]:
-                record = Pose.from_dict(person).to_coco(entry["id"])
+                record = Pose.from_dict(person).to_coco(image_id)
                 f.write(("" if first else ",") + "\n" + json.dumps(record))
                 first = False
         f.write("\n]\n")
+
+
+def _dataset_ids(parts: list[Path]) -> dict[int, int] | None:
+    """Image id -> the number its file is named by, when every entry is an image file named
+    by a distinct number (COCO's 000000397133.jpg, CrowdPose's 100000.jpg are their ids in
+    the annotation files), so that ``aepose test --results`` can score the records; else
+    None (the records keep predictions.json's ids)."""
+    ids: dict[int, int] = {}
+    for entry in _entries(parts):
+        stem = Path(entry["file_name"]).stem
+        if "frame" in entry or not stem.isdigit():
+            return None
+        ids[entry["id"]] = int(stem)
+    return ids if len(set(ids.values())) == len(ids) else None
