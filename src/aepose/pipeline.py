@@ -5,24 +5,25 @@ Named stages, each with one owner:
 ``read``          the caller's function: a file, a video frame, an array (RGB uint8 [H, W, 3]);
 ``preprocess``    :func:`prepare` (:meth:`Stages.preprocess`): test sizes, resize, ImageNet
                   normalisation;
-``network``       :meth:`Stages.network`: one forward pass per test scale over a batch of
+``network``       :meth:`Stages.network_outputs`: one forward pass per test scale over a batch of
                   images whose inputs have equal sizes (with the flip test: 2B rows);
 ``aggregate``     :func:`~aepose.aggregate.aggregate_outputs` of one image's rows;
 ``decode``        a :class:`~aepose.grouping.Decoder` bound to the preset's test settings;
 ``back-project``  :func:`~aepose.data.transforms.back_project` to original-image pixels.
 
 The last three run per image in :class:`PostProcess`, a picklable object: inline, in a pool
-of worker processes (CPU networks: the raw outputs cross once through shared memory and the
-maps are computed in the worker), or in a thread on the network's GPU (the maps never leave
-the device; only the [K, M] candidates cross for the matching).
+of forked worker processes (CPU networks: each image's raw outputs cross once, as arrays, and
+its maps are computed in the worker), or in threads beside the network's GPU (the maps never
+leave the device; only the [K, M] candidates cross for the matching).
 
 :func:`stream` is the engine that :class:`~aepose.inference.Predictor`, ``aepose predict``,
 ``aepose test``, training validation, the ONNX backend and ``aepose benchmark`` all run: any
 iterable of items in, one :class:`Result` per item out, in input order. Items are read and
-preprocessed by a pool of threads (OpenCV and torch release the GIL), batched by equal input
-size across a window of pending images, run through the network while the previous batch
-is decoded, with bounded queues: memory stays flat on a million images. A bad item becomes a
-Result with an ``error`` line; the others go on.
+preprocessed by a pool of threads (OpenCV and torch release the GIL; a video capture can be
+read by them too, which DataLoader workers could not), batched by equal input size across a
+window of pending images (batches depend on the input alone, never on timing), run through
+the network while the previous batches are decoded, with bounded queues: memory stays flat
+on a million images. A bad item becomes a Result with an ``error`` line; the others go on.
 
 Legend: B batch, K keypoints, P people, L tag dims (2 with flip), h1 x w1 the base size.
 """
