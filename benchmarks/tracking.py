@@ -26,6 +26,7 @@ trackers see, in place of :func:`simulate_detections`' output::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import tempfile
@@ -433,7 +434,7 @@ def _pixel_errors(people: list[dict[str, Any]], hyp: np.ndarray, dist: np.ndarra
 
 def run_all(args: argparse.Namespace) -> None:
     spec = get_spec(args.spec)
-    noise = NoiseModel()
+    noise = dataclasses.replace(NoiseModel(), false_positives=args.false_positives)
     methods: dict[str, Callable[[Sequence[np.ndarray]], Tracker]] = {
         "greedy IoU (mmpose default)": lambda _: make_greedy(spec, use_oks=False),
         "greedy OKS (mmpose --use-oks)": lambda _: make_greedy(spec, use_oks=True),
@@ -556,6 +557,40 @@ def _time_pass(sequences: Sequence[tuple[Any, list[np.ndarray], list[np.ndarray]
     return total
 
 
+def time_full_crowd(spec: KeypointSpec, people: int, frames: int, smooth: bool) -> float:
+    """Milliseconds per frame of PoseTracker.update with exactly ``people`` detections in
+    every frame (walkers on a grid, 1-2 px per frame, jittered joints), best of 3 passes."""
+    rng = np.random.default_rng(0)
+    k = spec.num_keypoints
+    template = np.stack([rng.uniform(0, 60, k), rng.uniform(0, 160, k)], axis=1)
+    grid = np.stack([np.arange(people) % 4 * 150.0 + 20, np.arange(people) // 4 * 170.0 + 10],
+                    axis=1)
+    velocity = rng.uniform(-2, 2, (people, 2))
+    poses = []
+    for f in range(frames):
+        xy = grid[:, None] + velocity[:, None] * f + template[None]
+        xy = xy + rng.normal(0, 1.5, xy.shape)
+        poses.append(np.concatenate([xy, np.full((people, k, 1), 0.9)], axis=2))
+    best = float("inf")
+    for _ in range(3):
+        tracker = PoseTracker(spec, TrackerConfig(smooth=smooth))
+        start = time.perf_counter()
+        for f, frame in enumerate(poses):
+            tracker.update(frame, timestamp_ms=f * 40.0)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / frames
+
+
+def run_timing(args: argparse.Namespace) -> None:
+    spec = get_spec(args.spec)
+    print("| detections/frame | smooth | ms/frame |")
+    print("|---|---|---|")
+    for people in args.people:
+        for smooth in (False, True):
+            ms = time_full_crowd(spec, people, args.frames, smooth)
+            print(f"| {people} | {'yes' if smooth else 'no'} | {ms:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, nargs="+", default=[1, 2, 4, 8, 12])
@@ -570,8 +605,16 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, default=0.2,
                         help="--end-to-end: people scoring below it are not tracked "
                         "(default 0.2, the overlays' threshold)")
+    parser.add_argument("--false-positives", type=float, default=NoiseModel.false_positives,
+                        help="spurious people per frame in the simulated detections "
+                        f"(default {NoiseModel.false_positives})")
+    parser.add_argument("--timing", action="store_true",
+                        help="only time the tracker with exactly --people detections per frame")
     args = parser.parse_args()
-    run_end_to_end(args) if args.end_to_end else run_all(args)
+    if args.timing:
+        run_timing(args)
+    else:
+        run_end_to_end(args) if args.end_to_end else run_all(args)
 
 
 if __name__ == "__main__":
