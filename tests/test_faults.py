@@ -39,8 +39,12 @@ PREDICT_MODULE = importlib.import_module("aepose.predict_job")
 # ``python -c _SLOW MARKS SECONDS ARGV...``: aepose ARGV with every image read slowed down by
 # SECONDS and marked by a line in MARKS (so the test knows the run is under way).
 _SLOW = """
-import importlib, sys, time
+import importlib, signal, sys, time
 from aepose.data.coco import read_image
+
+# As from a terminal, whatever started the tests: a shell's background job (nohup ... &)
+# hands its children SIGINT ignored, and Python keeps it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow(path):
     with open(sys.argv[1], "a") as marks:

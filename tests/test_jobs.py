@@ -147,10 +147,12 @@ def test_export_then_onnxruntime_predict_equals_torch(
 
 def _check_self_describing(out: Path, records: list[dict]) -> None:
     """predictions.json: per image its people as [[x, y, score], ...]; results.json: the same
-    people as flat COCO records with the image ids of predictions.json."""
+    people as flat COCO records, whose image_id is the number the file is named by (as
+    COCO's and CrowdPose's images are; these are named 0.png, 1.png ...)."""
     predictions = json.loads((out / "predictions.json").read_text())
     assert predictions["model"]["preset"] and predictions["test"]["scales"] == [1.0]
-    people = [(image["id"], p) for image in predictions["images"] for p in image["people"]]
+    people = [(int(Path(image["file_name"]).stem), p) for image in predictions["images"]
+              for p in image["people"]]
     assert len(people) == len(records) > 0
     for (image_id, person), record in zip(people, records, strict=True):
         k = len(predictions["keypoint_names"])
