@@ -586,11 +586,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSummary:
     """This rank's share of ``aepose predict`` (all of it without torchrun)."""
     from aepose.distributed import broadcast_object
+    from aepose.io import check_writable
     from aepose.predict_job import PredictOptions, run_predict
 
-    predictor = _predictor(args, info.device)
     out = Path(broadcast_object(
         args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}", info))
+    check_writable(out)  # before the weights are loaded: an unwritable --out costs nothing
+    predictor = _predictor(args, info.device)
     options = PredictOptions(
         batch_size=args.batch_size, read_workers=args.workers,
         decode_workers=args.decode_workers, draw=not args.no_draw,
