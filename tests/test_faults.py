@@ -107,6 +107,11 @@ def _os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+def _read_only(folder: Path, suffix: str = "") -> Path:
+    """aepose.io's temporary-file reservation on a read-only file system."""
+    raise _os_error(errno.EROFS)
+
+
 # ---------------------------------------------------------------------------------------
 # Read-only and full output folders (in-process, aepose.io patched)
 
@@ -115,10 +120,7 @@ def test_predict_into_a_read_only_folder_stops_before_any_work(
     setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def read_only(folder: Path) -> Path:
-        raise _os_error(errno.EROFS)
-
-    monkeypatch.setattr(aepose_io, "_reserve", read_only)
+    monkeypatch.setattr(aepose_io, "_reserve", _read_only)
     monkeypatch.setattr(PREDICT_MODULE, "stream", _never("the pipeline"))
     code, _, err = run_cli(capsys, *_predict_args(setup, tmp_path / "out"))
     assert_one_line(code, err)
@@ -149,10 +151,7 @@ def test_test_into_a_read_only_folder_stops_before_the_evaluation(
     setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def read_only(folder: Path) -> Path:
-        raise _os_error(errno.EROFS)
-
-    monkeypatch.setattr(aepose_io, "_reserve", read_only)
+    monkeypatch.setattr(aepose_io, "_reserve", _read_only)
     monkeypatch.setattr("aepose.eval_loop.evaluate_model", _never("the evaluation"))
     code, _, err = run_cli(capsys, *_test_args(setup, tmp_path / "out"))
     assert_one_line(code, err)

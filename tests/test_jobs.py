@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,25 +191,26 @@ def _detecting_checkpoint(path: Path) -> None:
     torch.save({"model": model.state_dict(), "config": dataclasses.asdict(cfg)}, path)
 
 
-@pytest.mark.slow
-def test_test_command_on_two_ranks_decodes_each_image_once(
-    crowd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import os
-    import subprocess
-    import sys
-
-    _detecting_checkpoint(tmp_path / "w.pth")
-    common = ["test", "--weights", str(tmp_path / "w.pth"), "--data-root", str(crowd),
-              "--device", "cpu", "--workers", "0"]
-    assert _run(capsys, *common, "--out", str(tmp_path / "one"))[0] == 0
+def _on_two_ranks(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``aepose ARGV`` under torchrun with 2 CPU ranks (gloo), which must succeed."""
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "aepose", *common, "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=240)
+         "-m", "aepose", *argv], env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.slow
+def test_test_command_on_two_ranks_decodes_each_image_once(
+    crowd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _detecting_checkpoint(tmp_path / "w.pth")
+    common = ["test", "--weights", str(tmp_path / "w.pth"), "--data-root", str(crowd),
+              "--device", "cpu", "--workers", "0"]
+    assert _run(capsys, *common, "--out", str(tmp_path / "one"))[0] == 0
+    _on_two_ranks(*common, "--out", str(tmp_path / "two"))
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
     assert two["metrics"] == one["metrics"] and two["images"] == one["images"] == 3
     results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two")]
@@ -223,10 +227,6 @@ def test_test_command_on_two_ranks_decodes_each_image_once(
 def test_predict_on_two_ranks_writes_one_merged_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
     from aepose.benchmark import crowd_images
     from aepose.visualize import save_image
 
@@ -237,13 +237,7 @@ def test_predict_on_two_ranks_writes_one_merged_output(
     common = ["predict", str(tmp_path / "in"), "--weights", str(tmp_path / "w.pth"),
               "--device", "cpu", "--batch-size", "1", "--no-draw"]
     assert _run(capsys, *common, "--out", str(tmp_path / "one"))[0] == 0
-    src = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "aepose", *common, "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _on_two_ranks(*common, "--out", str(tmp_path / "two"))
     assert done.stdout.count("predictions:") == 1  # rank 0 reports for both
     one, two = (json.loads((tmp_path / d / "predictions.json").read_text())
                 for d in ("one", "two"))
