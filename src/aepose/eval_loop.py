@@ -23,7 +23,7 @@ from aepose.data.dataset import EvalImage, eval_images
 from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.evaluation import evaluate_keypoints, results_from_poses, write_results
 from aepose.keypoints import get_spec
-from aepose.pipeline import Stages, default_decode_workers, named_error, stream
+from aepose.pipeline import Stages, named_error, stream
 
 __all__ = ["EvalResult", "evaluate_model"]
 
@@ -97,8 +97,6 @@ def _predict_shard(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
     skipped: list[str] = []
-    if decode_workers is None:
-        decode_workers = default_decode_workers(stages.device)
     results = stream(stages, images, lambda image: read_image(image.path),
                      batch_size=batch_size, read_workers=workers, decode_workers=decode_workers)
     with tqdm(total=len(images), desc="test", disable=not progress, dynamic_ncols=True,

@@ -342,7 +342,7 @@ def stream(
     batch_size: int = 8,
     window: int | None = None,
     read_workers: int = 2,
-    decode_workers: int = 0,
+    decode_workers: int | None = 0,
     keep_images: bool = False,
     timer: StageTimer | None = None,
     decoders: Executor | None = None,
@@ -360,7 +360,8 @@ def stream(
             into its batch (default 4 x batch_size); memory is bounded by it.
         read_workers: threads reading and preprocessing (0: in the calling thread).
         decode_workers: processes (CPU network) or threads (GPU network) aggregating and
-            decoding; 0 decodes in the calling thread, between forward passes.
+            decoding; 0 decodes in the calling thread, between forward passes; None takes
+            :func:`default_decode_workers`.
         keep_images: put each RGB image in its Result (for overlays).
         timer: receives the seconds of every stage.
         decoders: an executor from :func:`decode_pool` to use instead of starting one
@@ -568,10 +569,12 @@ def default_decode_workers(device: torch.device) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def decode_pool(device: torch.device, workers: int) -> Executor:
-    """Where post-processing runs: inline (0 workers); threads on a GPU, where the maps stay
-    on the device; processes on the CPU, each with one torch thread. Shut it down after use
-    (``with decode_pool(...) as pool:``)."""
+def decode_pool(device: torch.device, workers: int | None) -> Executor:
+    """Where post-processing runs: inline (0 workers; None: :func:`default_decode_workers`);
+    threads on a GPU, where the maps stay on the device; processes on the CPU, each with one
+    torch thread. Shut it down after use (``with decode_pool(...) as pool:``)."""
+    if workers is None:
+        workers = default_decode_workers(device)
     if workers <= 0:
         return _Inline()
     if device.type != "cpu":

@@ -38,7 +38,7 @@ from aepose.errors import AeposeError
 from aepose.inference import Pose, Predictor
 from aepose.io import RunLock, check_writable
 from aepose.keypoints import RGB, KeypointSpec
-from aepose.pipeline import Result, StageTimer, default_decode_workers, named_error, stream
+from aepose.pipeline import Result, StageTimer, named_error, stream
 from aepose.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
 from aepose.sources import (
     FrameReader,
@@ -212,7 +212,7 @@ def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor:
     with tqdm(total=len(images), desc="images", disable=not options.progress or not images,
               dynamic_ncols=True, leave=False) as bar:
         results = stream(predictor.stages, images, lambda item: read_image(item.path),
-                         **_stream_options(options, predictor), timer=summary.timer)
+                         **_stream_options(options), timer=summary.timer)
         for result in results:
             _record_image(result, names[result.item.path], predictor, options, summary, writer)
             bar.update(1)
@@ -221,10 +221,9 @@ def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor:
             _predict_video(item, names[item.path], predictor, options, summary, writer)
 
 
-def _stream_options(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
+def _stream_options(options: PredictOptions) -> dict[str, Any]:
     return {"batch_size": options.batch_size, "read_workers": options.read_workers,
-            "decode_workers": options.decode_workers if options.decode_workers is not None
-            else default_decode_workers(predictor.device), "keep_images": options.draw}
+            "decode_workers": options.decode_workers, "keep_images": options.draw}
 
 
 def _people(result: Result[Any], predictor: Predictor, options: PredictOptions) -> list[Pose]:
@@ -311,7 +310,7 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
     fps = info.fps or _FALLBACK_FPS
     tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
                if options.track else None)
-    settings = _stream_options(options, predictor)
+    settings = _stream_options(options)
     if options.drop or (options.drop is None and item.live):
         # One frame in flight: a batch or a read-ahead window would hold stale frames.
         settings |= {"batch_size": 1, "window": 1}
