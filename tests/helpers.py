@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import pytest
 import torch
 from torch import nn
@@ -18,6 +21,20 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
         code = int(exit_.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def read_back(video: Path) -> tuple[str, list[tuple[int, ...]]]:
+    """(FourCC, shape of every frame) of a video as OpenCV's FFmpeg backend decodes it."""
+    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    shapes = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        shapes.append(frame.shape)
+    capture.release()
+    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)), shapes
 
 
 def lively(preset: str, seed: int = 0, *, bn_statistics: bool = False) -> nn.Module:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from helpers import read_back
 
 from aepose.errors import AeposeError
 from aepose.sources import (
@@ -169,16 +170,7 @@ def test_video_round_trip_keeps_count_size_and_motion(tmp_path: Path) -> None:
 def test_video_is_h264_that_browsers_play_and_opencv_reads(tmp_path: Path) -> None:
     path = tmp_path / "h264.mp4"
     write_squares(path, frames=7)
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    code = int(capture.get(cv2.CAP_PROP_FOURCC))
-    fourcc = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
-    shapes = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        shapes.append(frame.shape)
-    capture.release()
+    fourcc, shapes = read_back(path)
     assert fourcc.lower() in {"avc1", "h264"}
     assert shapes == [(HEIGHT, WIDTH, 3)] * 7
     # What a browser needs: H.264 in MP4 with 4:2:0 chroma (4:4:4 or RGB H.264 does not play).

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import read_back, run_cli
 
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
@@ -150,14 +149,7 @@ def test_written_clip_reads_back_and_matches_the_truth(tmp_path: Path) -> None:
     doc = json.loads(truth_path.read_text())
     assert doc.pop("video") == video.name == "aic_seed9.mp4"
     assert doc == sequence_truth("aic", frames=12, people=3, size=SIZE, seed=9, fps=12.5)
-    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    shapes = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        shapes.append(frame.shape)
-    capture.release()
+    _, shapes = read_back(video)
     assert shapes == [(SIZE[1], SIZE[0], 3)] * 12
     again = tmp_path / "again"
     write_sequence(again, "aic", frames=12, people=3, size=SIZE, seed=9, fps=12.5)
