@@ -390,12 +390,18 @@ def evaluate_tracking(
     detections: Sequence[np.ndarray],
     tracker: Tracker,
     spec: KeypointSpec,
+    gt: str = "labelled",
 ) -> tuple[mm.MOTAccumulator, float, float]:
     """Run a tracker over a sequence's detections and match its output to the truth.
+
+    gt: which people count as ground truth in a frame: ``labelled``, those with at least 3
+    labelled joints (v > 0), hidden ones included; ``visible``, those with at least 3
+    visible joints (v = 2), the people a detector can see (PoseTrack labels only those).
 
     Returns (accumulator, seconds spent in the tracker, mean pixel error of visible
     joints of matched people).
     """
+    least = 2 if gt == "visible" else 1
     acc = mm.MOTAccumulator(auto_id=True)
     k2 = 2 * np.asarray(spec.sigmas)
     spent, errors = 0.0, []
@@ -406,7 +412,7 @@ def evaluate_tracking(
         keep = [i for i, t in enumerate(ids) if t >= 0]
         hyp = keypoints[keep] if keep else np.zeros((0, len(k2), 3))
         people = [p for p in record["people"]
-                  if (np.asarray(p["keypoints"])[2::3] > 0).sum() >= 3]
+                  if (np.asarray(p["keypoints"])[2::3] >= least).sum() >= 3]
         dist = _gt_distances(people, hyp, k2)
         acc.update([p["track_id"] for p in people], [ids[i] for i in keep], dist)
         errors.extend(_pixel_errors(people, hyp, dist))
@@ -448,7 +454,7 @@ def run_all(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for people in args.people:
         sequences = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             kind, truth = load_truth(args.truth, spec, args.frames, people, seed)
             kinds.add(kind)
             sequences.append((truth, *simulate_detections(truth, spec, noise, seed)))
@@ -456,7 +462,8 @@ def run_all(args: argparse.Namespace) -> None:
         for name, factory in methods.items():
             accs, spent, errors = [], 0.0, []
             for truth, dets, sources in sequences:
-                acc, seconds, error = evaluate_tracking(truth, dets, factory(sources), spec)
+                acc, seconds, error = evaluate_tracking(truth, dets, factory(sources), spec,
+                                                        args.gt)
                 accs.append(acc)
                 spent += seconds
                 errors.append(error)
@@ -470,8 +477,9 @@ def run_all(args: argparse.Namespace) -> None:
             print(f"| {people} | {per_frame:.1f} | {name} | {row['mota']:.3f} | "
                   f"{row['idf1']:.3f} | {int(row['num_switches'])} | "
                   f"{np.nanmean(errors):.2f} | {ms} |")
-    print(f"\nground truth: {', '.join(sorted(kinds))}; {args.seeds} sequences of "
-          f"{args.frames} frames per row; spec {spec.name}")
+    print(f"\nground truth: {', '.join(sorted(kinds))}, {args.gt} people; {args.seeds} "
+          f"sequences (seeds from {args.first_seed}) of {args.frames} frames per row; "
+          f"spec {spec.name}")
 
 
 def model_detections(spec: KeypointSpec, weights: str, frames: int,
@@ -528,10 +536,10 @@ def run_end_to_end(args: argparse.Namespace) -> None:
         for people in args.people:
             sequences = [model_detections(spec, args.weights, args.frames, people,
                                           seed, args.min_score, Path(folder))
-                         for seed in range(args.seeds)]
+                         for seed in range(args.first_seed, args.first_seed + args.seeds)]
             per_frame = np.mean([len(d) for _, dets in sequences for d in dets])
             for name, factory in methods.items():
-                results = [evaluate_tracking(truth, dets, factory(), spec)
+                results = [evaluate_tracking(truth, dets, factory(), spec, args.gt)
                            for truth, dets in sequences]
                 summary = mm.metrics.create().compute_many(
                     [r[0] for r in results], metrics=["mota", "idf1", "num_switches"],
@@ -595,7 +603,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, nargs="+", default=[1, 2, 4, 8, 12])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="sequences per row (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of the first sequence (default 0); e.g. --first-seed 6 "
+                        "scores sequences the defaults were not chosen on")
     parser.add_argument("--spec", default=COCO.name)
     parser.add_argument("--truth", choices=["auto", "synth", "standin"], default="auto")
     parser.add_argument("--end-to-end", action="store_true",
@@ -608,6 +619,10 @@ def main() -> None:
     parser.add_argument("--false-positives", type=float, default=NoiseModel.false_positives,
                         help="spurious people per frame in the simulated detections "
                         f"(default {NoiseModel.false_positives})")
+    parser.add_argument("--gt", choices=["labelled", "visible"], default="labelled",
+                        help="people scored in each frame: 'labelled' (>= 3 labelled joints, "
+                        "hidden people included, the default) or 'visible' (>= 3 visible "
+                        "joints: the people a detector can see, as PoseTrack labels them)")
     parser.add_argument("--timing", action="store_true",
                         help="only time the tracker with exactly --people detections per frame")
     args = parser.parse_args()

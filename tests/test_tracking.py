@@ -187,3 +187,27 @@ def test_one_euro_mask_holds_unobserved_elements() -> None:
     assert 0 < out[0] < 5 and out[1] == 99.0
     again = filt(np.array([5.0, 0.0]), 0.08)
     assert again[1] == 0.0  # the held element resumes from its last state (0), at rest
+
+
+@pytest.mark.parametrize(("gt", "idf1"), [("labelled", 2 * 2 / (4 + 2)), ("visible", 1.0)])
+def test_benchmark_scores_hidden_people_only_as_labelled_truth(gt: str, idf1: float) -> None:
+    import motmetrics as mm
+    from tracking import evaluate_tracking, make_oracle
+
+    # Two frames: person 0 in view (v = 2), person 1 wholly behind someone (v = 1) and so
+    # never detected. Labelled truth counts person 1 as missed twice; visible truth skips it.
+    def truth_person(track_id: int, x: float, v: int) -> dict[str, object]:
+        kpts = person(x)
+        kpts[:, 2] = v
+        return {"track_id": track_id, "keypoints": kpts.reshape(-1).tolist(),
+                "bbox": [x - 15, 100.0, 30.0, 100.0]}
+
+    frames = [{"frame": f, "timestamp_ms": 40.0 * f,
+               "people": [truth_person(0, 100 + f, 2), truth_person(1, 300, 1)]}
+              for f in range(2)]
+    detections = [frame(person(100 + f)) for f in range(2)]
+    oracle = make_oracle([np.array([0]), np.array([0])])
+    acc, _, error = evaluate_tracking({"frames": frames}, detections, oracle, COCO, gt)
+    summary = mm.metrics.create().compute(acc, metrics=["idf1", "num_switches"])
+    assert summary["idf1"].item() == pytest.approx(idf1)
+    assert summary["num_switches"].item() == 0 and error == pytest.approx(0.0)
