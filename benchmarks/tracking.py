@@ -332,15 +332,19 @@ class GreedyTracker:
 
 
 class Tracker(Protocol):
-    def __call__(self, keypoints: np.ndarray, timestamp_ms: float) -> tuple[list[int],
-                                                                           np.ndarray]: ...
+    """One frame's [P, K, 3] poses and [P] person scores in; (P track IDs, -1 for none;
+    the [P, K, 3] poses to score, smoothed or not) out."""
+
+    def __call__(self, keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float
+                 ) -> tuple[list[int], np.ndarray]: ...
 
 
 def make_ours(spec: KeypointSpec, config: TrackerConfig) -> Tracker:
     tracker = PoseTracker(spec, config)
 
-    def run(keypoints: np.ndarray, timestamp_ms: float) -> tuple[list[int], np.ndarray]:
-        tracked = tracker.update(keypoints, timestamp_ms=timestamp_ms)
+    def run(keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float
+            ) -> tuple[list[int], np.ndarray]:
+        tracked = tracker.update(keypoints, scores, timestamp_ms=timestamp_ms)
         out = np.stack([t.keypoints for t in tracked]) if tracked else keypoints
         return [t.track_id for t in tracked], out
 
@@ -350,7 +354,8 @@ def make_ours(spec: KeypointSpec, config: TrackerConfig) -> Tracker:
 def make_greedy(spec: KeypointSpec, use_oks: bool) -> Tracker:
     tracker = GreedyTracker(spec.sigmas, use_oks)
 
-    def run(keypoints: np.ndarray, timestamp_ms: float) -> tuple[list[int], np.ndarray]:
+    def run(keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float
+            ) -> tuple[list[int], np.ndarray]:
         return tracker.update(keypoints), keypoints
 
     return run
@@ -362,7 +367,8 @@ def make_oracle(sources: Sequence[np.ndarray]) -> Tracker:
     frames = iter(sources)
     next_id = [10**6]
 
-    def run(keypoints: np.ndarray, timestamp_ms: float) -> tuple[list[int], np.ndarray]:
+    def run(keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float
+            ) -> tuple[list[int], np.ndarray]:
         ids = next(frames).tolist()
         for i, t in enumerate(ids):
             if t < 0:
@@ -391,12 +397,14 @@ def evaluate_tracking(
     tracker: Tracker,
     spec: KeypointSpec,
     gt: str = "labelled",
+    scores: Sequence[np.ndarray] | None = None,
 ) -> tuple[mm.MOTAccumulator, float, float]:
     """Run a tracker over a sequence's detections and match its output to the truth.
 
     gt: which people count as ground truth in a frame: ``labelled``, those with at least 3
     labelled joints (v > 0), hidden ones included; ``visible``, those with at least 3
     visible joints (v = 2), the people a detector can see (PoseTrack labels only those).
+    scores: per frame, [P] person scores of the detections (default all 1.0).
 
     Returns (accumulator, seconds spent in the tracker, mean pixel error of visible
     joints of matched people).
@@ -405,9 +413,10 @@ def evaluate_tracking(
     acc = mm.MOTAccumulator(auto_id=True)
     k2 = 2 * np.asarray(spec.sigmas)
     spent, errors = 0.0, []
-    for record, dets in zip(truth["frames"], detections, strict=True):
+    for f, (record, dets) in enumerate(zip(truth["frames"], detections, strict=True)):
+        frame_scores = np.ones(len(dets)) if scores is None else scores[f]
         start = time.perf_counter()
-        ids, keypoints = tracker(dets, record["timestamp_ms"])
+        ids, keypoints = tracker(dets, frame_scores, record["timestamp_ms"])
         spent += time.perf_counter() - start
         keep = [i for i, t in enumerate(ids) if t >= 0]
         hyp = keypoints[keep] if keep else np.zeros((0, len(k2), 3))
@@ -484,8 +493,9 @@ def run_all(args: argparse.Namespace) -> None:
 
 def model_detections(spec: KeypointSpec, weights: str, frames: int,
                      people: int, seed: int, min_score: float, folder: Path
-                     ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """(truth, per-frame [P, K, 3] poses of the model) for one rendered sequence."""
+                     ) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
+    """(truth, per-frame [P, K, 3] poses of the model, per-frame [P] their scores) for one
+    rendered sequence."""
     from aepose.inference import Predictor
     from aepose.sources import iter_video_frames
     from aepose.synth.video import write_sequence
@@ -495,12 +505,13 @@ def model_detections(spec: KeypointSpec, weights: str, frames: int,
     truth = json.loads(truth_path.read_text())
     predictor = _predictor(weights)
     assert isinstance(predictor, Predictor)
-    detections = []
+    detections, scores = [], []
     for _, rgb in iter_video_frames(video):
         poses = [p for p in predictor(rgb) if p.score >= min_score]
         detections.append(np.stack([p.keypoints for p in poses]) if poses
                           else np.zeros((0, spec.num_keypoints, 3), np.float32))
-    return truth, detections
+        scores.append(np.array([p.score for p in poses], dtype=np.float64))
+    return truth, detections, scores
 
 
 _PREDICTORS: dict[str, Any] = {}
@@ -526,6 +537,8 @@ def run_end_to_end(args: argparse.Namespace) -> None:
     methods: dict[str, Callable[[], Tracker]] = {
         "greedy IoU (mmpose default)": lambda: make_greedy(spec, use_oks=False),
         "greedy OKS (mmpose --use-oks)": lambda: make_greedy(spec, use_oks=True),
+        "PoseTracker min_score=0 (tracks everyone)": lambda: make_ours(spec, TrackerConfig(
+            min_score=0.0)),
         "PoseTracker": lambda: make_ours(spec, TrackerConfig()),
         "PoseTracker smooth=True": lambda: make_ours(spec, TrackerConfig(smooth=True)),
     }
@@ -537,10 +550,10 @@ def run_end_to_end(args: argparse.Namespace) -> None:
             sequences = [model_detections(spec, args.weights, args.frames, people,
                                           seed, args.min_score, Path(folder))
                          for seed in range(args.first_seed, args.first_seed + args.seeds)]
-            per_frame = np.mean([len(d) for _, dets in sequences for d in dets])
+            per_frame = np.mean([len(d) for _, dets, _ in sequences for d in dets])
             for name, factory in methods.items():
-                results = [evaluate_tracking(truth, dets, factory(), spec, args.gt)
-                           for truth, dets in sequences]
+                results = [evaluate_tracking(truth, dets, factory(), spec, args.gt, scores)
+                           for truth, dets, scores in sequences]
                 summary = mm.metrics.create().compute_many(
                     [r[0] for r in results], metrics=["mota", "idf1", "num_switches"],
                     generate_overall=True)
@@ -560,7 +573,7 @@ def _time_pass(sequences: Sequence[tuple[Any, list[np.ndarray], list[np.ndarray]
         tracker = factory(sources)
         start = time.perf_counter()
         for record, frame_dets in zip(truth["frames"], dets, strict=True):
-            tracker(frame_dets, record["timestamp_ms"])
+            tracker(frame_dets, np.ones(len(frame_dets)), record["timestamp_ms"])
         total += time.perf_counter() - start
     return total
 
@@ -613,9 +626,10 @@ def main() -> None:
                         help="part (b): a trained model's poses on rendered sequences")
     parser.add_argument("--weights", default="runs/demo/train/last.pth",
                         help="checkpoint for --end-to-end (default runs/demo/train/last.pth)")
-    parser.add_argument("--min-score", type=float, default=0.2,
-                        help="--end-to-end: people scoring below it are not tracked "
-                        "(default 0.2, the overlays' threshold)")
+    parser.add_argument("--min-score", type=float, default=0.0,
+                        help="--end-to-end: people scoring below it are dropped before any "
+                        "tracker sees them (default 0: all, as 'aepose predict' tracks "
+                        "them; PoseTracker's own min_score then decides)")
     parser.add_argument("--false-positives", type=float, default=NoiseModel.false_positives,
                         help="spurious people per frame in the simulated detections "
                         f"(default {NoiseModel.false_positives})")

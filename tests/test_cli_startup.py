@@ -102,5 +102,7 @@ def test_tracking_defaults_shown_by_predict_equal_the_tracker() -> None:
     from aepose.tracking import OneEuroConfig, TrackerConfig
 
     tracker, euro = TrackerConfig(), OneEuroConfig()
-    shown = (cli.TRACK_MAX_AGE, cli.TRACK_MIN_SIMILARITY, cli.SMOOTH_MIN_CUTOFF, cli.SMOOTH_BETA)
-    assert shown == (tracker.max_age, tracker.min_similarity, euro.min_cutoff, euro.beta)
+    shown = (cli.TRACK_MAX_AGE, cli.TRACK_MIN_SIMILARITY, cli.TRACK_MIN_SCORE,
+             cli.SMOOTH_MIN_CUTOFF, cli.SMOOTH_BETA)
+    assert shown == (tracker.max_age, tracker.min_similarity, tracker.min_score,
+                     euro.min_cutoff, euro.beta)

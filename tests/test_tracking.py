@@ -112,6 +112,22 @@ def test_weak_detection_gets_no_track() -> None:
     assert [t.track_id for t in PoseTracker(COCO).update(frame(weak))] == [-1]
 
 
+def test_people_under_min_score_are_not_tracked() -> None:
+    def run(config: TrackerConfig) -> list[list[int]]:
+        tracker = PoseTracker(COCO, config)
+        frames = [([person(100)], [0.9]),
+                  ([person(102)], [0.1]),  # a weak leftover where the person was
+                  ([person(104), person(400)], [0.9, 0.15])]  # and one elsewhere
+        return [[t.track_id for t in tracker.update(frame(*poses), scores=scores)]
+                for poses, scores in frames]
+
+    assert TrackerConfig().min_score == 0.2
+    assert run(TrackerConfig()) == [[0], [-1], [0, -1]]
+    assert run(TrackerConfig(min_score=0.0)) == [[0], [0], [0, 1]]  # everyone tracked
+    with pytest.raises(ValueError, match="min_score"):
+        TrackerConfig(min_score=-0.1)
+
+
 def test_update_poses_adapts_pose_objects() -> None:
     @dataclass
     class Pose:

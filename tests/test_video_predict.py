@@ -410,8 +410,10 @@ def test_cli_video_options_reach_the_run(clip: Path, tmp_path: Path,
     assert all("track_id" not in p for f in doc["images"] for p in f["people"])
     args = build_parser()[0].parse_args(
         ["predict", "0", "--weights", "w.pth", "--smooth", "--smooth-beta", "2",
-         "--track-max-age", "5", "--duration", "1.5", "--no-drop"])
+         "--track-max-age", "5", "--track-min-score", "0.3", "--duration", "1.5",
+         "--no-drop"])
     options = _video_options(args)
     assert options["track"] and options["drop"] is False and options["duration_s"] == 1.5
     tracker = options["tracker"]
     assert (tracker.smooth, tracker.one_euro.beta, tracker.max_age) == (True, 2.0, 5)
+    assert tracker.min_score == 0.3

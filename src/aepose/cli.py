@@ -50,7 +50,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")  # aepose.precision.PRECISIONS
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.inference
 BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.benchmark.STAGES
 OVERLAY_MIN_SCORE = 0.2  # aepose.predict_job.OVERLAY_MIN_SCORE
-TRACK_MAX_AGE, TRACK_MIN_SIMILARITY = 30, 0.2  # aepose.tracking.TrackerConfig defaults
+TRACK_MAX_AGE, TRACK_MIN_SIMILARITY, TRACK_MIN_SCORE = 30, 0.2, 0.2  # TrackerConfig defaults
 SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.OneEuroConfig defaults
 DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.demo.DemoSettings defaults
 
@@ -617,7 +617,8 @@ def _video_options(args: argparse.Namespace) -> dict[str, Any]:
 
     euro = OneEuroConfig(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
     tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,
-                            min_similarity=args.track_min_similarity)
+                            min_similarity=args.track_min_similarity,
+                            min_score=args.track_min_score)
     return {"track": args.track, "tracker": tracker, "max_frames": args.max_frames,
             "duration_s": args.duration, "drop": False if args.no_drop else None}
 
@@ -877,6 +878,10 @@ def _add_video_arguments(p: _Parser) -> None:
                        help="a track and a person less similar than this (0.9 OKS with the "
                        "track's predicted pose + 0.1 box IoU) are never paired (default "
                        f"{TRACK_MIN_SIMILARITY})")
+    video.add_argument("--track-min-score", type=fraction, default=TRACK_MIN_SCORE,
+                       metavar="S", help="people scoring below S are not tracked (track_id "
+                       "-1): a bottom-up decoder's leftovers would start tracks and take IDs "
+                       f"(default {TRACK_MIN_SCORE}, the overlays' threshold; 0: everyone)")
     video.add_argument("--smooth", action="store_true",
                        help="smooth each track's keypoints with a One-Euro filter (causal: "
                        "no frame is delayed)")

@@ -9,18 +9,22 @@ A :class:`PoseTracker` is made once per video and fed one frame at a time::
 
 Each frame, every live track predicts where its keypoints are now (its last pose moved on
 by a constant-velocity estimate per keypoint, n steps for a track missed for n frames).
-Tracks and detections are paired by ONE optimal assignment
-(``scipy.optimize.linear_sum_assignment``) on a similarity mixing the OKS of the
-predicted pose with the detection and the IoU of their boxes; pairs under a gate are never
-paired. mmpose 0.x's ``get_track_id`` instead pairs greedily, one detection at a time, with
-the previous frame only: a person missed for one frame gets a new ID, and the first
-detection in a crossing can take the other person's ID. ``benchmarks/tracking.py``
-measures both.
+Tracks and detections are paired by optimal assignment
+(``scipy.optimize.linear_sum_assignment``) on a similarity mixing the OKS of the predicted
+pose with the detection and the IoU of their boxes; pairs under a gate are never paired.
+mmpose 0.x's ``get_track_id`` instead pairs greedily, one detection at a time, with the
+previous frame only: a person missed for one frame gets a new ID, and the first detection
+in a crossing can take the other person's ID. ``benchmarks/tracking.py`` measures both.
 
-Track life: a track is born for every detection left unpaired that has at least
-``min_keypoints`` keypoints above ``keypoint_threshold``, with the next ID (IDs only ever
-increase, and are never reused); it lives while it keeps being paired and for
-``max_age`` frames after its last pairing (so a person hidden for up to ``max_age``
+Only people scoring at least ``min_score`` are tracked: paired with tracks, and starting
+them. Weaker people, mostly a bottom-up decoder's leftovers (stray joints grouped into a
+person), get ``track_id`` -1 and leave the tracks alone: tracking them too gave a
+demo-trained model's poses a negative MOTA (BENCHMARKS.md, "Tracking").
+
+Track life: a track is born for every unpaired detection scoring at least ``min_score``
+with at least ``min_keypoints`` keypoints above ``keypoint_threshold``, with the next ID
+(IDs only ever increase, and are never reused); it lives while it keeps being paired and
+for ``max_age`` frames after its last pairing (so a person hidden for up to ``max_age``
 frames gets the same ID back); then it is dropped. There is no tentative state: every
 track reports its ID from its first frame, so a caller never sees a pose wait for an ID.
 
@@ -186,6 +190,9 @@ class TrackerConfig:
         min_keypoints: an unpaired detection starts a track only with at least this many
             keypoints above the threshold (mmpose's ``min_keypoints`` is 3); weaker ones
             are reported with ``track_id = -1``.
+        min_score: person score needed to be tracked (paired with a track, or start one);
+            people below it get ``track_id = -1``. 0.2 is the score overlays draw from;
+            0 tracks everyone. ``update`` without scores treats every person as 1.0.
         oks_weight: similarity = oks_weight * OKS + (1 - oks_weight) * box IoU. OKS
             separates people whose boxes overlap (crossings); IoU still pairs a person
             whose joints were mostly re-detected elsewhere.
@@ -209,6 +216,7 @@ class TrackerConfig:
     max_age: int = 30
     keypoint_threshold: float = 0.1
     min_keypoints: int = 3
+    min_score: float = 0.2
     oks_weight: float = 0.9
     min_similarity: float = 0.2
     miss_penalty: float = 0.0
@@ -219,8 +227,9 @@ class TrackerConfig:
     fps: float = 25.0
 
     def __post_init__(self) -> None:
-        if self.max_age < 0 or self.min_keypoints < 1 or self.fps <= 0:
-            raise ValueError("TrackerConfig: max_age >= 0, min_keypoints >= 1, fps > 0")
+        if self.max_age < 0 or self.min_keypoints < 1 or self.fps <= 0 or self.min_score < 0:
+            raise ValueError("TrackerConfig: max_age >= 0, min_keypoints >= 1, fps > 0, "
+                             "min_score >= 0")
         if not (0 <= self.oks_weight <= 1 and 0 <= self.velocity_momentum < 1
                 and 0 <= self.keypoint_motion <= 1):
             raise ValueError("TrackerConfig: oks_weight and keypoint_motion in [0, 1], "
@@ -233,7 +242,8 @@ class TrackedPose:
 
     Attributes:
         track_id: >= 0, stable while the person is tracked; -1 for a detection too weak
-            to start a track (fewer than ``min_keypoints`` keypoints) that paired with none.
+            to start a track (fewer than ``min_keypoints`` keypoints) that paired with none,
+            or a person scoring under ``min_score``.
         keypoints: float32 [K, 3] x, y, score; x, y smoothed when smoothing is on.
         score: the person score as given.
         index: position of this pose in the ``update`` input.
@@ -425,12 +435,14 @@ class PoseTracker:
         points = np.asarray(keypoints, dtype=np.float64).reshape(-1, len(self.sigmas), 3)
         person_scores = np.ones(len(points)) if scores is None else np.asarray(scores, float)
         xy, valid = points[:, :, :2], points[:, :, 2] >= self.config.keypoint_threshold
+        strong = person_scores >= self.config.min_score
         self._drop_old_tracks()
-        rows, cols = self._assign(xy, valid)
+        rows, cols = self._assign(xy, valid, strong)
         self._extend(rows, cols, xy, valid)
         ids = np.full(len(points), -1, dtype=np.int64)
         ids[cols] = self.tracks.ids[rows]
-        born = np.flatnonzero((ids < 0) & (valid.sum(axis=1) >= self.config.min_keypoints))
+        enough = valid.sum(axis=1) >= self.config.min_keypoints
+        born = np.flatnonzero((ids < 0) & strong & enough)
         ids[born] = self.next_id + np.arange(len(born))
         self.next_id += len(born)
         self.tracks = self.tracks.append(ids[born], xy[born], valid[born], self.frame)
@@ -474,16 +486,18 @@ class PoseTracker:
         return (cfg.oks_weight * oks + (1 - cfg.oks_weight) * box_iou(box_t, box_d)
                 - cfg.miss_penalty * missed[:, None])
 
-    def _assign(self, xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Optimal pairs above the gate: (track rows [N], detection indices [N])."""
-        if len(self.tracks.ids) == 0 or len(xy) == 0:
+    def _assign(self, xy: np.ndarray, valid: np.ndarray, strong: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Optimal pairs above the gate of live tracks and the detections marked ``strong``
+        ([P] bool): (track rows [N], detection indices [N])."""
+        cols = np.flatnonzero(strong)
+        if len(self.tracks.ids) == 0 or len(cols) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        sim = self.similarity(xy, valid)
-        gate = self.config.min_similarity
+        sim, gate = self.similarity(xy[cols], valid[cols]), self.config.min_similarity
         # Gated pairs get a cost no useful pairing can offset, then are discarded.
-        rows, cols = linear_sum_assignment(np.where(sim >= gate, -sim, 1e6))
-        keep = sim[rows, cols] >= gate
-        return rows[keep], cols[keep]
+        rows, picked = linear_sum_assignment(np.where(sim >= gate, -sim, 1e6))
+        keep = sim[rows, picked] >= gate
+        return rows[keep], cols[picked[keep]]
 
     def _extend(self, rows: np.ndarray, cols: np.ndarray, xy: np.ndarray, valid: np.ndarray
                 ) -> None:
