@@ -116,6 +116,9 @@ def test_tracked_video_ids_follow_people_and_only_increase(
     assert set(first) == {"id", "file_name", "frame", "timestamp_ms", "width", "height",
                           "people"}
     assert (first["width"], first["height"]) == SIZE
+    settings = doc["tracker"]  # the tracker's settings, recorded in the header
+    assert (settings["max_age"], settings["min_score"], settings["one_euro"]["beta"]) == (
+        30, 0.2, 10.0) and "fps" not in settings
     assert frames[3]["timestamp_ms"] == pytest.approx(3 * 1000 / 25)
     # Each true person keeps one ID (detections listed in truth order, minus weak ones).
     ids_of: dict[int, set[int]] = {}
@@ -162,6 +165,7 @@ def test_no_track_gives_no_track_id_and_max_frames_stops(
     assert [f["frame"] for f in doc["images"]] == [0, 1, 2, 3]
     people = [p for f in doc["images"] for p in f["people"]]
     assert people and all("track_id" not in p for p in people)
+    assert doc["tracker"] is None
     assert _read_mp4(tmp_path / "out" / "clip.mp4")[1] == 4
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results and all("track_id" not in r for r in results)

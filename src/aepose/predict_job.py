@@ -383,6 +383,9 @@ def _header(predictor: Predictor, options: PredictOptions) -> dict[str, Any]:
         "model": {"preset": cfg.name, "weights": options.weights},
         "test": {**dataclasses.asdict(cfg.test), "pose_nms": predictor.pose_nms,
                  "min_score": options.min_score},
+        # fps is left out: each video brings its own.
+        "tracker": ({k: v for k, v in dataclasses.asdict(options.tracker).items() if k != "fps"}
+                    if options.track else None),
         "keypoint_names": list(spec.keypoint_names),
         "skeleton": [list(link) for link in spec.skeleton],
         "format": "people[i].keypoints: [x, y, score] per keypoint in original-image pixel "
