@@ -191,8 +191,8 @@ def _examples(command: str) -> list[str]:
 
 
 def test_help_examples_name_files_that_an_earlier_example_writes() -> None:
-    """Every runs/... or data/clips/... input is written by an example above it: the demo
-    (its real output paths) or a command whose --out / folder names it."""
+    """Every runs/..., data/clips... or data/synth... input is written by an example above
+    it: the demo (its real output paths) or a command whose --out / folder names it."""
     demo = DemoSettings().out
     cfg = get_preset(DEMO_PRESET)
     demo_files = {demo / "train" / "last.pth", demo / "data" / cfg.data.val_ann,
@@ -204,7 +204,7 @@ def test_help_examples_name_files_that_an_earlier_example_writes() -> None:
             if code.split()[:2] == ["aepose", "demo"]:
                 written |= demo_files
             out = re.search(r"(?:--out|synth) (\S+)", code)
-            for token in re.findall(r"(?:runs|data/clips)/[^\s']+", code):
+            for token in re.findall(r"runs/[^\s']+|data/(?:clips|synth)\b[^\s']*", code):
                 path = Path(token.split("*")[0])
                 if out and token.startswith(out.group(1)):
                     continue  # written by this very example

@@ -702,6 +702,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
               "  aepose train --preset higherhrnet_w32_crowdpose_512 --data-root data/crowdpose\n"
               "  torchrun --nproc-per-node 8 -m aepose train --preset hrnet_w32_aic_512 \\\n"
               "      --data-root data/aic --dtype bf16 --channels-last\n"
+              "  aepose synth data/synth --images 500   # writes data/synth/ (CrowdPose layout)\n"
               "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
               "      --set train.epochs=3 train.lr=1e-3 --out runs/tiny\n"
               "  aepose train --resume runs/tiny/last.pth --data-root data/synth"),
@@ -721,9 +722,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
              "runs/demo/data/annotations/mmpose_crowdpose_test.json"),
     "predict": (_cmd_predict, "poses for images, folders, globs or videos: JSON + overlays",
                 "examples:\n"
-                "  aepose predict photo.jpg --weights hrnet_w32_aic_512   # released weights\n"
                 "  aepose demo                      # writes runs/demo/train/last.pth, "
                 "runs/demo/data/images/\n"
+                "  aepose predict runs/demo/data/images/1.jpg --weights hrnet_w32_aic_512"
+                "   # released weights, by name\n"
                 "  aepose predict runs/demo/data/images --weights runs/demo/train/last.pth "
                 "--out runs/pred\n"
                 "  aepose synth data/clips --video --frames 50   # writes "
@@ -732,9 +734,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
                 "      --weights runs/demo/train/last.pth --device cuda --batch-size 16\n"
                 "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
                 "--smooth   # tracked\n"
+                "  aepose predict 'runs/demo/data/images/%d.jpg' --weights "
+                "runs/demo/train/last.pth   # numbered images, read as one video\n"
                 "  aepose predict 0 --weights hrnet_w32_aic_512 --duration 30   # webcam 0, 30 s\n"
-                "  aepose predict rtsp://cam/stream 'frames/%05d.png' --weights hrnet_w32_aic_512 "
-                "--max-frames 500"),
+                "  aepose predict rtsp://cam/stream --weights hrnet_w32_aic_512 --max-frames 500"),
     "benchmark": (_cmd_benchmark, "time the network, decoding, the whole pipeline or training",
                   "examples:\n"
                   "  aepose benchmark --preset hrnet_w32_aic_512 --stage forward e2e\n"
