@@ -67,9 +67,9 @@ def _run(sources: list[str], predictor: Predictor, out: Path, **kw: Any) -> dict
     return doc
 
 
-def _truth_people(monkeypatch: pytest.MonkeyPatch, jitter: float = 0.0) -> dict[str, Any]:
-    """Make every frame's detections the clip's truth (visible joints score 0.9), with
-    Gaussian jitter in pixels; returns the truth."""
+def _truth_detections(jitter: float = 0.0) -> tuple[dict[str, Any], list[list[Pose]]]:
+    """The clip's truth, and per frame its people as detections (visible joints score 0.9,
+    people 0.9), with Gaussian jitter in pixels."""
     truth = sequence_truth("crowdpose", frames=FRAMES, people=3, size=SIZE, seed=SEED)
     rng = np.random.default_rng(0)
     detections = []
@@ -82,6 +82,13 @@ def _truth_people(monkeypatch: pytest.MonkeyPatch, jitter: float = 0.0) -> dict[
             if (kpts[:, 2] > 0).sum() >= 3:
                 poses.append(Pose(kpts, 0.9))
         detections.append(poses)
+    return truth, detections
+
+
+def _truth_people(monkeypatch: pytest.MonkeyPatch, jitter: float = 0.0) -> dict[str, Any]:
+    """Make every frame's detections the clip's truth (:func:`_truth_detections`); returns
+    the truth."""
+    truth, detections = _truth_detections(jitter)
 
     def people(result: Any, predictor: Predictor, options: PredictOptions) -> list[Pose]:
         return list(detections[result.item[0]])
@@ -137,6 +144,36 @@ def test_tracked_video_ids_follow_people_and_only_increase(
     assert seen_order == sorted(seen_order) and min(seen_order) >= 0  # new IDs only increase
     codec, count, size = _read_mp4(tmp_path / "out" / "clip.mp4")
     assert (codec, count, size) == ("h264", FRAMES, SIZE)
+
+
+def test_predict_function_tracks_each_video(
+    predictor: Predictor, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aepose
+
+    truth, detections = _truth_detections(jitter=1.0)
+
+    def run(**kw: Any) -> list[list[int | None]]:
+        frames = iter(detections + detections)  # the clip twice: two videos
+        monkeypatch.setattr(predictor, "poses", lambda *_: list(next(frames)))
+        got = aepose.predict([clip, clip], predictor, **kw)
+        assert [p.frame for p in got] == list(range(FRAMES)) * 2
+        return [[pose.track_id for pose in p.poses] for p in got]
+
+    ids = run()
+    # Each true person keeps one ID; the second video starts again from ID 0.
+    for video in (ids[:FRAMES], ids[FRAMES:]):
+        ids_of: dict[int, set[int | None]] = {}
+        for frame_ids, record in zip(video, truth["frames"], strict=True):
+            listed = [p["track_id"] for p in record["people"]
+                      if (np.asarray(p["keypoints"])[2::3] > 0).sum() >= 3]
+            for track_id, true_id in zip(frame_ids, listed, strict=True):
+                ids_of.setdefault(true_id, set()).add(track_id)
+        assert sorted(i for v in ids_of.values() for i in v) == list(range(len(ids_of)))
+    assert ids[FRAMES:] == ids[:FRAMES]
+    assert all(i is None for frame in run(track=False) for i in frame)
+    strict = TrackerConfig(min_score=0.95)  # above every person's 0.9: nobody is tracked
+    assert all(i == -1 for frame in run(track=strict) for i in frame)
 
 
 def test_smoothing_changes_keypoints_but_not_ids(

@@ -41,6 +41,7 @@ from aepose.keypoints import RGB, KeypointSpec
 from aepose.pipeline import Result, StageTimer, named_error, stream
 from aepose.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
 from aepose.sources import (
+    FALLBACK_FPS,
     FrameReader,
     SourceItem,
     VideoInfo,
@@ -55,7 +56,6 @@ __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "
 
 logger = logging.getLogger("aepose")
 
-_FALLBACK_FPS = 25.0  # containers that do not state a frame rate
 
 OVERLAY_MIN_SCORE = 0.2
 """People scoring below this are left out of overlays: grouping splits off fragments of
@@ -307,7 +307,7 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
                   predictor: Predictor, options: PredictOptions, summary: PredictSummary,
                   writer: PredictionWriter) -> None:
     """Predict, track, record and draw the frames ``reader`` yields (see _predict_video)."""
-    fps = info.fps or _FALLBACK_FPS
+    fps = info.fps or FALLBACK_FPS
     tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
                if options.track else None)
     settings = _stream_options(options)

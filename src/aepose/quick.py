@@ -11,6 +11,7 @@ Legend: K keypoints, P people.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ import torch
 from aepose.errors import AeposeError
 from aepose.inference import ImageInput, Pose, Predictor, check_channel_order, load_rgb
 from aepose.pipeline import default_decode_workers, named_error, stream
-from aepose.sources import expand_sources, iter_video_frames
+from aepose.sources import FALLBACK_FPS, expand_sources, iter_video_frames, video_info
+from aepose.tracking import PoseTracker, TrackerConfig
 
 __all__ = ["Prediction", "predict"]
 
@@ -36,7 +38,8 @@ class Prediction:
     name: the file as found (a folder's or glob's files by their path), or ``"<array I>"``
         for the I-th array given. frame: the frame index in a video, else None.
     poses: the people, each a :class:`~aepose.inference.Pose` (keypoints [K, 3] x, y in the
-        image's pixels and score), in the grouping's order. width, height: the image's size.
+        image's pixels and score), in the grouping's order; a video frame's carry their
+        ``track_id`` when tracked. width, height: the image's size.
     """
 
     name: str
@@ -48,12 +51,14 @@ class Prediction:
 
 @dataclass(frozen=True)
 class _Item:
-    """One image to read: a path or an array in ``order``, named for the results."""
+    """One image to read: a path or an array in ``order``, named for the results; a video
+    (frame -1) or one of its frames (frame >= 0) with the video's frame rate."""
 
     name: str
     image: ImageInput
     order: str
     frame: int | None = None
+    fps: float = FALLBACK_FPS
 
 
 def predict(
@@ -65,6 +70,7 @@ def predict(
     channel_order: str | None = None,
     batch_size: int = 8,
     recursive: bool = False,
+    track: bool | TrackerConfig = True,
     **settings: Any,
 ) -> list[Prediction]:
     """Poses of every image of ``source``, in order: one :class:`Prediction` per image or
@@ -84,6 +90,10 @@ def predict(
             correctly either way.
         batch_size: most images per forward pass.
         recursive: also take images from the subfolders of a folder.
+        track: videos: give each person a ``track_id`` that persists across frames, one
+            :class:`~aepose.tracking.PoseTracker` per video, as ``aepose predict`` does:
+            True with the default :class:`~aepose.tracking.TrackerConfig`, or a
+            TrackerConfig; False: no ``track_id``.
         settings: test settings overriding the preset's: ``scales``, ``flip``, ``pose_nms``,
             ``detection_threshold``... (see :class:`Predictor`).
 
@@ -99,14 +109,34 @@ def predict(
     workers = default_decode_workers(predictor.device) if len(items) > 1 else 0
     results = stream(predictor.stages, _expanded(items), lambda item: load_rgb(item.image,
                      item.order), batch_size=batch_size, decode_workers=workers)
+    tracks = _VideoTracks(predictor, TrackerConfig() if track is True else (track or None))
     out = []
     for result in results:
         item = result.item
         if result.error is not None:
             raise AeposeError(named_error(item.name, result.error))
-        out.append(Prediction(item.name, predictor.poses(result.poses, result.scores),
-                              item.frame, result.width, result.height))
+        poses = tracks(item, predictor.poses(result.poses, result.scores))
+        out.append(Prediction(item.name, poses, item.frame, result.width, result.height))
     return out
+
+
+class _VideoTracks:
+    """Track IDs for video frames: a fresh PoseTracker at each video's first frame (its
+    frames arrive in order, one video after another); images pass unchanged."""
+
+    def __init__(self, predictor: Predictor, config: TrackerConfig | None) -> None:
+        self.predictor, self.config = predictor, config
+        self.tracker: PoseTracker | None = None
+
+    def __call__(self, item: _Item, poses: list[Pose]) -> list[Pose]:
+        if self.config is None or item.frame is None:
+            return poses
+        if item.frame == 0 or self.tracker is None:
+            config = dataclasses.replace(self.config, fps=item.fps)
+            self.tracker = PoseTracker(self.predictor.spec, config)
+        tracked = self.tracker.update_poses(poses, timestamp_ms=item.frame * 1000.0 / item.fps)
+        return [dataclasses.replace(pose, keypoints=t.keypoints, track_id=t.track_id)
+                for pose, t in zip(poses, tracked, strict=True)]
 
 
 def _predictor(weights: str | Path | Predictor, preset: str | None,
@@ -135,7 +165,11 @@ def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
             raise AeposeError(found.problems[0])
         for media in found.items:
             # A video's frames come decoded as RGB; a file is read by path.
-            yield _Item(str(media.path), media.path, "rgb", -1 if media.kind == "video" else None)
+            if media.kind == "video":
+                fps = video_info(media.path).fps or FALLBACK_FPS
+                yield _Item(str(media.path), media.path, "rgb", -1, fps)
+            else:
+                yield _Item(str(media.path), media.path, "rgb")
 
 
 def _expanded(items: list[_Item]) -> Iterator[_Item]:
@@ -145,4 +179,4 @@ def _expanded(items: list[_Item]) -> Iterator[_Item]:
             yield item
             continue
         for index, frame in iter_video_frames(item.image):  # type: ignore[arg-type]
-            yield _Item(item.name, frame, "rgb", index)
+            yield _Item(item.name, frame, "rgb", index, item.fps)

@@ -42,6 +42,7 @@ from aepose.errors import AeposeError
 from aepose.io import AtomicFile
 
 __all__ = [
+    "FALLBACK_FPS",
     "IMAGE_EXTENSIONS",
     "LIVE_SCHEMES",
     "STREAM_SCHEMES",
@@ -244,6 +245,9 @@ def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Source
                 seen.add(key)
                 items.append(item)
     return Sources(tuple(items), tuple(problems))
+
+
+FALLBACK_FPS = 25.0  # the frame rate assumed when a container does not state one
 
 
 @dataclass(frozen=True)
