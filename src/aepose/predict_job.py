@@ -56,7 +56,6 @@ __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "
 
 logger = logging.getLogger("aepose")
 
-
 OVERLAY_MIN_SCORE = 0.2
 """People scoring below this are left out of overlays: grouping splits off fragments of
 one or two joints that score about 0.01. The JSON keeps them (evaluation needs them)."""
