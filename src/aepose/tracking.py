@@ -86,8 +86,17 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
-            raise ValueError("OneEuroConfig: min_cutoff and d_cutoff must be > 0, beta >= 0")
+        _check(self, {"min_cutoff > 0": 0 < self.min_cutoff < math.inf,
+                      "beta >= 0": 0 <= self.beta < math.inf,
+                      "d_cutoff > 0": 0 < self.d_cutoff < math.inf})
+
+
+def _check(config: object, rules: dict[str, bool]) -> None:
+    """Raise one ValueError naming every rule of ``config`` that fails (written so that
+    NaN fails them: every comparison with NaN is False)."""
+    failed = [rule for rule, ok in rules.items() if not ok]
+    if failed:
+        raise ValueError(f"{type(config).__name__}: need {', '.join(failed)}")
 
 
 def _alpha(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
@@ -227,13 +236,18 @@ class TrackerConfig:
     fps: float = 25.0
 
     def __post_init__(self) -> None:
-        if self.max_age < 0 or self.min_keypoints < 1 or self.fps <= 0 or self.min_score < 0:
-            raise ValueError("TrackerConfig: max_age >= 0, min_keypoints >= 1, fps > 0, "
-                             "min_score >= 0")
-        if not (0 <= self.oks_weight <= 1 and 0 <= self.velocity_momentum < 1
-                and 0 <= self.keypoint_motion <= 1):
-            raise ValueError("TrackerConfig: oks_weight and keypoint_motion in [0, 1], "
-                             "velocity_momentum in [0, 1)")
+        _check(self, {
+            "max_age >= 0": self.max_age >= 0,
+            "keypoint_threshold in [0, 1]": 0 <= self.keypoint_threshold <= 1,
+            "min_keypoints >= 1": self.min_keypoints >= 1,
+            "min_score >= 0": 0 <= self.min_score < math.inf,
+            "oks_weight in [0, 1]": 0 <= self.oks_weight <= 1,
+            "min_similarity in [0, 1]": 0 <= self.min_similarity <= 1,
+            "miss_penalty >= 0": 0 <= self.miss_penalty < math.inf,
+            "velocity_momentum in [0, 1)": 0 <= self.velocity_momentum < 1,
+            "keypoint_motion in [0, 1]": 0 <= self.keypoint_motion <= 1,
+            "fps > 0": 0 < self.fps < math.inf,
+        })
 
 
 @dataclass(frozen=True)
