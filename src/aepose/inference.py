@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from aepose.keypoints import KeypointSpec, get_spec
 from aepose.pipeline import Prepared, Result, Stages, check_scales, prepare, stream
 from aepose.precision import autocast, check_precision
 from aepose.visualize import draw_poses
+
+if TYPE_CHECKING:  # the tracker is imported by those that track, not by every predictor
+    from aepose.tracking import PoseTracker
 
 __all__ = [
     "CHANNEL_ORDERS",
@@ -53,6 +56,7 @@ __all__ = [
     "oks_nms",
     "predict_images",
     "preprocess",
+    "track_poses",
     "with_test_settings",
 ]
 
@@ -133,6 +137,15 @@ class Pose:
         drawn = draw_poses(rgb, self.keypoints[None], np.array([self.score], np.float32), spec,
                            keypoint_threshold=keypoint_threshold)
         return np.ascontiguousarray(drawn[..., ::-1]) if channel_order == "bgr" else drawn
+
+
+def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
+                ) -> list[Pose]:
+    """``poses`` (one video frame's) with their ``track_id`` from ``tracker``, and its
+    smoothed keypoints when the tracker smooths."""
+    tracked = tracker.update_poses(poses, timestamp_ms)
+    return [dataclasses.replace(pose, keypoints=t.keypoints, track_id=t.track_id)
+            for pose, t in zip(poses, tracked, strict=True)]
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")

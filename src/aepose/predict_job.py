@@ -35,7 +35,7 @@ import aepose
 from aepose.data.coco import read_image
 from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
-from aepose.inference import Pose, Predictor
+from aepose.inference import Pose, Predictor, track_poses
 from aepose.io import RunLock, check_writable
 from aepose.keypoints import RGB, KeypointSpec
 from aepose.pipeline import Result, StageTimer, named_error, stream
@@ -325,7 +325,7 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
             timestamp_ms = round(index * 1000.0 / fps, 3)
             people = [] if result.error is not None else _people(result, predictor, options)
             if tracker is not None:  # every frame, failed ones too: that is how tracks age
-                people = _track(tracker, people, timestamp_ms)
+                people = track_poses(tracker, people, timestamp_ms)
             if result.error is not None:
                 _skip(summary, named_error(f"{item.name} frame {index}", result.error))
                 continue
@@ -357,13 +357,6 @@ def _limited(reader: FrameReader, fps: float, options: PredictOptions
             return
         taken += 1
         yield index, image
-
-
-def _track(tracker: PoseTracker, people: list[Pose], timestamp_ms: float) -> list[Pose]:
-    """``people`` with their track IDs (and smoothed keypoints when the tracker smooths)."""
-    tracked = tracker.update_poses(people, timestamp_ms)
-    return [dataclasses.replace(person, keypoints=t.keypoints, track_id=t.track_id)
-            for person, t in zip(people, tracked, strict=True)]
 
 
 def _skip(summary: PredictSummary, problem: str) -> None:

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from aepose.errors import AeposeError
-from aepose.inference import ImageInput, Pose, Predictor, check_channel_order, load_rgb
+from aepose.inference import (
+    ImageInput,
+    Pose,
+    Predictor,
+    check_channel_order,
+    load_rgb,
+    track_poses,
+)
 from aepose.pipeline import default_decode_workers, named_error, stream
 from aepose.sources import FALLBACK_FPS, expand_sources, iter_video_frames, video_info
 from aepose.tracking import PoseTracker, TrackerConfig
@@ -134,9 +141,7 @@ class _VideoTracks:
         if item.frame == 0 or self.tracker is None:
             config = dataclasses.replace(self.config, fps=item.fps)
             self.tracker = PoseTracker(self.predictor.spec, config)
-        tracked = self.tracker.update_poses(poses, timestamp_ms=item.frame * 1000.0 / item.fps)
-        return [dataclasses.replace(pose, keypoints=t.keypoints, track_id=t.track_id)
-                for pose, t in zip(poses, tracked, strict=True)]
+        return track_poses(self.tracker, poses, item.frame * 1000.0 / item.fps)
 
 
 def _predictor(weights: str | Path | Predictor, preset: str | None,
