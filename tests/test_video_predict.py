@@ -176,6 +176,32 @@ def test_predict_function_tracks_each_video(
     assert all(i == -1 for frame in run(track=strict) for i in frame)
 
 
+def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
+    predictor: Predictor, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aepose
+    import aepose.quick
+
+    _, detections = _truth_detections(jitter=1.0)
+    frames = iter(detections + detections[1:])
+    monkeypatch.setattr(predictor, "poses", lambda *_: list(next(frames)))
+    opened = []
+    real = aepose.quick.iter_video_frames
+
+    def second_loses_frame_0(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+        opened.append(path)
+        decoded = real(path)
+        return (f for f in decoded if len(opened) == 1 or f[0] > 0)
+
+    monkeypatch.setattr(aepose.quick, "iter_video_frames", second_loses_frame_0)
+    got = aepose.predict([clip, clip], predictor)
+    assert [p.frame for p in got] == list(range(FRAMES)) + list(range(1, FRAMES))
+    ids = [[pose.track_id for pose in p.poses] for p in got]
+    # The second video is tracked afresh from its first decoded frame: the first video's
+    # tracks do not carry over, so its IDs are the first video's from frame 1 on.
+    assert ids[FRAMES:] == ids[1:FRAMES]
+
+
 def test_smoothing_changes_keypoints_but_not_ids(
     predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,13 +59,15 @@ class Prediction:
 @dataclass(frozen=True)
 class _Item:
     """One image to read: a path or an array in ``order``, named for the results; a video
-    (frame -1) or one of its frames (frame >= 0) with the video's frame rate."""
+    (frame -1) or one of its frames (frame >= 0) with the video's frame rate and its
+    position among the source's videos (a video's first decodable frame need not be 0)."""
 
     name: str
     image: ImageInput
     order: str
     frame: int | None = None
     fps: float = FALLBACK_FPS
+    video: int = -1
 
 
 def predict(
@@ -128,17 +130,19 @@ def predict(
 
 
 class _VideoTracks:
-    """Track IDs for video frames: a fresh PoseTracker at each video's first frame (its
-    frames arrive in order, one video after another); images pass unchanged."""
+    """Track IDs for video frames: a fresh PoseTracker for each video (its frames arrive in
+    order, one video after another); images pass unchanged."""
 
     def __init__(self, predictor: Predictor, config: TrackerConfig | None) -> None:
         self.predictor, self.config = predictor, config
         self.tracker: PoseTracker | None = None
+        self.video = -1  # the video self.tracker follows
 
     def __call__(self, item: _Item, poses: list[Pose]) -> list[Pose]:
         if self.config is None or item.frame is None:
             return poses
-        if item.frame == 0 or self.tracker is None:
+        if item.video != self.video or self.tracker is None:
+            self.video = item.video
             config = dataclasses.replace(self.config, fps=item.fps)
             self.tracker = PoseTracker(self.predictor.spec, config)
         return track_poses(self.tracker, poses, item.frame * 1000.0 / item.fps)
@@ -159,7 +163,7 @@ def _predictor(weights: str | Path | Predictor, preset: str | None,
 def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
     """The images of ``source`` (videos stay one item each, expanded while streaming)."""
     entries = [source] if isinstance(source, str | Path | np.ndarray) else list(source)
-    arrays = 0
+    arrays = videos = 0
     for entry in entries:
         if isinstance(entry, np.ndarray):
             yield _Item(f"<array {arrays}>", entry, order)
@@ -169,10 +173,12 @@ def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
         if found.problems:
             raise AeposeError(found.problems[0])
         for media in found.items:
-            # A video's frames come decoded as RGB; a file is read by path.
+            # A video's frames come decoded as RGB; a file is read by path. Opening the
+            # video here too makes a corrupt one fail before any image is predicted.
             if media.kind == "video":
                 fps = video_info(media.path).fps or FALLBACK_FPS
-                yield _Item(str(media.path), media.path, "rgb", -1, fps)
+                yield _Item(str(media.path), media.path, "rgb", -1, fps, videos)
+                videos += 1
             else:
                 yield _Item(str(media.path), media.path, "rgb")
 
@@ -184,4 +190,4 @@ def _expanded(items: list[_Item]) -> Iterator[_Item]:
             yield item
             continue
         for index, frame in iter_video_frames(item.image):  # type: ignore[arg-type]
-            yield _Item(item.name, frame, "rgb", index, item.fps)
+            yield _Item(item.name, frame, "rgb", index, item.fps, item.video)
