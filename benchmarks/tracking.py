@@ -13,6 +13,10 @@ frame.
 
     .venv/bin/python benchmarks/tracking.py [--people 1 2 4 8 12] [--frames 300] [--seeds 3]
 
+``--breakdown`` classes PoseTracker's detections by the ID they got (right, another
+person's, a spare one of their own, none) and scores perfect re-linking of new tracks to
+lost ones; ``--timing`` times 12 people in every frame.
+
 Part (b) of issue 15, end to end (``--end-to-end``): the sequences are rendered to MP4
 (``aepose.synth.video.write_sequence``), every frame read back and run through a trained
 model's ``Predictor``, and its poses (people scoring >= ``--min-score``) are what the
@@ -31,6 +35,7 @@ import json
 import math
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,7 @@ from typing import Any, Protocol
 
 import motmetrics as mm
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from aepose.keypoints import COCO, KeypointSpec, get_spec
 from aepose.tracking import PoseTracker, TrackerConfig
@@ -297,7 +303,8 @@ class GreedyTracker:
         self.last: list[tuple[np.ndarray, np.ndarray, int]] = []  # (xy, box, id)
         self.next_id = 0
 
-    def _similarity(self, xy: np.ndarray, box: np.ndarray, other: tuple[np.ndarray, ...]
+    def _similarity(self, xy: np.ndarray, box: np.ndarray,
+                    other: tuple[np.ndarray, np.ndarray, int]
                     ) -> float:
         oxy, obox = other[0], other[1]
         if self.use_oks:
@@ -376,6 +383,65 @@ def make_oracle(sources: Sequence[np.ndarray]) -> Tracker:
         return ids, keypoints
 
     return run
+
+
+def make_relinked(spec: KeypointSpec, sources: Sequence[np.ndarray]) -> Tracker:
+    """PoseTracker, except that an ID it gives a person who had another one before is
+    replaced by that earlier ID for good: the best any re-linking of new tracks to lost
+    ones could do (it knows each detection's true source)."""
+    tracker, frames = make_ours(spec, TrackerConfig()), iter(sources)
+    renamed: dict[int, int] = {}
+    last_id: dict[int, int] = {}  # true person -> the ID last reported for them
+    known: set[int] = set()
+
+    def run(keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float
+            ) -> tuple[list[int], np.ndarray]:
+        ids, out = tracker(keypoints, scores, timestamp_ms)
+        true = next(frames).tolist()
+        for p, i in enumerate(ids):
+            if i >= 0 and i not in known:
+                known.add(i)
+                if true[p] in last_id:
+                    renamed[i] = last_id[true[p]]
+            ids[p] = renamed.get(i, i)
+            if ids[p] >= 0 and true[p] >= 0:
+                last_id[true[p]] = ids[p]
+        return ids, out
+
+    return run
+
+
+BREAKDOWN = ("right ID", "another person's ID", "a spare ID of their own", "no ID")
+
+
+def id_breakdown(ids: Sequence[Sequence[int]], sources: Sequence[np.ndarray]) -> Counter[str]:
+    """The real people's detections of one sequence by the ID they were given, under a
+    one-to-one map of IDs to people that maximises the detections it gets right (IDF1's
+    map, counted on detections instead of OKS matches): the ``BREAKDOWN`` keys. An ID that
+    maps elsewhere or nowhere is "another person's" when someone else carries it most
+    often, else "a spare ID of their own".
+
+    ids: per frame, the P IDs given (-1: none); sources: per frame, the [P] true IDs.
+    """
+    pairs = [(i, t) for frame_ids, true in zip(ids, sources, strict=True)
+             for i, t in zip(frame_ids, true.tolist(), strict=True) if t >= 0]
+    counts = Counter((i, t) for i, t in pairs if i >= 0)
+    hyp, people = sorted({i for i, _ in counts}), sorted({t for _, t in counts})
+    table = np.zeros((len(hyp), len(people)))
+    for (i, t), n in counts.items():
+        table[hyp.index(i), people.index(t)] = n
+    rows, cols = linear_sum_assignment(-table)
+    mapped = {hyp[r]: people[c] for r, c in zip(rows, cols, strict=True)}
+    owner = {i: people[int(np.argmax(table[r]))] for r, i in enumerate(hyp)}
+    out: Counter[str] = Counter()
+    for i, t in pairs:
+        if i < 0:
+            out["no ID"] += 1
+        elif mapped.get(i) == t:
+            out["right ID"] += 1
+        else:
+            out["another person's ID" if owner[i] != t else "a spare ID of their own"] += 1
+    return out
 
 
 def _gt_distances(people: list[dict[str, Any]], hyp: np.ndarray, k2: np.ndarray) -> np.ndarray:
@@ -489,6 +555,45 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"\nground truth: {', '.join(sorted(kinds))}, {args.gt} people; {args.seeds} "
           f"sequences (seeds from {args.first_seed}) of {args.frames} frames per row; "
           f"spec {spec.name}")
+
+
+def run_breakdown(args: argparse.Namespace) -> None:
+    """Where PoseTracker's IDs go wrong, and what perfect re-linking would gain."""
+    spec = get_spec(args.spec)
+    noise = dataclasses.replace(NoiseModel(), false_positives=args.false_positives)
+    print("| people | PoseTracker IDF1 / switches | perfect re-linking IDF1 / switches | "
+          + " | ".join(BREAKDOWN) + " |")
+    print("|---" * (3 + len(BREAKDOWN)) + "|")
+    for people in args.people:
+        cells: dict[str, list[mm.MOTAccumulator]] = {"ours": [], "relinked": []}
+        shares: Counter[str] = Counter()
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            _, truth = load_truth(args.truth, spec, args.frames, people, seed)
+            dets, sources = simulate_detections(truth, spec, noise, seed)
+            given: list[list[int]] = []
+            ours = make_ours(spec, TrackerConfig())
+
+            def recorded(keypoints: np.ndarray, scores: np.ndarray, timestamp_ms: float,
+                         ours: Tracker = ours, given: list[list[int]] = given
+                         ) -> tuple[list[int], np.ndarray]:
+                ids, out = ours(keypoints, scores, timestamp_ms)
+                given.append(ids)
+                return ids, out
+
+            cells["ours"].append(evaluate_tracking(truth, dets, recorded, spec, args.gt)[0])
+            cells["relinked"].append(evaluate_tracking(
+                truth, dets, make_relinked(spec, sources), spec, args.gt)[0])
+            shares += id_breakdown(given, sources)
+        scored = []
+        for accs in cells.values():
+            row = mm.metrics.create().compute_many(
+                accs, metrics=["idf1", "num_switches"], generate_overall=True).loc["OVERALL"]
+            scored.append(f"{row['idf1']:.3f} / {int(row['num_switches'])}")
+        total = sum(shares.values())
+        print(f"| {people} | {' | '.join(scored)} | "
+              + " | ".join(f"{100 * shares[k] / total:.1f} %" for k in BREAKDOWN) + " |")
+    print(f"\nseeds {args.first_seed}-{args.first_seed + args.seeds - 1}, {args.frames} "
+          f"frames, {args.false_positives} false people per frame, {args.gt} people")
 
 
 def model_detections(spec: KeypointSpec, weights: str, frames: int,
@@ -639,9 +744,14 @@ def main() -> None:
                         "joints: the people a detector can see, as PoseTrack labels them)")
     parser.add_argument("--timing", action="store_true",
                         help="only time the tracker with exactly --people detections per frame")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only PoseTracker: its detections by the ID they got, and the "
+                        "IDF1 that perfect re-linking of new tracks to lost ones would give")
     args = parser.parse_args()
     if args.timing:
         run_timing(args)
+    elif args.breakdown:
+        run_breakdown(args)
     else:
         run_end_to_end(args) if args.end_to_end else run_all(args)
 

@@ -227,6 +227,31 @@ def test_benchmark_scores_hidden_people_only_as_labelled_truth(gt: str, idf1: fl
     assert summary["num_switches"].item() == 0 and error == pytest.approx(0.0)
 
 
+def test_benchmark_breakdown_classifies_each_detection_by_its_id() -> None:
+    from tracking import id_breakdown
+
+    # Frame 3: person 0 takes person 1's ID 1 and person 1 gets a new ID 2; frame 4: person
+    # 1 gets none; frame 5: a false person (source -1) is not counted. IDF1's map: 0->0, 1->1.
+    ids = [[0, 1], [0, 1], [0, 1], [1, 2], [0, -1], [0, 5]]
+    sources = [np.array(s) for s in [[0, 1]] * 5 + [[0, -1]]]
+    assert id_breakdown(ids, sources) == {"right ID": 8, "another person's ID": 1,
+                                          "a spare ID of their own": 1, "no ID": 1}
+
+
+def test_benchmark_relinking_oracle_gives_a_returning_person_their_old_id() -> None:
+    from tracking import make_ours, make_relinked
+
+    # Present, then gone for longer than max_age (30 frames), then back: a new track.
+    present = [f < 5 or f > 40 for f in range(46)]
+    poses = [frame(person(100.0)) if here else frame() for here in present]
+    sources = [np.array([0] if here else [], np.int64) for here in present]
+    given = {name: [tracker(p, np.ones(len(p)), 40.0 * f)[0] for f, p in enumerate(poses)]
+             for name, tracker in [("ours", make_ours(COCO, TrackerConfig())),
+                                   ("relinked", make_relinked(COCO, sources))]}
+    assert given["ours"][0] == [0] and given["ours"][-1] == [1]
+    assert all(ids == [0] for ids in given["relinked"] if ids)
+
+
 @pytest.mark.parametrize(("config", "field", "value"), [
     (TrackerConfig, "max_age", -1), (TrackerConfig, "keypoint_threshold", math.nan),
     (TrackerConfig, "min_keypoints", 0), (TrackerConfig, "min_score", math.nan),
