@@ -181,6 +181,22 @@ def test_second_run_lock_is_refused_until_the_holder_dies(tmp_path: Path) -> Non
     assert not lock.held
 
 
+def test_run_lock_deletes_what_a_killed_run_left_and_nothing_else(tmp_path: Path) -> None:
+    debris = [".aepose-0123abcd.tmp", ".aepose-deadbeef.tmp.mp4"]
+    kept = [".aepose-xyz.tmp", "notes.tmp", "a.aepose-0123abcd.tmp", "sub/.aepose-0123abcd.tmp"]
+    (tmp_path / "sub").mkdir()
+    for name in debris + kept:
+        (tmp_path / name).write_bytes(b"x")
+    with RunLock(tmp_path):
+        live = tmp_path / ".aepose-00000000.tmp"  # the holder's own file, being written
+        live.write_bytes(b"x")
+        with pytest.raises(AeposeError, match="in use"):
+            RunLock(tmp_path).acquire()  # a refused second run deletes nothing
+        assert live.exists()
+    assert not any((tmp_path / name).exists() for name in debris)
+    assert all((tmp_path / name).exists() for name in kept)
+
+
 def test_run_lock_is_exclusive_within_a_process_and_reusable(tmp_path: Path) -> None:
     with RunLock(tmp_path), pytest.raises(AeposeError, match="in use by another aepose run"):
         RunLock(tmp_path).acquire()

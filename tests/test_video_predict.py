@@ -220,6 +220,28 @@ def test_smoothing_changes_keypoints_but_not_ids(
     assert 0.0 < max(moved) < 20.0
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, AeposeError])
+def test_a_video_stopped_midway_keeps_the_overlay_of_its_finished_frames(
+    predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stop: type[BaseException],
+) -> None:
+    _, detections = _truth_detections()
+
+    def people(result: Any, predictor: Predictor, options: PredictOptions) -> list[Pose]:
+        if result.item[0] == 25:  # Ctrl-C, or the video breaking off, at frame 25
+            raise stop("stopped")
+        return list(detections[result.item[0]])
+
+    monkeypatch.setattr(predict_module, "_people", people)
+    summary = run_predict([str(clip)], predictor, tmp_path / "out", _options())
+    assert summary.interrupted == (stop is KeyboardInterrupt)
+    assert summary.problems == ([] if stop is KeyboardInterrupt else ["stopped"])
+    assert summary.json_path is not None
+    doc = json.loads(summary.json_path.read_text())
+    assert [entry["frame"] for entry in doc["images"]] == list(range(25))
+    assert _read_mp4(tmp_path / "out" / "clip.mp4") == ("h264", 25, SIZE)
+
+
 def test_no_track_gives_no_track_id_and_max_frames_stops(
     predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,6 +260,14 @@ def test_duration_stops_at_stream_time(predictor: Predictor, clip: Path, tmp_pat
                                        ) -> None:
     doc = _run([str(clip)], predictor, tmp_path / "out", duration_s=0.2, draw=False)
     assert [f["frame"] for f in doc["images"]] == [0, 1, 2, 3, 4]  # 25 fps: t < 200 ms
+
+
+def test_duration_counts_from_the_first_frame_read() -> None:
+    # A live reader whose first frame is frame 8 (the camera ran while the model loaded),
+    # dropping every other frame after it: 0.2 s at 25 fps is frames 8 to 12.
+    reader = iter([(i, np.zeros((2, 2, 3), np.uint8)) for i in range(8, 30, 2)])
+    taken = predict_module._limited(reader, 25.0, _options(duration_s=0.2))
+    assert [index for index, _ in taken] == [8, 10, 12]
 
 
 def test_frames_without_people_still_age_tracks(

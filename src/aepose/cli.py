@@ -900,7 +900,7 @@ def _add_video_arguments(p: _Parser) -> None:
                        help="stop each video or stream after N frames")
     video.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True),
                        metavar="SECONDS", help="stop each video or stream after SECONDS of "
-                       "it (frame index / frame rate)")
+                       "it from its first frame read (frame index / frame rate)")
     video.add_argument("--no-drop", action="store_true",
                        help="live sources (webcam, rtsp://, http:// without a video file "
                        "name): process every frame, even if processing falls behind (default: "

@@ -19,8 +19,10 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +52,9 @@ def _reason(err: OSError) -> str:
 
 def _temporary_name(folder: Path, suffix: str = "") -> Path:
     return folder / f".aepose-{secrets.token_hex(4)}.tmp{suffix}"
+
+
+_TEMPORARY = re.compile(r"\.aepose-[0-9a-f]{8}\.tmp(\.\w+)?")  # names _temporary_name makes
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -200,13 +205,24 @@ def check_writable(folder: str | Path) -> Path:
     return where
 
 
+def _remove_debris(folder: Path) -> None:
+    """Delete the temporary files a killed run left in ``folder`` (a ``kill -9`` gives it
+    no chance to): called by the lock's holder, the only process writing there, so none of
+    them is in use."""
+    for path in folder.glob(".aepose-*.tmp*"):
+        if _TEMPORARY.fullmatch(path.name):
+            with suppress(OSError):  # not ours to delete after all: leave it
+                path.unlink()
+
+
 class RunLock:
     """Exclusive use of a run folder by one live process, as a context manager.
 
     The lock is an ``flock`` on ``FOLDER/.aepose.lock`` (which holds the owner's pid for the
     message): the kernel drops it when the holder exits or dies, so a killed run never
     leaves a stale lock. The file itself stays (removing it would let two processes lock
-    two different files under one name).
+    two different files under one name). Taking the lock deletes the temporary files
+    (``.aepose-<8 hex>.tmp*``) that a killed run left in the folder.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -232,6 +248,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
+        _remove_debris(self.folder)
 
     def release(self) -> None:
         """Give the lock up (closing the file releases the flock)."""

@@ -285,8 +285,9 @@ def _predict_video(item: SourceItem, name: str, predictor: Predictor, options: P
                    summary: PredictSummary, writer: PredictionWriter) -> None:
     """Every frame of one video or stream, up to ``max_frames`` / ``duration_s``, tracked
     when ``options.track``. A source that cannot be opened or read is reported; if reading
-    breaks off, the frames already predicted stay in the JSON (the partial MP4 is discarded).
-    Frames a live reader dropped are reported as one problem line with their count."""
+    breaks off, or Ctrl-C stops the run, the frames already predicted stay in the JSON and
+    the overlay MP4 holds the frames drawn. Frames a live reader dropped are reported as one
+    problem line with their count."""
     try:
         info, reader = open_video(item, drop=options.drop)
     except AeposeError as error:
@@ -307,53 +308,86 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
                   writer: PredictionWriter) -> None:
     """Predict, track, record and draw the frames ``reader`` yields (see _predict_video)."""
     fps = info.fps or FALLBACK_FPS
-    tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
-               if options.track else None)
     settings = _stream_options(options)
     if options.drop or (options.drop is None and item.live):
         # One frame in flight: a batch or a read-ahead window would hold stale frames.
         settings |= {"batch_size": 1, "window": 1}
     total = info.frames if options.max_frames is None else min(info.frames, options.max_frames)
+    stopped: AeposeError | KeyboardInterrupt | None = None
     with ExitStack() as stack:
-        video: VideoWriter | None = None
         bar = stack.enter_context(tqdm(total=total or None, desc=item.path.name,
                                        disable=not options.progress, leave=False))
         frames = stream(predictor.stages, _limited(reader, fps, options), lambda f: f[1],
                         **settings, timer=summary.timer)
-        for result in frames:
-            index = result.item[0]
-            timestamp_ms = round(index * 1000.0 / fps, 3)
-            people = [] if result.error is not None else _people(result, predictor, options)
-            if tracker is not None:  # every frame, failed ones too: that is how tracks age
-                people = track_poses(tracker, people, timestamp_ms)
-            if result.error is not None:
-                _skip(summary, named_error(f"{item.name} frame {index}", result.error))
-                continue
-            writer.add({"file_name": item.name, "frame": index, "timestamp_ms": timestamp_ms,
-                        "width": result.width, "height": result.height}, people)
-            summary.images += 1
-            summary.people += len(people)
-            if options.draw and result.image is not None:
-                if video is None:  # sized by the frames: a stream may not state its size
-                    height, width = result.image.shape[:2]
-                    video = stack.enter_context(VideoWriter(
-                        summary.out_dir / f"{name}.mp4", fps=fps, width=width, height=height))
-                video.write(overlay(result.image, people, predictor.spec,
-                                    options.keypoint_threshold))
-            bar.update(1)
+        sink = _FrameSink(item.name, summary.out_dir / f"{name}.mp4", fps, predictor, options,
+                          summary, writer, stack)
+        try:
+            for result in frames:
+                sink.add(result)
+                bar.update(1)
+        except (AeposeError, KeyboardInterrupt) as stop:
+            # The overlay is still closed normally as the with block ends, so the frames
+            # drawn so far are kept, as their JSON lines are.
+            stopped = stop
+    if stopped is not None:
+        raise stopped
+
+
+class _FrameSink:
+    """Where one video's predicted frames go: the tracker, the JSON lines and the overlay
+    MP4 (opened at the first drawn frame, in ``stack``)."""
+
+    def __init__(self, name: str, overlay_path: Path, fps: float, predictor: Predictor,
+                 options: PredictOptions, summary: PredictSummary, writer: PredictionWriter,
+                 stack: ExitStack) -> None:
+        self.name, self.overlay_path, self.fps = name, overlay_path, fps
+        self.predictor, self.options, self.summary, self.writer = (predictor, options,
+                                                                   summary, writer)
+        self.stack = stack
+        self.tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
+                        if options.track else None)
+        self.video: VideoWriter | None = None
+
+    def add(self, result: Result[tuple[int, np.ndarray]]) -> None:
+        index = result.item[0]
+        timestamp_ms = round(index * 1000.0 / self.fps, 3)
+        people = [] if result.error is not None else _people(result, self.predictor,
+                                                             self.options)
+        if self.tracker is not None:  # every frame, failed ones too: that is how tracks age
+            people = track_poses(self.tracker, people, timestamp_ms)
+        if result.error is not None:
+            _skip(self.summary, named_error(f"{self.name} frame {index}", result.error))
+            return
+        self.writer.add({"file_name": self.name, "frame": index, "timestamp_ms": timestamp_ms,
+                         "width": result.width, "height": result.height}, people)
+        self.summary.images += 1
+        self.summary.people += len(people)
+        if self.options.draw and result.image is not None:
+            self._draw(result.image, people)
+
+    def _draw(self, image: np.ndarray, people: list[Pose]) -> None:
+        if self.video is None:  # sized by the frames: a stream may not state its size
+            height, width = image.shape[:2]
+            self.video = self.stack.enter_context(VideoWriter(
+                self.overlay_path, fps=self.fps, width=width, height=height))
+        self.video.write(overlay(image, people, self.predictor.spec,
+                                 self.options.keypoint_threshold))
 
 
 def _limited(reader: FrameReader, fps: float, options: PredictOptions
              ) -> Iterator[tuple[int, np.ndarray]]:
     """The reader's frames up to ``max_frames`` frames and ``duration_s`` of stream time
-    (frame index / fps: frames a live reader dropped count as time passed)."""
-    taken = 0
+    from the first frame read (frame index / fps: frames a live reader dropped count as
+    time passed). From the first frame read, not from index 0: a live reader's first frame
+    can come well into the stream (the model's start-up), and would end a short run there."""
+    taken, first = 0, None
     while options.max_frames is None or taken < options.max_frames:
         try:
             index, image = next(reader)
         except StopIteration:
             return
-        if options.duration_s is not None and index >= options.duration_s * fps:
+        first = index if first is None else first
+        if options.duration_s is not None and index - first >= options.duration_s * fps:
             return
         taken += 1
         yield index, image
