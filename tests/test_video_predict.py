@@ -186,14 +186,26 @@ def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
     frames = iter(detections + detections[1:])
     monkeypatch.setattr(predictor, "poses", lambda *_: list(next(frames)))
     opened = []
-    real = aepose.quick.iter_video_frames
+    real = aepose.quick.open_video
 
-    def second_loses_frame_0(path: Path) -> Iterator[tuple[int, np.ndarray]]:
-        opened.append(path)
-        decoded = real(path)
-        return (f for f in decoded if len(opened) == 1 or f[0] > 0)
+    class LosesFrame0:
+        def __init__(self, reader: Any) -> None:
+            self.reader = reader
 
-    monkeypatch.setattr(aepose.quick, "iter_video_frames", second_loses_frame_0)
+        def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+            return (f for f in self.reader if f[0] > 0)
+
+        def close(self) -> None:
+            self.reader.close()
+
+    def second_loses_frame_0(media: Any, drop: bool) -> tuple[Any, Any]:
+        opened.append(media)
+        info, reader = real(media, drop=drop)
+        # Each video is opened when listed (both first), then when read: the 4th is the
+        # second video's reading.
+        return info, (LosesFrame0(reader) if len(opened) == 4 else reader)
+
+    monkeypatch.setattr(aepose.quick, "open_video", second_loses_frame_0)
     got = aepose.predict([clip, clip], predictor)
     assert [p.frame for p in got] == list(range(FRAMES)) + list(range(1, FRAMES))
     ids = [[pose.track_id for pose in p.poses] for p in got]
@@ -379,6 +391,24 @@ def test_image_sequence_pattern_is_one_tracked_video(predictor: Predictor, tmp_p
     doc = _run([pattern], predictor, tmp_path / "out")
     assert [f["frame"] for f in doc["images"]] == [0, 1, 2, 3]
     assert (tmp_path / "out" / "frames.mp4").is_file()
+
+
+def test_predict_function_reads_video_urls_and_sequences_and_refuses_live_sources(
+    predictor: Predictor, server: str, tmp_path: Path
+) -> None:
+    import aepose
+
+    frames = tmp_path / "frames"
+    for i in range(3):
+        save_image(frames / f"{i:05d}.png", np.full((SIZE[1], SIZE[0], 3), 40 * i, np.uint8))
+    url, pattern = f"{server}/clip.mp4", str(frames / "%05d.png")
+    got = aepose.predict([url, pattern], predictor)
+    assert [(p.name, p.frame) for p in got] == ([(url, i) for i in range(FRAMES)]
+                                                + [(pattern, i) for i in range(3)])
+    assert all((p.width, p.height) == SIZE for p in got)
+    for live in ("0", "rtsp://127.0.0.1:9/cam"):  # never opened: refused as named
+        with pytest.raises(AeposeError, match=f"^{re.escape(live)}: a live source"):
+            aepose.predict(live, predictor)
 
 
 def test_stream_arguments_are_recognised_and_bad_ones_reported(tmp_path: Path) -> None:

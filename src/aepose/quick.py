@@ -30,7 +30,7 @@ from aepose.inference import (
     track_poses,
 )
 from aepose.pipeline import default_decode_workers, named_error, stream
-from aepose.sources import FALLBACK_FPS, expand_sources, iter_video_frames, video_info
+from aepose.sources import FALLBACK_FPS, SourceItem, expand_sources, open_video
 from aepose.tracking import PoseTracker, TrackerConfig
 
 __all__ = ["Prediction", "predict"]
@@ -42,8 +42,8 @@ Source = ImageInput | Sequence[ImageInput]
 class Prediction:
     """The people found in one image or video frame.
 
-    name: the file as found (a folder's or glob's files by their path), or ``"<array I>"``
-        for the I-th array given. frame: the frame index in a video, else None.
+    name: the file as found (a folder's or glob's files by their path), the URL or
+        sequence pattern as given, or ``"<array I>"`` for the I-th array given. frame: the frame index in a video, else None.
     poses: the people, each a :class:`~aepose.inference.Pose` (keypoints [K, 3] x, y in the
         image's pixels and score), in the grouping's order; a video frame's carry their
         ``track_id`` when tracked. width, height: the image's size.
@@ -68,6 +68,7 @@ class _Item:
     frame: int | None = None
     fps: float = FALLBACK_FPS
     video: int = -1
+    source: SourceItem | None = None  # a video's, to open it
 
 
 def predict(
@@ -87,8 +88,10 @@ def predict(
 
     Args:
         source: an image file, a folder (its images, sorted), a glob pattern
-            (``"shots/*.jpg"``), a video file (every frame), a uint8 array [H, W, 3] in
-            ``channel_order``, or a list of any of these.
+            (``"shots/*.jpg"``), a video file or video URL (every frame), an image
+            sequence (``"frames/%05d.png"``), a uint8 array [H, W, 3] in
+            ``channel_order``, or a list of any of these. Live sources (cameras,
+            ``rtsp://``) are refused: they never end, and every result is kept.
         weights: a weights file, a preset name with released weights, an mmpose release file
             name or a URL (fetched once into the cache, :mod:`aepose.hub`), or a
             :class:`~aepose.inference.Predictor` to reuse (then no ``settings``).
@@ -173,21 +176,36 @@ def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
         if found.problems:
             raise AeposeError(found.problems[0])
         for media in found.items:
-            # A video's frames come decoded as RGB; a file is read by path. Opening the
-            # video here too makes a corrupt one fail before any image is predicted.
+            # A video's frames come decoded as RGB; a file is read by path.
             if media.kind == "video":
-                fps = video_info(media.path).fps or FALLBACK_FPS
-                yield _Item(str(media.path), media.path, "rgb", -1, fps, videos)
+                yield _video_item(media, videos)
                 videos += 1
             else:
                 yield _Item(str(media.path), media.path, "rgb")
 
 
+def _video_item(media: SourceItem, ordinal: int) -> _Item:
+    """A video file, video URL or image sequence as one item, opened here once so that one
+    that cannot be read fails before any image is predicted."""
+    if media.live:
+        raise AeposeError(
+            f"{media.name}: a live source (camera or stream) never ends, and predict() keeps "
+            "every frame's poses in memory; use 'aepose predict', or a Predictor with "
+            "aepose.sources.open_video")
+    info, reader = open_video(media, drop=False)
+    reader.close()
+    return _Item(media.name, media.path, "rgb", -1, info.fps or FALLBACK_FPS, ordinal, media)
+
+
 def _expanded(items: list[_Item]) -> Iterator[_Item]:
     """Items with each video (frame -1) replaced by its frames, read as the stream asks."""
     for item in items:
-        if item.frame != -1:
+        if item.source is None:
             yield item
             continue
-        for index, frame in iter_video_frames(item.image):  # type: ignore[arg-type]
-            yield _Item(item.name, frame, "rgb", index, item.fps, item.video)
+        _, reader = open_video(item.source, drop=False)
+        try:
+            for index, frame in reader:
+                yield _Item(item.name, frame, "rgb", index, item.fps, item.video)
+        finally:
+            reader.close()
