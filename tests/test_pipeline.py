@@ -12,9 +12,12 @@ batch size and window; against one image at a time they agree to float rounding.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import resource
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -285,3 +288,56 @@ def test_a_killed_decode_worker_stops_the_stream_in_one_line(crowd) -> None:
     assert len(got) == len(others)
     for result, (poses, _) in zip(got, expected, strict=True):
         np.testing.assert_array_equal(result.poses, poses)
+
+
+_ORPHANED_POOL = """
+import multiprocessing, time
+import torch
+from aepose.pipeline import decode_pool
+pool = decode_pool(torch.device("cpu"), 2)  # its workers have all started when it returns
+print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether a process runs; a zombie (exited, not yet reaped by its new parent) does not."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except ProcessLookupError:
+        return False
+    except FileNotFoundError:  # reaped meanwhile, or no /proc (macOS): os.kill's answer
+        return not Path("/proc").is_dir()
+    return state != "Z"
+
+
+def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of `aepose predict` once left its decode workers running for good, holding
+    its stdout: a caller's subprocess.run(..., capture_output=True) never returned."""
+    with open(tmp_path / "stderr", "w") as stderr:
+        # A session of its own: its process group is every process it started, so the
+        # finally below ends any survivor without a chance of hitting an unrelated PID.
+        parent = subprocess.Popen([sys.executable, "-c", _ORPHANED_POOL],
+                                  stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+    assert parent.stdout is not None
+    try:
+        ready, _, _ = select.select([parent.stdout], [], [], 120)
+        line = parent.stdout.readline() if ready else b""
+        workers = [int(pid) for pid in line.split()]
+        assert len(workers) == 2, (tmp_path / "stderr").read_text()
+        parent.kill()  # SIGKILL: no atexit, no executor shutdown
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _running(pid)], "orphaned workers still run"
+        # Nothing holds the pipe any more: a reader sees its end.
+        assert select.select([parent.stdout], [], [], 1)[0]
+        assert os.read(parent.stdout.fileno(), 1) == b""
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        with contextlib.suppress(ProcessLookupError):  # the group is gone: none survived
+            os.killpg(parent.pid, signal.SIGKILL)

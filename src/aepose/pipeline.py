@@ -584,7 +584,7 @@ def decode_pool(device: torch.device, workers: int | None) -> Executor:
     # is only safe before other threads hold locks, so every worker starts now, before
     # the stream starts its read threads.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_init)
+                               initializer=_worker_init, initargs=(os.getpid(),))
     for started in [pool.submit(os.getpid) for _ in range(workers)]:
         started.result()
     return pool
@@ -610,9 +610,35 @@ def keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the run; workers stay quiet.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
     # One core each: the workers share the machine with the network and with each other.
     torch.set_num_threads(1)
     keep_freed_memory()
+
+
+_PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker within _PARENT_POLL_S once the process ``parent`` is gone.
+
+    A parent killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and a
+    forked worker waiting for its next call never notices: it holds both ends of the call
+    queue's pipe, and it would run for good, holding the parent's stdout and stderr too (a
+    caller's ``subprocess.run(..., capture_output=True)`` never returns). An orphan is
+    re-parented (to init or a subreaper), so a thread polls its parent's PID. Not Linux's
+    PR_SET_PDEATHSIG: that fires when the *thread* that forked the worker ends, which may be
+    any caller's thread, and does not exist on macOS. Not multiprocessing's parent sentinel
+    (a pipe): every process the parent forks later (the next worker, a DataLoader worker)
+    holds its write end too, so it may never close. ``parent`` is taken before the fork: a
+    parent that died before this runs is noticed too.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="aepose-parent-watch", daemon=True).start()
