@@ -88,10 +88,11 @@ def test_parser_copies_equal_their_owners() -> None:
     from aepose.inference import COMPILE_MODES
     from aepose.precision import PRECISIONS
     from aepose.predict_job import OVERLAY_MIN_SCORE
+    from aepose.synth.video import SIDE_LIMITS
 
     pairs = [(cli.STAGE_AVERAGES, STAGE_AVERAGES), (cli.PRECISIONS, PRECISIONS),
              (cli.COMPILE_MODES, COMPILE_MODES), (cli.BENCHMARK_STAGES, tuple(sorted(STAGES))),
-             (cli.OVERLAY_MIN_SCORE, OVERLAY_MIN_SCORE),
+             (cli.OVERLAY_MIN_SCORE, OVERLAY_MIN_SCORE), (cli.FRAME_SIDES, SIDE_LIMITS),
              ((cli.DEMO_MINUTES, cli.DEMO_EPOCHS), (DemoSettings.minutes, DemoSettings.epochs))]
     for copy, owner in pairs:
         assert copy == owner

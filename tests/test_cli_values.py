@@ -193,3 +193,36 @@ def test_named_bad_predict_numbers(
     code, out, err = run_cli(capsys, "predict", "x.png", "--weights", "w.pth", option, value)
     assert_one_line(code, out, err)
     assert f"argument {option}: " in err and allowed in err
+
+
+@pytest.mark.parametrize("value", ["0x0", "161x", "x64", "64*64", "31x64", "64x4097", "ax b"])
+def test_bad_frame_size_names_the_form_and_range(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str
+) -> None:
+    code, out, err = run_cli(capsys, "synth", str(tmp_path / "s"), "--video",
+                             f"--frame-size={value}")
+    assert_one_line(code, out, err)
+    assert code == 2 and "argument --frame-size: " in err and "sides in [32, 4096]" in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("args", "named", "advice"), [
+    (["predict", "x.mp4", "--weights", "w.pth", "--no-track", "--smooth"], "--smooth",
+     "without tracking: drop --no-track"),
+    (["predict", "x.mp4", "--weights", "w.pth", "--no-track", "--track-max-age=5",
+      "--smooth-beta", "2"], "--smooth-beta, --track-max-age", "without tracking"),
+    (["synth", "s", "--frames", "3"], "--frames", "without --video"),
+    (["synth", "s", "--fps", "30", "--frame-size", "64x64"], "--frame-size, --fps",
+     "without --video"),
+    (["synth", "s", "--video", "--size", "64"], "--size", "with --video: clips take "
+     "--frame-size"),
+])
+def test_options_that_would_be_ignored_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    args: list[str], named: str, advice: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *args)
+    assert_one_line(code, out, err)
+    assert code == 2 and f"error: {named} would be ignored {advice}" in err
+    assert not (tmp_path / "s").exists()

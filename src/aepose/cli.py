@@ -53,6 +53,7 @@ OVERLAY_MIN_SCORE = 0.2  # aepose.predict_job.OVERLAY_MIN_SCORE
 TRACK_MAX_AGE, TRACK_MIN_SIMILARITY, TRACK_MIN_SCORE = 30, 0.2, 0.2  # TrackerConfig defaults
 SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.OneEuroConfig defaults
 DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.demo.DemoSettings defaults
+FRAME_SIDES = (32, 4096)  # aepose.synth.video.SIDE_LIMITS
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})
@@ -100,6 +101,11 @@ class _Parser(argparse.ArgumentParser):
                 message = self._unrecognized(unknown)
         # One line, like every other error (the usage is one --help away).
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def given(self, option: str) -> bool:
+        """Whether the command line named ``option`` (``--x V`` or ``--x=V``)."""
+        tokens = self.argv[:self.argv.index("--")] if "--" in self.argv else self.argv
+        return any(t == option or t.startswith(option + "=") for t in tokens)
 
     def reject_extras(self, extras: list[str]) -> None:
         """Unknown options, each with the closest option this (sub)command has."""
@@ -192,6 +198,20 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
         return value
 
     return parse
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WIDTHxHEIGHT``, each side in :data:`FRAME_SIDES`."""
+    low, high = FRAME_SIDES
+    width, x, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height)) if x else None
+    except ValueError:
+        size = None
+    if size is None or not all(low <= side <= high for side in size):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not WIDTHxHEIGHT with sides in [{low}, {high}]")
+    return size
 
 
 MAX_COUNT = 10**9  # iterations, epochs, images: large enough for any real run
@@ -289,12 +309,11 @@ def _cmd_download(args: argparse.Namespace) -> None:
 
 def _cmd_synth(args: argparse.Namespace) -> None:
     from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
-    from aepose.synth.video import parse_frame_size
 
     if args.video:
         clips = write_sequences(
             args.out_dir, args.spec, clips=1 if args.images is None else args.images,
-            frames=args.frames, people=args.people, size=parse_frame_size(args.frame_size),
+            frames=args.frames, people=args.people, size=args.frame_size,
             seed=args.seed, fps=args.fps, overwrite=args.overwrite,
         )
         for clip in clips:
@@ -976,8 +995,8 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
                        help="frames per clip (default 100)")
     synth.add_argument("--people", type=int_in(1, 20), default=None,
                        help="distinct people per clip, 1..20 (default: drawn from 1..12)")
-    synth.add_argument("--frame-size", default="640x480",
-                       help="clip frame size WIDTHxHEIGHT (default 640x480)")
+    synth.add_argument("--frame-size", type=frame_size, default=(640, 480),
+                       metavar="WIDTHxHEIGHT", help="clip frame size (default 640x480)")
     synth.add_argument("--fps", type=float_in(0, 1000, low_open=True), default=25.0,
                        help="clip frame rate (default 25)")
     for name, sections in _SET_SECTIONS.items():
@@ -1046,6 +1065,25 @@ def _log_to_stderr() -> None:
         logger.addHandler(handler)
 
 
+# Options that act only with another setting: (options, whether the setting is on, what to
+# do). Given without it they would be ignored silently, so the command line is refused.
+_NEEDS: dict[str, list[tuple[tuple[str, ...], Callable[[argparse.Namespace], bool], str]]] = {
+    "predict": [(("--smooth", "--smooth-min-cutoff", "--smooth-beta", "--track-max-age",
+                  "--track-min-similarity", "--track-min-score"), lambda a: a.track,
+                 "without tracking: drop --no-track")],
+    "synth": [(("--frames", "--people", "--frame-size", "--fps"), lambda a: a.video,
+               "without --video (clips only)"),
+              (("--size",), lambda a: not a.video, "with --video: clips take --frame-size")],
+}
+
+
+def _refuse_ignored(args: argparse.Namespace, parser: _Parser) -> None:
+    for options, on, advice in _NEEDS.get(args.command, []):
+        named = [option for option in options if parser.given(option)]
+        if named and not on(args):
+            parser.error(f"{', '.join(named)} would be ignored {advice}")
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser, subparsers = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -1054,6 +1092,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 2
     if extras:
         subparsers[args.command].reject_extras(extras)
+    _refuse_ignored(args, subparsers[args.command])
     if args.command in _STREAMING_COMMANDS:
         # Decoding runs in worker processes beside the network; OpenMP's default
         # spin-waiting after each parallel region burns the cores they need (6.8 -> 7.6

@@ -43,7 +43,6 @@ __all__ = [
     "MAX_PEOPLE",
     "ClipSummary",
     "draw_people_count",
-    "parse_frame_size",
     "sequence_truth",
     "write_sequence",
     "write_sequences",
@@ -332,15 +331,6 @@ class ClipSummary:
     seed: int
     frames: int
     people: int
-
-
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """``"640x480"`` -> (640, 480) (the CLI's ``--frame-size``)."""
-    width, _, height = text.lower().partition("x")
-    try:
-        return int(width), int(height)
-    except ValueError:
-        raise AeposeError(f"--frame-size must be WIDTHxHEIGHT, got {text!r}") from None
 
 
 def write_sequences(
