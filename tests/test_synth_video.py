@@ -197,3 +197,21 @@ def test_cli_writes_clips_with_their_truth(
     doc = json.loads((tmp_path / "clip_0001.json").read_text())
     assert doc["video"] == "clip_0001.mp4" and len(tracks(doc)) == 2
     assert len(doc["keypoint_names"]) == 14
+
+
+def test_cli_refuses_existing_clips_and_overwrite_replaces_the_whole_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def synth(*extra: str) -> tuple[int, str, str]:
+        return run_cli(capsys, "synth", str(tmp_path), "--video", "--frames", "2",
+                       "--people", "1", "--frame-size", "64x48", *extra)
+
+    assert synth("--images", "3")[0] == 0
+    (tmp_path / "notes.json").write_text("{}")
+    code, _, err = synth("--images", "1")
+    assert code == 1 and err == (f"aepose: error: {tmp_path / 'clip_0000.mp4'} already exists; "
+                                 "choose another folder or overwrite it (--overwrite)\n")
+    assert synth("--images", "1", "--overwrite")[0] == 0
+    # The larger earlier set's clips 1 and 2 are gone: they would join this one.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip_0000.json", "clip_0000.mp4", "notes.json"]

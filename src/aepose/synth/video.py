@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from aepose.errors import AeposeError
+from aepose.io import write_text
 from aepose.keypoints import KeypointSpec, get_spec
 from aepose.sources import VideoWriter
 from aepose.synth.annotate import flat_keypoints, keypoints_for
@@ -308,7 +309,8 @@ def write_sequence(
     video, truth_path = root / f"{stem}.mp4", root / f"{stem}.json"
     for path in (video, truth_path):
         if path.exists() and not overwrite:
-            raise AeposeError(f"{path} already exists; choose another folder or overwrite it")
+            raise AeposeError(f"{path} already exists; choose another folder or overwrite it "
+                               "(--overwrite)")
     width, height = size
     plan = _plan(seed, frames, people, width, height)
     _, rng = _streams(seed)
@@ -318,7 +320,7 @@ def write_sequence(
             image = render_scene(Scene(background, frame.figures)).image
             writer.write(np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8))
     doc = truth | {"video": video.name}
-    truth_path.write_text(json.dumps(doc, separators=(",", ":")) + "\n", "utf-8")
+    write_text(truth_path, json.dumps(doc, separators=(",", ":")) + "\n", what="truth")
     return video, truth_path
 
 
@@ -349,6 +351,9 @@ def write_sequences(
 
     Clip i is :func:`write_sequence` with seed ``seed + i`` (so any one clip can be made again
     alone) and ``people`` people, or a count drawn from 1..12 by :func:`draw_people_count`.
+    With ``overwrite``, the folder's other clips (``clip_NNNN`` beyond ``clips``, from an
+    earlier, larger run) are deleted: every clip is its own truth, so a leftover one would
+    join this dataset.
     """
     if clips < 1:
         raise AeposeError(f"the number of clips must be at least 1, got {clips}")
@@ -363,4 +368,13 @@ def write_sequences(
             name=f"clip_{i:04d}", overwrite=overwrite,
         )  # fmt: skip
         written.append(ClipSummary(video, truth, clip_seed, frames, count))
+    if overwrite:
+        _delete_other_clips(Path(out_dir), clips)
     return written
+
+
+def _delete_other_clips(folder: Path, clips: int) -> None:
+    """Delete ``clip_NNNN.mp4`` / ``.json`` with NNNN >= clips (as write_sequences names)."""
+    for path in folder.glob("clip_[0-9][0-9][0-9][0-9].*"):
+        if path.suffix in (".mp4", ".json") and int(path.stem[5:]) >= clips:
+            path.unlink()

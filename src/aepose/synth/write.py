@@ -234,7 +234,8 @@ def generate_dataset(
     layout = DATASET_FILES[spec.name]
     for ann in (job.root / layout[0], job.root / layout[2]):
         if ann.exists() and not overwrite:
-            raise AeposeError(f"{ann} already exists; choose another folder or overwrite it")
+            raise AeposeError(f"{ann} already exists; choose another folder or overwrite it "
+                               "(--overwrite)")
     ids = (1, 1)
     splits = []
     for split_index, (name, count) in enumerate((("train", train_images), ("val", val_images))):
