@@ -370,8 +370,9 @@ class _FrameSink:
             height, width = image.shape[:2]
             self.video = self.stack.enter_context(VideoWriter(
                 self.overlay_path, fps=self.fps, width=width, height=height))
+        # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
         self.video.write(overlay(image, people, self.predictor.spec,
-                                 self.options.keypoint_threshold))
+                                 self.options.keypoint_threshold), fit=True)
 
 
 def _limited(reader: FrameReader, fps: float, options: PredictOptions

@@ -43,7 +43,8 @@ class Prediction:
     """The people found in one image or video frame.
 
     name: the file as found (a folder's or glob's files by their path), the URL or
-        sequence pattern as given, or ``"<array I>"`` for the I-th array given. frame: the frame index in a video, else None.
+        sequence pattern as given, or ``"<array I>"`` for the I-th array given. frame: the
+        frame index in a video, else None.
     poses: the people, each a :class:`~aepose.inference.Pose` (keypoints [K, 3] x, y in the
         image's pixels and score), in the grouping's order; a video frame's carry their
         ``track_id`` when tracked. width, height: the image's size.

@@ -6,7 +6,9 @@ finish the rest. Besides files it recognises frame sources that are not files (s
 webcam indices (``0``), URLs (``rtsp://``, ``http(s)://`` ...) and image sequences given as
 a printf pattern (``frames/%05d.png``). Videos and streams are read with
 :func:`open_video` (OpenCV's FFmpeg backend; webcams through OpenCV's default camera
-backend) and overlays written as H.264 MP4 with :class:`VideoWriter` (PyAV).
+backend; local image sequences file by file, with aepose's image reader) and overlays
+written as H.264 MP4 with :class:`VideoWriter` (PyAV). FFmpeg's and OpenCV's own log lines
+are silenced (:func:`quiet_native_video_logs`): every failure is reported in one line.
 
 A live source (a webcam, ``rtsp://`` and the like) is read by :class:`LatestFrames`: a
 thread that keeps only the newest frame, so a consumer slower than the camera gets the
@@ -25,7 +27,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,9 +47,11 @@ __all__ = [
     "FALLBACK_FPS",
     "IMAGE_EXTENSIONS",
     "LIVE_SCHEMES",
+    "SEQUENCE_FPS",
     "STREAM_SCHEMES",
     "VIDEO_EXTENSIONS",
     "FrameReader",
+    "ImageSequenceFrames",
     "LatestFrames",
     "SourceItem",
     "Sources",
@@ -57,6 +61,7 @@ __all__ = [
     "expand_sources",
     "iter_video_frames",
     "open_video",
+    "quiet_native_video_logs",
     "video_info",
 ]
 
@@ -203,7 +208,10 @@ def _stream_item(source: str) -> tuple[list[SourceItem], list[str]] | None:
     if source.isdigit():
         return [SourceItem(Path(f"webcam{int(source)}"), "video", url=source, live=True)], []
     if _PRINTF.search(source):
-        matched = glob.glob(_PRINTF.sub("[0-9]*", glob.escape(source)))
+        try:
+            matched = glob.glob(_sequence_glob(source))
+        except AeposeError as error:  # a pattern FFmpeg would refuse too
+            return [], [str(error)]
         if not matched:
             return [], [f"{source}: image-sequence pattern matches no files"]
         folder = Path(source).parent
@@ -264,10 +272,43 @@ class VideoInfo:
     frames: int
 
 
+_native_logs_quiet = False
+
+
+def quiet_native_video_logs() -> None:
+    """Silence the log lines FFmpeg and OpenCV print themselves about videos, for the process.
+
+    Opening a corrupt file would otherwise print ``[mov,mp4,... @ 0x...] moov atom not
+    found`` and ``[ WARN:0@...] ... backend is generally available but can't be used to
+    capture by name`` to stderr before aepose's own one-line message, and damaged frames
+    ``[h264 @ ...] Invalid NAL unit size``; aepose detects and reports every such failure
+    itself (the capture does not open, a read fails, frames go missing). Called before every
+    capture is opened; only the first call does anything. A setting the user made wins: an
+    ``OPENCV_FFMPEG_LOGLEVEL`` or ``OPENCV_LOG_LEVEL`` in the environment, or a log level
+    set through ``cv2.utils.logging.setLogLevel`` before the first video is opened.
+    """
+    global _native_logs_quiet
+    if _native_logs_quiet:
+        return
+    _native_logs_quiet = True
+    # OpenCV's FFmpeg backend reads this variable when it opens a capture (OpenCV 4.x; some
+    # versions only at the first open, hence before any capture): -8 is AV_LOG_QUIET. Unset,
+    # the backend lets FFmpeg print its errors (AV_LOG_ERROR) to stderr.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # OpenCV's own logger read OPENCV_LOG_LEVEL when cv2 was imported, so setting the
+    # variable now would change nothing: the level is set directly. ERROR, not SILENT:
+    # OpenCV's videoio reports failures we cannot see (invalid parameters) at that level.
+    logging_ = cv2.utils.logging
+    if ("OPENCV_LOG_LEVEL" not in os.environ
+            and logging_.getLogLevel() == logging_.LOG_LEVEL_WARNING):  # still the default
+        logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
+
+
 def _open_capture(path: str | Path) -> cv2.VideoCapture:
     file = Path(path)
     if not file.is_file():
         raise AeposeError(f"video file {file} not found")
+    quiet_native_video_logs()
     capture = cv2.VideoCapture(str(file), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise AeposeError(f"video file {file} cannot be opened (not a video, or corrupt)")
@@ -284,15 +325,30 @@ def video_info(path: str | Path) -> VideoInfo:
 
 
 MAX_BAD_FRAMES = 25  # consecutive unreadable frames that end a video (or its end of stream)
+OFF_GRID = 0.1
+"""How far (in frames) a frame's presentation time may lie from a whole frame of the stated
+rate before the timestamps are taken as variable-rate and frames are counted instead."""
 
 logger = logging.getLogger("aepose")
+
+
+def _timed_index(msec: float, fps: float, last: int) -> int | None:
+    """A frame's index in the stream from its presentation time ``msec`` (from the stream's
+    start) at ``fps``, or None when the time cannot say: unknown, not after frame ``last``
+    (the previous frame's index), or between two frames of that rate (a variable rate)."""
+    if not (math.isfinite(msec) and msec >= 0):
+        return None
+    position = msec * fps / 1000.0
+    index = round(position)
+    return index if index > last and abs(position - index) <= OFF_GRID else None
 
 
 class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
     """The frames of one video as (index from 0, RGB uint8 [H, W, 3]); see iter_video_frames.
 
-    After iteration, ``unreadable`` counts the frames skipped inside the video and
-    ``problem`` is the one line reported about them (``None`` when every frame was read).
+    After iteration, ``unreadable`` counts the frames missing inside the video (gaps in the
+    indices) and ``problem`` is the one line reported about lost frames (``None`` when
+    every frame was read).
     """
 
     def __init__(self, capture: cv2.VideoCapture, file: Path | str, what: str = "video file"
@@ -316,34 +372,50 @@ class VideoFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
 
     def _read(self, capture: cv2.VideoCapture
               ) -> Generator[tuple[int, npt.NDArray[np.uint8]], None, None]:
-        index = read = failures = 0  # position in the stream, frames yielded, current run
+        # A frame's index comes from its presentation time when the container states a
+        # frame rate: a failed read tells nothing about how many frames were lost. FFmpeg
+        # often consumes no frame on a failed read (the decoder was waiting for more data:
+        # the frames it held come out on the next reads), and can drop a damaged frame with
+        # no failed read at all; counting reads shifted every later index. The time is
+        # CAP_PROP_POS_MSEC after a successful read: the decoded frame's own timestamp from
+        # the stream's start in OpenCV 4.x's FFmpeg backend. When it is unusable (no rate,
+        # no timestamps, times off the rate's grid: a variable frame rate), frames are
+        # counted as before, a failed read as one frame, for the rest of the video.
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        timed = math.isfinite(fps) and fps > 0
+        last = -1  # the index of the last frame yielded
+        read = failures = 0  # frames yielded, failed reads since the last one
         try:
             while failures < MAX_BAD_FRAMES:
                 ok, bgr = capture.read()
                 if not ok or bgr is None:
-                    failures += 1  # OpenCV moves past a damaged frame: try the next one
-                    index += 1
+                    failures += 1  # a damaged frame: try the next one
                     continue
-                self.unreadable += failures  # a run that ended inside the video
+                index = (_timed_index(float(capture.get(cv2.CAP_PROP_POS_MSEC)), fps, last)
+                         if timed else None)
+                if index is None:
+                    timed = False  # mixing counted and timed indices could go backwards
+                    index = last + 1 + failures
+                self.unreadable += index - last - 1  # the frames missing before this one
                 failures = 0
+                last = index
                 yield index, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-                index += 1
                 read += 1
         finally:
             capture.release()
         if read == 0:
             raise AeposeError(f"{self.what} {self.file} has no decodable frames")
-        self._report(read)
+        self._report(read, last)
 
-    def _report(self, read: int) -> None:
+    def _report(self, read: int, last: int) -> None:
         """One warning line when frames were lost (inside, or a cut-off end), else nothing."""
         # Containers round their frame counts; a frame or two short of it is the normal end.
-        cut = self.expected - (read + self.unreadable) > 2
+        cut = self.expected - (last + 1) > 2
         if not cut and not self.unreadable:
             return
         parts = [f"{self.unreadable} unreadable frame(s) skipped"] if self.unreadable else []
         if cut:
-            parts.append(f"unreadable after frame {read + self.unreadable - 1} "
+            parts.append(f"unreadable after frame {last} "
                          f"(the container says {self.expected} frames)")
         self.problem = f"{self.what} {self.file}: {'; '.join(parts)}; {read} frames read"
         logger.warning("%s", self.problem)
@@ -355,12 +427,14 @@ def iter_video_frames(path: str | Path) -> VideoFrames:
     The file is opened before this returns, so a missing or undecodable video raises
     :class:`AeposeError` here, not at the first ``next()``. A video that opens but yields
     no frame raises when iterated. An unreadable frame inside the video is skipped (OpenCV
-    reads on past it); :data:`MAX_BAD_FRAMES` unreadable frames in a row end the video. Lost
+    reads on past it); :data:`MAX_BAD_FRAMES` unreadable reads in a row end the video. Lost
     frames are reported once, as a warning on the ``aepose`` logger, and kept as the
     iterator's ``problem`` line.
 
     Yields:
-        (frame index from 0, its position in the stream; RGB uint8 frame [H, W, 3]).
+        (frame index from 0, its position in the stream: from the frame's timestamp and the
+        stated frame rate, so the frames lost before it leave a gap; counted when the
+        timestamps cannot say, see :class:`VideoFrames`; RGB uint8 frame [H, W, 3]).
     """
     capture = _open_capture(path)
     return VideoFrames(capture, Path(path))
@@ -489,7 +563,8 @@ STREAM_TIMEOUT_MS = 15000
 
 
 def _open_stream(target: str) -> cv2.VideoCapture:
-    """A capture of a webcam index, URL or image-sequence pattern (one-line error if none)."""
+    """A capture of a webcam index or URL (one-line error if none)."""
+    quiet_native_video_logs()
     if target.isdigit():
         capture = cv2.VideoCapture(int(target))  # the platform's camera API (V4L2, ...)
         what = f"webcam {target} cannot be opened (no such camera, or it is busy)"
@@ -497,13 +572,162 @@ def _open_stream(target: str) -> cv2.VideoCapture:
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
         capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
-        what = (f"image sequence {target} cannot be opened" if _PRINTF.search(target)
-                and not _URL.match(target) else
-                f"stream {target} cannot be opened (unreachable, refused, or not a video)")
+        what = f"stream {target} cannot be opened (unreachable, refused, or not a video)"
     if not capture.isOpened():
         capture.release()
         raise AeposeError(what)
     return capture
+
+
+SEQUENCE_FPS = 25.0
+"""The frame rate of an image sequence (FFmpeg's image2 default, as when FFmpeg read them)."""
+SEQUENCE_START_RANGE = 5
+"""An image sequence's first file is numbered 0 to 4 (FFmpeg image2's start_number_range)."""
+_SEQUENCE_FIELD = re.compile(r"%%|%(\d*)d")  # a literal %, or the frame-number field
+
+
+def _sequence_parts(pattern: str) -> tuple[str, int, str]:
+    """An image-sequence pattern as (text before the frame number, its width, text after),
+    as FFmpeg reads it: ``%d`` is the number, ``%05d`` (or ``%5d``: FFmpeg pads with zeros
+    either way) at least that many digits, zero-padded, and ``%%`` a literal ``%``."""
+    pieces: list[str] = []  # the text before the field, then the text after it
+    width: int | None = None
+    text, start = "", 0
+    for field in _SEQUENCE_FIELD.finditer(pattern):
+        text += pattern[start:field.start()]
+        start = field.end()
+        if field.group() == "%%":
+            text += "%"
+        elif width is None:
+            width = int(field.group(1) or 0)
+            pieces.append(text)
+            text = ""
+        else:
+            raise AeposeError(f"{pattern}: more than one frame-number field (%d) in the "
+                              "image-sequence pattern")
+    if width is None:
+        raise AeposeError(f"{pattern}: no frame-number field (%d) in the image-sequence "
+                          "pattern")
+    return pieces[0], width, text + pattern[start:]
+
+
+def _sequence_namer(pattern: str) -> Callable[[int], str]:
+    """The file name of frame number ``n`` of an image-sequence pattern."""
+    before, width, after = _sequence_parts(pattern)
+    return lambda number: f"{before}{number:0{width}d}{after}"
+
+
+def _sequence_glob(pattern: str) -> str:
+    """A glob matching every file an image-sequence pattern could name."""
+    before, _, after = _sequence_parts(pattern)
+    return f"{glob.escape(before)}[0-9]*{glob.escape(after)}"
+
+
+class ImageSequenceFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
+    """The frames of a local image sequence (``frames/%05d.png``): (index from 0, RGB uint8
+    [H, W, 3]), each file decoded by aepose's image reader (:func:`aepose.data.read_image`),
+    so every frame keeps its own size.
+
+    FFmpeg's image2 reader, which read local sequences before, scales every image to the
+    first one's size, so poses in images of another size came out in the first one's
+    coordinates. Which files belong is still FFmpeg's rule: the first number is the lowest
+    of 0 to 4 whose file exists (:data:`SEQUENCE_START_RANGE`), and the sequence runs on
+    while the next number's file exists. A frame's index is its number minus the first
+    one's, so an unreadable file, skipped and counted in ``unreadable``, leaves a gap.
+    Unreadable files and numbered files after the first missing number (not read, as by
+    FFmpeg) are reported once, at the end, in the ``problem`` line (a warning on the
+    ``aepose`` logger). The files (``files``) are listed when the sequence is opened, and
+    the first readable image decoded: ``size`` is its (width, height), and a sequence with
+    no readable image raises then. An image sequence never drops frames (``dropped`` is 0).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.dropped = 0
+        self.unreadable = 0
+        self.problem: str | None = None
+        name = _sequence_namer(pattern)
+        first = next((n for n in range(SEQUENCE_START_RANGE) if Path(name(n)).is_file()), None)
+        if first is None:
+            raise AeposeError(self._no_start(name))
+        self.files: list[Path] = []  # the sequence, in order
+        while Path(name(first + len(self.files))).is_file():
+            self.files.append(Path(name(first + len(self.files))))
+        self._missing = name(first + len(self.files))  # the first missing file: the end
+        self._later = self._numbered_after(name, first + len(self.files))
+        self._first_error: str | None = None
+        # The first readable image is decoded now: its size is the sequence's in open_video,
+        # and a sequence with no readable image fails when opened, as a bad video does.
+        self._next = 0  # the index of the next file to read
+        self._pending = self._decode_next()
+        if self._pending is None:
+            raise AeposeError(f"image sequence {pattern} has no decodable images: "
+                              f"{self._first_error}")
+        self.size = self._pending[1].shape[1], self._pending[1].shape[0]  # (width, height)
+
+    def _no_start(self, name: Callable[[int], str]) -> str:
+        """The line for a pattern whose first file is missing: the names tried and, when
+        other numbered files exist (numbering that starts too late, or zero-padding the
+        pattern does not spell), one of them."""
+        line = (f"image sequence {self.pattern}: no file {name(0)} to "
+                f"{name(SEQUENCE_START_RANGE - 1)} (the first number must be 0 to "
+                f"{SEQUENCE_START_RANGE - 1}, spelled as the pattern says")
+        numbered = sorted(glob.glob(_sequence_glob(self.pattern)))
+        return f"{line}; there is {numbered[0]})" if numbered else f"{line})"
+
+    def _numbered_after(self, name: Callable[[int], str], missing: int) -> int:
+        """How many files the pattern names with numbers after ``missing``."""
+        later = 0
+        for path in glob.glob(_sequence_glob(self.pattern)):
+            # A file is the pattern's when some number in its path gives back its name.
+            numbers = (int(digits) for digits in re.findall(r"\d+", path))
+            later += any(n > missing and name(n) == path for n in numbers)
+        return later
+
+    def _decode_next(self) -> tuple[int, npt.NDArray[np.uint8]] | None:
+        """The next readable frame (index, image), skipping and counting unreadable files;
+        None after the last file."""
+        # Imported here: aepose.data brings torch, which reading videos does not need.
+        from aepose.data.coco import read_image
+
+        while self._next < len(self.files):
+            index, self._next = self._next, self._next + 1
+            try:
+                return index, read_image(self.files[index])
+            except AeposeError as error:  # one line naming the file
+                self.unreadable += 1
+                self._first_error = self._first_error or str(error)
+        return None
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        frame, self._pending = self._pending, None
+        if frame is None:
+            frame = self._decode_next()
+        if frame is None:
+            self._report()
+            raise StopIteration
+        return frame
+
+    def close(self) -> None:
+        """Stop reading (nothing to release: each file is closed once read)."""
+        self._next = len(self.files)
+        self._pending = None
+
+    def _report(self) -> None:
+        if self.problem is not None:
+            return
+        parts = []
+        if self.unreadable:
+            parts.append(f"{self.unreadable} unreadable image(s) skipped (first: "
+                         f"{self._first_error})")
+        if self._later:
+            parts.append(f"{self._later} numbered file(s) after the missing {self._missing} "
+                         "not read")
+        if parts:
+            read = len(self.files) - self.unreadable
+            self.problem = (f"image sequence {self.pattern}: {'; '.join(parts)}; "
+                            f"{read} frames read")
+            logger.warning("%s", self.problem)
 
 
 def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
@@ -514,13 +738,18 @@ def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
         item: a :class:`SourceItem` (as :func:`expand_sources` makes them) or a video path.
         drop: True reads through :class:`LatestFrames` (frames dropped when the consumer
             falls behind), False reads every frame in order (:class:`VideoFrames`); None
-            (default): drop for live sources (``item.live``) only.
+            (default): drop for live sources (``item.live``) only. A local image sequence
+            is read by :class:`ImageSequenceFrames` and never drops (its files are there
+            to read, as a video file's frames are).
 
     Raises:
         AeposeError: one line naming the file, URL or camera when it cannot be opened.
     """
     if not isinstance(item, SourceItem):
         item = SourceItem(Path(item), "video")
+    if item.url is not None and _PRINTF.search(item.url) and not _URL.match(item.url):
+        sequence = ImageSequenceFrames(item.url)
+        return VideoInfo(SEQUENCE_FPS, *sequence.size, len(sequence.files)), sequence
     capture = _open_capture(item.path) if item.url is None else _open_stream(item.url)
     info = _info_of(capture)
     if item.live if drop is None else drop:
@@ -528,6 +757,21 @@ def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
     if item.url is None:
         return info, VideoFrames(capture, item.path)
     return info, VideoFrames(capture, item.url, "stream")
+
+
+def _letterbox(frame: npt.NDArray[np.uint8], width: int, height: int
+               ) -> npt.NDArray[np.uint8]:
+    """``frame`` scaled to fit width x height, aspect ratio kept, centred on black."""
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    w = min(width, max(1, round(frame.shape[1] * scale)))
+    h = min(height, max(1, round(frame.shape[0] * scale)))
+    # Shrinking averages the pixels each output pixel covers (INTER_AREA: no aliasing).
+    resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if scale < 1
+                         else cv2.INTER_LINEAR)
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    canvas[top : top + h, left : left + w] = resized
+    return canvas
 
 
 class VideoWriter:
@@ -586,12 +830,20 @@ class VideoWriter:
         self._container, self._stream = container, stream
         return self
 
-    def write(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
-        """Append one RGB uint8 frame [height, width, 3]."""
+    def write(self, frame_rgb: npt.NDArray[np.uint8], *, fit: bool = False) -> None:
+        """Append one RGB uint8 frame [height, width, 3].
+
+        ``fit``: an RGB uint8 frame of another size is scaled to fit the video's frame, its
+        aspect ratio kept, and centred on black (the images of a sequence may differ in
+        size); without it, such a frame raises.
+        """
         if self._container is None or self._stream is None:
             raise AeposeError(f"video {self.path} is not open (use VideoWriter in a with block)")
         frame = np.asarray(frame_rgb)
         expected = (self.height, self.width, 3)
+        if (fit and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+                and frame.shape != expected and min(frame.shape[:2]) > 0):
+            frame = _letterbox(frame, self.width, self.height)
         if frame.shape != expected or frame.dtype != np.uint8:
             raise AeposeError(
                 f"frame {self.frames_written} for video {self.path} is {frame.dtype} "
