@@ -413,11 +413,12 @@ def test_predict_function_reads_video_urls_and_sequences_and_refuses_live_source
 
 def test_stream_arguments_are_recognised_and_bad_ones_reported(tmp_path: Path) -> None:
     found = expand_sources(["0", "rtsp://cam/live", "https://host/path/video.MP4",
-                            "http://cam/mjpg?x=1", "ftp://host/a.mp4",
-                            str(tmp_path / "none_%04d.png"), "0"])
+                            "http://cam/mjpg?x=1", "http://host/shots/%05d.png",
+                            "ftp://host/a.mp4", str(tmp_path / "none_%04d.png"), "0"])
     assert [(i.name, i.path.name, i.live) for i in found.items] == [
         ("0", "webcam0", True), ("rtsp://cam/live", "live", True),
-        ("https://host/path/video.MP4", "video", False), ("http://cam/mjpg?x=1", "mjpg", True)]
+        ("https://host/path/video.MP4", "video", False), ("http://cam/mjpg?x=1", "mjpg", True),
+        ("http://host/shots/%05d.png", "shots", False)]  # a remote sequence: files, not live
     assert found.problems == (
         "ftp://host/a.mp4: unsupported URL scheme 'ftp' (streams: http, https, rtmp, rtsp, "
         "rtsps, srt, tcp, udp)",
@@ -470,8 +471,11 @@ def test_live_reader_keeps_every_frame_for_a_fast_consumer_and_stops_on_close() 
     endless = _FakeCamera(frames=10**9, period=0.001)
     reader = LatestFrames(endless, "endless")
     next(reader)
+    time.sleep(0.05)  # the thread reads on, replacing its pending frame
     reader.close()
     assert endless.released
+    # Frames read after the last one taken were past the stop, not dropped.
+    assert (reader.read, reader.dropped, reader.problem) == (1, 0, None)
 
 
 def test_live_reader_without_any_frame_raises_naming_the_source() -> None:

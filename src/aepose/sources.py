@@ -75,7 +75,8 @@ STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tc
 """URL schemes read as video streams (through OpenCV's FFmpeg backend)."""
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "udp", "tcp", "srt"})
 """Schemes of live streams (frames dropped when processing falls behind). An http(s) URL is
-live unless its path ends in a video extension (``http://host/clip.mp4`` is a file)."""
+live unless its path ends in a video extension (``http://host/clip.mp4`` is a file) or
+names an image sequence (``http://host/frames/%05d.png``)."""
 
 _PRINTF = re.compile(r"%0?\d*d")  # the frame-number field of an image-sequence pattern
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -201,9 +202,12 @@ def _stream_item(source: str) -> tuple[list[SourceItem], list[str]] | None:
             return [], [f"{source}: unsupported URL scheme {scheme!r} (streams: "
                         f"{', '.join(sorted(STREAM_SCHEMES))})"]
         file = Path(urlsplit(source).path)
-        is_file = file.suffix.lower() in VIDEO_EXTENSIONS
+        # A remote image sequence (http://host/frames/%05d.png) is files too: never live.
+        sequence = file.suffix.lower() in IMAGE_EXTENSIONS and bool(_PRINTF.search(file.name))
+        is_file = file.suffix.lower() in VIDEO_EXTENSIONS or sequence
         live = scheme in LIVE_SCHEMES or not is_file
-        name = file.stem if file.stem else (urlsplit(source).hostname or "stream")
+        stem = file.parent.name if sequence else file.stem  # as a local sequence is named
+        name = stem or urlsplit(source).hostname or "stream"
         return [SourceItem(Path(name), "video", url=source, live=live)], []
     if source.isdigit():
         return [SourceItem(Path(f"webcam{int(source)}"), "video", url=source, live=True)], []
@@ -476,6 +480,8 @@ class LatestFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
     fresh frames and memory holds at most one pending frame. The index of each frame is its
     position in the stream, so gaps show what was dropped. Iteration ends when
     ``max_failures`` reads in a row fail (camera unplugged, stream ended) or on ``close()``.
+    After ``close()``, ``read`` and ``dropped`` count the frames up to the last one taken:
+    those the thread read after it were past the consumer's stop, not dropped.
     """
 
     def __init__(self, capture: Capture, name: str, *,
@@ -487,6 +493,7 @@ class LatestFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
         self._capture = capture
         self._max_failures = max_failures
         self._pending: tuple[int, npt.NDArray[np.uint8]] | None = None
+        self._at_take = (0, 0)  # (read, dropped) when the last frame was taken
         self._done = False
         self._stop = threading.Event()
         self._changed = threading.Condition()
@@ -529,6 +536,7 @@ class LatestFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
                 self._report()
                 raise StopIteration
             frame, self._pending = self._pending, None
+            self._at_take = (self.read, self.dropped)
             return frame
 
     def _report(self) -> None:
@@ -544,6 +552,8 @@ class LatestFrames(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
         self._stop.set()
         self._thread.join(timeout)
         with self._changed:
+            if not self._done or self._pending is not None:  # stopped before the stream ended
+                self.read, self.dropped = self._at_take
             if self.dropped and self.problem is None:
                 self._report()
 
