@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,248 @@ def test_configs_refuse_bad_values_naming_the_rule(config: type, field: str,
                                                    value: float) -> None:
     with pytest.raises(ValueError, match=rf"{config.__name__}: need {field} "):
         config(**{field: value})
+
+
+@pytest.mark.parametrize(("config", "field", "value"), [
+    (TrackerConfig, "min_score", 1.5), (TrackerConfig, "min_score", math.inf),
+    (OneEuroConfig, "beta", math.inf),
+])
+def test_configs_refuse_out_of_range_values_with_the_value_got(config: type, field: str,
+                                                                value: float) -> None:
+    with pytest.raises(ValueError, match=rf"{config.__name__}: need {field} .*\(got {value}\)"):
+        config(**{field: value})
+
+
+@pytest.mark.parametrize(("config", "kwargs", "message"), [
+    (TrackerConfig, {"max_age": None}, "max_age as an int (got NoneType None)"),
+    (TrackerConfig, {"max_age": "30"}, "max_age as an int (got str '30')"),
+    (TrackerConfig, {"max_age": 1.5}, "max_age as an int (got float 1.5)"),
+    (TrackerConfig, {"max_age": True}, "max_age as an int (got bool True)"),
+    (TrackerConfig, {"min_keypoints": 2.5}, "min_keypoints as an int (got float 2.5)"),
+    (TrackerConfig, {"fps": "25"}, "fps as a number (got str '25')"),
+    (TrackerConfig, {"min_score": False}, "min_score as a number (got bool False)"),
+    (TrackerConfig, {"smooth": "no"}, "smooth as a bool (got str 'no')"),
+    (TrackerConfig, {"smooth": 1}, "smooth as a bool (got int 1)"),
+    (TrackerConfig, {"one_euro": None, "smooth": True},
+     "one_euro as a OneEuroConfig (got NoneType None)"),
+    (TrackerConfig, {"one_euro": {"beta": 1}}, "one_euro as a OneEuroConfig (got dict"),
+    (OneEuroConfig, {"beta": "1"}, "beta as a number (got str '1')"),
+    (OneEuroConfig, {"min_cutoff": None}, "min_cutoff as a number (got NoneType None)"),
+])
+def test_configs_refuse_wrong_types_naming_the_field_and_type(
+        config: type, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{config.__name__}: need {re.escape(message)}"):
+        config(**kwargs)
+
+
+def test_config_error_names_every_failed_rule_types_and_values_together() -> None:
+    with pytest.raises(ValueError) as caught:
+        TrackerConfig(max_age="30", min_keypoints=0, smooth="no", fps=-1.0)
+    assert str(caught.value) == ("TrackerConfig: need max_age as an int (got str '30'), "
+                                 "min_keypoints >= 1 (got 0), smooth as a bool (got str 'no'), "
+                                 "fps > 0 (got -1.0)")
+
+
+def test_configs_take_numpy_numbers() -> None:
+    config = TrackerConfig(max_age=np.int64(5), min_score=np.float32(0.5), fps=np.float64(30),
+                           one_euro=OneEuroConfig(beta=np.int32(2)))
+    assert (config.max_age, config.min_score, config.fps) == (5, 0.5, 30.0)
+
+
+# -- bad input to PoseTracker.update --------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(K, 5, 3), (2, 5, 3), (K, 3), (2, 3 * K), (2, K, 2),
+                                   (2, K, 4), (0, 5, 3), (1, 1, K, 3)])
+def test_update_refuses_keypoints_of_another_shape(shape: tuple[int, ...]) -> None:
+    tracker = PoseTracker(COCO)
+    message = f"PoseTracker.update: keypoints must be [P, {K}, 3] (x, y, score), got shape {shape}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tracker.update(np.ones(shape))
+
+
+@pytest.mark.parametrize("keypoints", [[["a"] * 3] * K, [person(1), person(2)[:5]]],
+                         ids=["strings", "ragged"])
+def test_update_refuses_keypoints_that_are_not_an_array_of_numbers(keypoints: object) -> None:
+    with pytest.raises(ValueError, match=r"keypoints must be \[P, 17, 3\] .*got a list"):
+        PoseTracker(COCO).update(keypoints)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("empty", [[], np.zeros(0), np.zeros((0, K, 3)),
+                                   np.zeros((0, K, 3), np.float32)],
+                         ids=["list", "zeros(0)", "zeros(0,K,3)", "float32"])
+def test_update_takes_every_empty_frame_form_and_ages_tracks(empty: object) -> None:
+    tracker = PoseTracker(COCO, TrackerConfig(max_age=0))
+    assert tracker.update(frame(person(100)))[0].track_id == 0
+    assert tracker.update(empty, scores=[]) == []  # type: ignore[arg-type]
+    assert tracker.live_ids == [0]  # missed once: still alive with max_age 0
+    assert tracker.update(empty) == []  # type: ignore[arg-type]
+    assert tracker.live_ids == []
+
+
+@pytest.mark.parametrize(("people", "scores", "message"), [
+    (2, [0.9, 0.8, 0.7], "2 people but 3 scores"),
+    (2, [0.9], "2 people but 1 score"),
+    (1, [0.9, 0.8], "1 person but 2 scores"),
+    (0, [0.9], "0 people but 1 score"),
+    (2, 0.9, "scores must be [P] (one per person), got shape ()"),
+    (2, [[0.9, 0.8]], "scores must be [P] (one per person), got shape (1, 2)"),
+    (2, ["a", "b"], "scores must be [P] numbers, got a list"),
+])
+def test_update_refuses_scores_not_one_per_person(people: int, scores: object,
+                                                  message: str) -> None:
+    poses = frame(*(person(100.0 + 200 * p) for p in range(people)))
+    with pytest.raises(ValueError, match=re.escape(f"PoseTracker.update: {message}")):
+        PoseTracker(COCO).update(poses, scores)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (K, 2), (K * 3,)])
+def test_update_poses_refuses_keypoints_of_another_shape(shape: tuple[int, ...]) -> None:
+    @dataclass
+    class Pose:
+        keypoints: np.ndarray
+        score: float
+
+    poses = [Pose(person(10), 0.9), Pose(np.ones(shape), 0.9)]
+    message = f"pose 1's keypoints must be [{K}, 3] (x, y, score), got shape {shape}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PoseTracker(COCO).update_poses(poses)
+
+
+@pytest.mark.parametrize("timestamp_ms", [math.nan, math.inf, -math.inf, "40", True],
+                         ids=["nan", "inf", "-inf", "str", "bool"])
+def test_update_refuses_a_timestamp_that_is_not_a_finite_number(timestamp_ms: object) -> None:
+    tracker = PoseTracker(COCO, TrackerConfig(smooth=True))
+    tracker.update(frame(person(100)), timestamp_ms=0.0)
+    with pytest.raises(ValueError, match="timestamp_ms must be a finite number, got "):
+        tracker.update(frame(person(101)), timestamp_ms=timestamp_ms)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("first", "second"), [(40.0, 40.0), (40.0, 39.5), (1000.0, None)],
+                         ids=["same", "earlier", "default after given"])
+def test_update_refuses_a_frame_time_not_after_the_previous_one(
+        first: float, second: float | None) -> None:
+    tracker = PoseTracker(COCO)  # checked without smoothing too: the times are wrong anyway
+    tracker.update(frame(person(100)), timestamp_ms=first)
+    with pytest.raises(ValueError, match=re.escape(f"previous frame's time ({first} ms)")):
+        tracker.update(frame(person(101)), timestamp_ms=second)
+
+
+def test_update_takes_a_given_time_after_default_ones() -> None:
+    tracker = PoseTracker(COCO, TrackerConfig(smooth=True, fps=25.0))
+    tracker.update(frame(person(100)))  # frame 0: 0 ms
+    tracker.update(frame(person(101)))  # frame 1: 40 ms
+    assert tracker.update(frame(person(102)), timestamp_ms=40.5)[0].track_id == 0
+
+
+def _refused_calls() -> list[tuple[str, dict[str, object]]]:
+    return [("shape", {"keypoints": np.ones((K, 5, 3))}),
+            ("scores", {"scores": [0.9, 0.9]}),
+            ("nan time", {"timestamp_ms": math.nan}),
+            ("time back", {"timestamp_ms": 0.0})]
+
+
+@pytest.mark.parametrize(("name", "bad"), _refused_calls(), ids=[n for n, _ in _refused_calls()])
+def test_refused_update_leaves_the_tracker_as_it_was(name: str, bad: dict[str, object]) -> None:
+    # A NaN timestamp used to enter the One-Euro state: every later smoothed x was NaN.
+    rng = np.random.default_rng(3)
+    poses = [frame(person(100 + 3 * f + rng.normal())) for f in range(12)]
+    clean, tested = (PoseTracker(COCO, TrackerConfig(smooth=True)) for _ in range(2))
+    for f, pose in enumerate(poses):
+        if f == 6:
+            with pytest.raises(ValueError, match=r"^PoseTracker\.update: "):
+                tested.update(**{"keypoints": pose, "timestamp_ms": 40.0 * f, **bad})
+        a = clean.update(pose, timestamp_ms=40.0 * f)[0]
+        b = tested.update(pose, timestamp_ms=40.0 * f)[0]
+        assert a.track_id == b.track_id == 0
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert np.isfinite(tested.tracks.euro.x).all() and tested.frame == clean.frame == 11
+
+
+# -- non-finite keypoints -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("column", [0, 1, 2], ids=["x", "y", "score"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_keypoints_are_missing_and_reported_as_given(
+        smooth: bool, column: int, bad: float) -> None:
+    # Each frame a few random keypoints carry a non-finite value: the person must keep one
+    # ID, exactly as when those keypoints are merely low-scored (missing).
+    rng = np.random.default_rng(7)
+    config = TrackerConfig(smooth=smooth)
+    broken, missing = PoseTracker(COCO, config), PoseTracker(COCO, config)
+    for f in range(25):
+        pose = person(100 + 4 * f + rng.normal())
+        gone = rng.choice(K, size=4, replace=False)
+        given, low = pose.copy(), pose.copy()
+        given[gone, column] = bad
+        low[gone, 2] = 0.0
+        a, b = broken.update(frame(given))[0], missing.update(frame(low))[0]
+        assert a.track_id == b.track_id == 0
+        kept = np.setdiff1d(np.arange(K), gone)
+        np.testing.assert_array_equal(a.keypoints[kept], b.keypoints[kept])
+        np.testing.assert_array_equal(a.keypoints[gone], given[gone].astype(np.float32))
+    tracks, euro = broken.tracks, broken.tracks.euro
+    for state in (tracks.xy, tracks.velocity, euro.x, euro.raw, euro.dx, euro.t):
+        assert np.isfinite(state).all()
+
+
+def test_person_left_with_too_few_finite_keypoints_gets_no_track() -> None:
+    tracker = PoseTracker(COCO)
+    few, none, nan_score = person(500), person(700), person(900)
+    few[2:, 0] = math.nan  # 2 finite keypoints, min_keypoints is 3
+    none[:, 1] = math.inf
+    out = tracker.update(frame(person(100), few, none, nan_score), [0.9, 0.9, 0.9, math.nan])
+    assert [t.track_id for t in out] == [0, -1, -1, -1]
+    assert math.isnan(out[3].score)  # the person score is reported as given too
+    assert tracker.live_ids == [0]
+    assert np.isfinite(tracker.tracks.xy).all()
+
+
+# -- bad input to OneEuroFilter -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("t", "message"), [
+    (0.04, r"t must exceed the previous call's \(0.04 s\), got 0.04"),
+    (0.0, r"t must exceed the previous call's \(0.04 s\), got 0.0"),
+    (math.nan, "t must be a finite number of seconds, got nan"),
+    (math.inf, "t must be a finite number of seconds, got inf"),
+    (True, "t must be a finite number of seconds, got True"),
+])
+def test_one_euro_refuses_a_time_not_after_the_last_and_stays_usable(t: float,
+                                                                     message: str) -> None:
+    signal = [np.array([0.0, 1.0]), np.array([2.0, 3.0]), np.array([4.0, 2.0])]
+    clean, tested = OneEuroFilter(), OneEuroFilter()
+    for i, x in enumerate(signal):
+        if i == 2:
+            with pytest.raises(ValueError, match=f"^OneEuroFilter: {message}$"):
+                tested(x, t)
+        np.testing.assert_array_equal(tested(x, 0.04 * i), clean(x, 0.04 * i))
+    tested.reset()
+    assert tested(np.array([9.0, 9.0]), 0.0).tolist() == [9.0, 9.0]  # reset forgets the time
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ({"x": np.zeros(3)}, r"x must keep the shape of the first call's, \(2,\), got \(3,\)"),
+    ({"mask": np.ones(3, bool)}, r"mask must be broadcastable to x's shape \(2,\), got shape"),
+    ({"scale": math.nan}, "scale must be finite, got nan"),
+])
+def test_one_euro_refuses_input_that_would_corrupt_its_state(call: dict[str, object],
+                                                             message: str) -> None:
+    filt = OneEuroFilter()
+    filt(np.zeros(2), 0.0)
+    with pytest.raises(ValueError, match=f"^OneEuroFilter: {message}"):
+        filt(**{"x": np.ones(2), "t": 0.04, **call})
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_one_euro_treats_non_finite_values_as_unobserved(bad: float) -> None:
+    masked, tested = OneEuroFilter(), OneEuroFilter()
+    for i, x in enumerate([[0.0, 0.0], [5.0, bad], [5.0, 1.0]]):
+        given = np.array(x)
+        a = masked(np.nan_to_num(given, posinf=0.0), 0.04 * i, mask=np.isfinite(given))
+        b = tested(given, 0.04 * i)
+        np.testing.assert_array_equal(b[np.isfinite(given)], a[np.isfinite(given)])
+        np.testing.assert_array_equal(b[~np.isfinite(given)], given[~np.isfinite(given)])
+    assert np.isfinite(b).all()

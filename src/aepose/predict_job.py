@@ -354,7 +354,8 @@ class _FrameSink:
         people = [] if result.error is not None else _people(result, self.predictor,
                                                              self.options)
         if self.tracker is not None:  # every frame, failed ones too: that is how tracks age
-            people = track_poses(self.tracker, people, timestamp_ms)
+            # Unrounded: at an absurd stated rate, rounded times could tie, which it refuses.
+            people = track_poses(self.tracker, people, index * 1000.0 / self.fps)
         if result.error is not None:
             _skip(self.summary, named_error(f"{self.name} frame {index}", result.error))
             return

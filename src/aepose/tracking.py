@@ -44,9 +44,10 @@ area = keypoint extent, mean of the two areas).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -86,15 +87,38 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(self, {"min_cutoff > 0": 0 < self.min_cutoff < math.inf,
-                      "beta >= 0": 0 <= self.beta < math.inf,
-                      "d_cutoff > 0": 0 < self.d_cutoff < math.inf})
+        _check(self, [("min_cutoff", "a number", "> 0", lambda v: 0 < v < math.inf),
+                      ("beta", "a number", ">= 0", lambda v: 0 <= v < math.inf),
+                      ("d_cutoff", "a number", "> 0", lambda v: 0 < v < math.inf)])
 
 
-def _check(config: object, rules: dict[str, bool]) -> None:
-    """Raise one ValueError naming every rule of ``config`` that fails (written so that
-    NaN fails them: every comparison with NaN is False)."""
-    failed = [rule for rule, ok in rules.items() if not ok]
+# The types a config field can require. bool is an int in Python, but True as a frame count
+# or a threshold is a mistake, so it passes neither "an int" nor "a number".
+_KINDS: dict[str, Callable[[object], bool]] = {
+    "an int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+    "a number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+    "a bool": lambda v: isinstance(v, bool),
+    "a OneEuroConfig": lambda v: isinstance(v, OneEuroConfig),
+}
+
+# (field, kind from _KINDS, condition as shown, test of a value of that kind or None).
+_Rule = tuple[str, str, str, Callable[[Any], bool] | None]
+
+
+def _check(config: object, rules: Sequence[_Rule]) -> None:
+    """Raise one ValueError naming every rule of ``config`` that fails, with the value got.
+
+    A field's condition is tested only once its type passed, so that a wrong type reports
+    itself instead of raising TypeError from a comparison. Conditions are written so that
+    NaN fails them (every comparison with NaN is False).
+    """
+    failed = []
+    for name, kind, condition, test in rules:
+        value = getattr(config, name)
+        if not _KINDS[kind](value):
+            failed.append(f"{name} as {kind} (got {type(value).__name__} {value!r})")
+        elif test is not None and not test(value):
+            failed.append(f"{name} {condition} (got {value!r})")
     if failed:
         raise ValueError(f"{type(config).__name__}: need {', '.join(failed)}")
 
@@ -153,18 +177,21 @@ class OneEuroFilter:
     """One-Euro filter over an array of any shape, element-wise, causal.
 
     ``filt(x, t)`` returns the filtered x at time t (seconds, increasing). The first call
-    returns x unchanged. Elements where ``mask`` is False are not observed this time: their
-    state is kept and their input is returned unchanged, so a joint missing for a few
-    frames resumes from where it was (the next step then spans the whole gap).
+    returns x unchanged. Elements where ``mask`` is False, or whose value is NaN or
+    infinite, are not observed this time: their state is kept and their input is returned
+    unchanged, so a joint missing for a few frames resumes from where it was (the next step
+    then spans the whole gap).
     """
 
     def __init__(self, config: OneEuroConfig | None = None) -> None:
         self.config = config or OneEuroConfig()
         self._state: _EuroState | None = None
+        self._t: float | None = None  # the previous call's time
 
     def reset(self) -> None:
         """Forget the past: the next call starts afresh."""
         self._state = None
+        self._t = None
 
     def __call__(
         self, x: np.ndarray, t: float, mask: np.ndarray | None = None, scale: float = 1.0
@@ -173,18 +200,53 @@ class OneEuroFilter:
 
         Args:
             x: the sample, any shape S (float); the same S at every call.
-            t: its time in seconds; must exceed the previous call's.
+            t: its time in seconds, finite; must exceed the previous call's.
             mask: bool, broadcastable to S: which elements were observed (default all).
-            scale: speeds are divided by it before ``beta`` applies (e.g. person size).
+            scale: speeds are divided by it before ``beta`` applies (e.g. person size);
+                finite.
 
         Returns:
             float64 array of shape S.
+
+        Raises:
+            ValueError: for a t that is not finite or not after the previous call's, a
+                non-finite scale, a mask not broadcastable to S, or an S that changed:
+                any of them would corrupt the state for every later call.
         """
         x = np.asarray(x, dtype=np.float64)
-        seen = np.ones(x.shape, bool) if mask is None else np.broadcast_to(mask, x.shape)
+        t = self._checked_time(t)
+        if self._state is not None and x.shape != self._state.x.shape:
+            raise ValueError(f"OneEuroFilter: x must keep the shape of the first call's, "
+                             f"{self._state.x.shape}, got {x.shape}")
+        seen = self._checked_mask(mask, x.shape)
+        if not np.all(np.isfinite(scale)):
+            raise ValueError(f"OneEuroFilter: scale must be finite, got {scale!r}")
         if self._state is None:
             self._state = _EuroState.empty(x.shape)
-        return _euro_step(self.config, self._state, x, t, seen, scale)
+        # Non-finite values are not observations: NaN or inf in the state would stay there.
+        finite = np.isfinite(x)
+        out = _euro_step(self.config, self._state, np.where(finite, x, 0.0), t,
+                         seen & finite, scale)
+        self._t = t
+        return np.where(finite, out, x)
+
+    def _checked_time(self, t: float) -> float:
+        if not (isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t)):
+            raise ValueError(f"OneEuroFilter: t must be a finite number of seconds, got {t!r}")
+        if self._t is not None and not t > self._t:
+            raise ValueError(f"OneEuroFilter: t must exceed the previous call's ({self._t!r} "
+                             f"s), got {t!r}")
+        return float(t)
+
+    @staticmethod
+    def _checked_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        if mask is None:
+            return np.ones(shape, bool)
+        try:
+            return np.broadcast_to(mask, shape)
+        except ValueError:
+            raise ValueError(f"OneEuroFilter: mask must be broadcastable to x's shape {shape},"
+                             f" got shape {np.shape(mask)}") from None
 
 
 @dataclass(frozen=True)
@@ -199,9 +261,10 @@ class TrackerConfig:
         min_keypoints: an unpaired detection starts a track only with at least this many
             keypoints above the threshold (mmpose's ``min_keypoints`` is 3); weaker ones
             are reported with ``track_id = -1``.
-        min_score: person score needed to be tracked (paired with a track, or start one);
-            people below it get ``track_id = -1``. 0.2 is the score overlays draw from;
-            0 tracks everyone. ``update`` without scores treats every person as 1.0.
+        min_score: person score needed to be tracked (paired with a track, or start one),
+            in [0, 1] as person scores are; people below it get ``track_id = -1``. 0.2 is
+            the score overlays draw from; 0 tracks everyone. ``update`` without scores
+            treats every person as 1.0.
         oks_weight: similarity = oks_weight * OKS + (1 - oks_weight) * box IoU. OKS
             separates people whose boxes overlap (crossings); IoU still pairs a person
             whose joints were mostly re-detected elsewhere.
@@ -236,18 +299,23 @@ class TrackerConfig:
     fps: float = 25.0
 
     def __post_init__(self) -> None:
-        _check(self, {
-            "max_age >= 0": self.max_age >= 0,
-            "keypoint_threshold in [0, 1]": 0 <= self.keypoint_threshold <= 1,
-            "min_keypoints >= 1": self.min_keypoints >= 1,
-            "min_score >= 0": 0 <= self.min_score < math.inf,
-            "oks_weight in [0, 1]": 0 <= self.oks_weight <= 1,
-            "min_similarity in [0, 1]": 0 <= self.min_similarity <= 1,
-            "miss_penalty >= 0": 0 <= self.miss_penalty < math.inf,
-            "velocity_momentum in [0, 1)": 0 <= self.velocity_momentum < 1,
-            "keypoint_motion in [0, 1]": 0 <= self.keypoint_motion <= 1,
-            "fps > 0": 0 < self.fps < math.inf,
-        })
+        unit = "in [0, 1]", lambda v: 0 <= v <= 1
+        _check(self, [
+            ("max_age", "an int", ">= 0", lambda v: v >= 0),
+            ("keypoint_threshold", "a number", *unit),
+            ("min_keypoints", "an int", ">= 1", lambda v: v >= 1),
+            # Person scores are in [0, 1] (as the CLI's --track-min-score): above 1 would
+            # silently track nobody.
+            ("min_score", "a number", *unit),
+            ("oks_weight", "a number", *unit),
+            ("min_similarity", "a number", *unit),
+            ("miss_penalty", "a number", ">= 0", lambda v: 0 <= v < math.inf),
+            ("velocity_momentum", "a number", "in [0, 1)", lambda v: 0 <= v < 1),
+            ("keypoint_motion", "a number", *unit),
+            ("smooth", "a bool", "", None),
+            ("one_euro", "a OneEuroConfig", "", None),
+            ("fps", "a number", "> 0", lambda v: 0 < v < math.inf),
+        ])
 
 
 @dataclass(frozen=True)
@@ -398,6 +466,14 @@ def _oks(
     return total / np.maximum(both.sum(axis=-1), 1)
 
 
+def _type_name(value: object) -> str:
+    return f"a {type(value).__name__}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 class PoseTracker:
     """Gives each person in a video a track ID that persists across frames.
 
@@ -422,6 +498,7 @@ class PoseTracker:
         self.tracks = _Tracks.empty(len(self.sigmas))
         self.frame = -1  # index of the last frame given to update()
         self.next_id = 0
+        self._time_s: float | None = None  # the last frame's time, given or by fps
 
     @property
     def live_ids(self) -> list[int]:
@@ -436,20 +513,40 @@ class PoseTracker:
     ) -> list[TrackedPose]:
         """Track one frame's poses.
 
+        A keypoint whose x, y or score is NaN or infinite is missing, as one scoring under
+        ``keypoint_threshold``: it enters neither pairing nor the tracks' motion nor the
+        smoothing, and a person left with fewer than ``min_keypoints`` valid keypoints
+        starts no track. A NaN or infinite person score is under ``min_score``. Such
+        values are reported back as given: the tracker reports poses, it does not repair
+        them.
+
         Args:
-            keypoints: [P, K, 3] x, y, score (image pixels); P may be 0.
+            keypoints: [P, K, 3] x, y, score (image pixels); P may be 0, as [0, K, 3] or
+                an empty [0] (``[]``).
             scores: [P] person scores (reported back; default 1.0).
             timestamp_ms: the frame's time, for the smoothing clock; default
-                ``frame index * 1000 / config.fps``. Pairing counts frames, not time.
+                ``frame index * 1000 / config.fps``. Pairing counts frames, not time. It
+                must be finite and later than the previous frame's time, whichever way
+                that was set: a caller mixing given and default times must keep them
+                in order.
 
         Returns:
             One :class:`TrackedPose` per input pose, in input order.
+
+        Raises:
+            ValueError: for keypoints or scores of the wrong shape, or a timestamp not
+                finite or not after the previous frame's; the tracker is then unchanged.
         """
+        points, person_scores = self._frame_arrays(keypoints, scores)
+        time_s = self._next_time_s(timestamp_ms)
         self.frame += 1
-        points = np.asarray(keypoints, dtype=np.float64).reshape(-1, len(self.sigmas), 3)
-        person_scores = np.ones(len(points)) if scores is None else np.asarray(scores, float)
-        xy, valid = points[:, :, :2], points[:, :, 2] >= self.config.keypoint_threshold
-        strong = person_scores >= self.config.min_score
+        self._time_s = time_s
+        # Non-finite values are zeroed where used (they are masked out anyway) so that no
+        # NaN reaches the OKS sums, the boxes or the track table.
+        finite = np.isfinite(points).all(axis=2)
+        xy = np.where(finite[..., None], points[:, :, :2], 0.0)
+        valid = finite & (points[:, :, 2] >= self.config.keypoint_threshold)
+        strong = np.isfinite(person_scores) & (person_scores >= self.config.min_score)
         self._drop_old_tracks()
         rows, cols = self._assign(xy, valid, strong)
         self._extend(rows, cols, xy, valid)
@@ -462,7 +559,9 @@ class PoseTracker:
         self.tracks = self.tracks.append(ids[born], xy[born], valid[born], self.frame)
         out = points.astype(np.float32)
         if self.config.smooth:
-            out[:, :, :2] = self._smooth(ids, xy, valid, self._time_s(timestamp_ms))
+            smoothed = self._smooth(ids, xy, valid, time_s)
+            # Missing keypoints pass unsmoothed, as given (xy has their non-finite zeroed).
+            out[:, :, :2] = np.where(valid[..., None], smoothed, points[:, :, :2])
         return [TrackedPose(int(i), out[p], float(person_scores[p]), p)
                 for p, i in enumerate(ids.tolist())]
 
@@ -471,16 +570,66 @@ class PoseTracker:
     ) -> list[TrackedPose]:
         """:meth:`update` for pose objects (``keypoints`` [K, 3], ``score``)."""
         k = len(self.sigmas)
-        points = (np.stack([np.asarray(p.keypoints)[:, :3] for p in poses]) if poses
-                  else np.zeros((0, k, 3)))
+        arrays = [np.asarray(p.keypoints) for p in poses]
+        for i, a in enumerate(arrays):
+            if a.ndim != 2 or a.shape[0] != k or a.shape[1] < 3:
+                raise ValueError(f"PoseTracker.update_poses: pose {i}'s keypoints must be "
+                                 f"[{k}, 3] (x, y, score), got shape {a.shape}")
+        points = np.stack([a[:, :3] for a in arrays]) if poses else np.zeros((0, k, 3))
         return self.update(points, [float(p.score) for p in poses], timestamp_ms)
 
     # -- internals ----------------------------------------------------------------------
 
-    def _time_s(self, timestamp_ms: float | None) -> float:
+    def _frame_arrays(self, keypoints: np.ndarray,
+                      scores: np.ndarray | Sequence[float] | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """update's inputs as float64 [P, K, 3] and [P], or one ValueError saying why not."""
+        k, what = len(self.sigmas), "PoseTracker.update"
+        expected = f"keypoints must be [P, {k}, 3] (x, y, score)"
+        try:
+            points = np.asarray(keypoints, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{what}: {expected}, got {_type_name(keypoints)} that is not "
+                             f"an array of numbers ({error})") from None
+        if points.shape == (0,):  # [] or np.zeros(0): a frame without people
+            points = points.reshape(0, k, 3)
+        if points.ndim != 3 or points.shape[1:] != (k, 3):
+            raise ValueError(f"{what}: {expected}, got shape {points.shape}")
+        if scores is None:
+            return points, np.ones(len(points))
+        try:
+            values = np.asarray(scores, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{what}: scores must be [P] numbers, got {_type_name(scores)} "
+                             f"({error})") from None
+        if values.ndim != 1:
+            raise ValueError(f"{what}: scores must be [P] (one per person), got shape "
+                             f"{values.shape}")
+        if len(values) != len(points):
+            raise ValueError(f"{what}: {_count(len(points), 'person', 'people')} but "
+                             f"{_count(len(values), 'score', 'scores')}")
+        return points, values
+
+    def _next_time_s(self, timestamp_ms: float | None) -> float:
+        """The next frame's time in seconds for the smoothing clock, checked: a NaN would
+        poison the filters for good, and a step back would be taken as a step of 1 us."""
         if timestamp_ms is None:
-            return self.frame / self.config.fps
-        return float(timestamp_ms) / 1000.0
+            time_s = (self.frame + 1) / self.config.fps
+        elif (isinstance(timestamp_ms, numbers.Real) and not isinstance(timestamp_ms, bool)
+              and math.isfinite(timestamp_ms)):
+            time_s = float(timestamp_ms) / 1000.0
+        else:
+            raise ValueError(f"PoseTracker.update: timestamp_ms must be a finite number, "
+                             f"got {timestamp_ms!r}")
+        if self._time_s is not None and not time_s > self._time_s:
+            previous = f"the previous frame's time ({round(self._time_s * 1000, 3)} ms)"
+            if timestamp_ms is not None:
+                raise ValueError(f"PoseTracker.update: timestamp_ms must be after {previous},"
+                                 f" got {timestamp_ms!r}")
+            raise ValueError(f"PoseTracker.update: frame {self.frame + 1}'s default time "
+                             f"({round(time_s * 1000, 3)} ms, frame * 1000 / fps) is not after "
+                             f"{previous}; give timestamp_ms for every frame or for none")
+        return time_s
 
     def _drop_old_tracks(self) -> None:
         # Missed for max_age frames (last paired at frame - max_age - 1) is still alive.
