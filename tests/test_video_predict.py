@@ -174,6 +174,9 @@ def test_predict_function_tracks_each_video(
     assert all(i is None for frame in run(track=False) for i in frame)
     strict = TrackerConfig(min_score=0.95)  # above every person's 0.9: nobody is tracked
     assert all(i == -1 for frame in run(track=strict) for i in frame)
+    for wrong in ("yes", {"max_age": 5}, None):
+        with pytest.raises(TypeError, match="track must be True, False or a TrackerConfig"):
+            aepose.predict(clip, predictor, track=wrong)  # type: ignore[arg-type]
 
 
 def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(

@@ -113,6 +113,8 @@ def predict(
     A source that yields nothing (missing file, empty folder, unsupported type) or an image
     that cannot be read raises a one-line :class:`~aepose.errors.AeposeError` naming it.
     """
+    if not isinstance(track, bool | TrackerConfig):
+        raise TypeError(f"predict: track must be True, False or a TrackerConfig, got {track!r}")
     predictor = _predictor(weights, preset, device, channel_order or "bgr", settings)
     order = predictor.channel_order if channel_order is None else check_channel_order(
         channel_order)
