@@ -197,6 +197,20 @@ def test_run_lock_deletes_what_a_killed_run_left_and_nothing_else(tmp_path: Path
     assert all((tmp_path / name).exists() for name in kept)
 
 
+def test_interrupt_after_holds_ctrl_c_until_the_block_ends() -> None:
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with io.interrupt_after():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is handled (held) here, not raised
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with io.interrupt_after():  # no Ctrl-C: nothing raised
+        finished.append(True)
+    assert finished == [True, True]
+
+
 def test_run_lock_is_exclusive_within_a_process_and_reusable(tmp_path: Path) -> None:
     with RunLock(tmp_path), pytest.raises(AeposeError, match="in use by another aepose run"):
         RunLock(tmp_path).acquire()

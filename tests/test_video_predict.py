@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import importlib
 import json
+import os
 import re
 import threading
 import time
@@ -255,6 +256,71 @@ def test_a_video_stopped_midway_keeps_the_overlay_of_its_finished_frames(
     doc = json.loads(summary.json_path.read_text())
     assert [entry["frame"] for entry in doc["images"]] == list(range(25))
     assert _read_mp4(tmp_path / "out" / "clip.mp4") == ("h264", 25, SIZE)
+
+
+def test_ctrl_c_while_a_frame_is_encoded_loses_no_frame(
+    predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from aepose.sources import VideoWriter
+
+    _truth_people(monkeypatch)
+    real = VideoWriter.write
+
+    def write(self: VideoWriter, frame: np.ndarray, **kw: Any) -> None:
+        if self.frames_written == 10:  # Ctrl-C arrives in the middle of encoding frame 10
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.02)
+        real(self, frame, **kw)
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    summary = run_predict([str(clip)], predictor, tmp_path / "out", _options())
+    assert summary.interrupted and summary.json_path is not None
+    doc = json.loads(summary.json_path.read_text())
+    assert [entry["frame"] for entry in doc["images"]] == list(range(11))
+    with av.open(str(tmp_path / "out" / "clip.mp4")) as container:
+        pts = [frame.pts for frame in container.decode(video=0)]
+    assert len(pts) == 11 and pts == sorted(pts) and len(set(pts)) == 11
+
+
+def test_ctrl_c_while_results_are_merged_still_writes_this_runs_results(
+    predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    _truth_people(monkeypatch)
+    out = tmp_path / "out"
+    _run([str(clip)], predictor, out, max_frames=3, draw=False)  # an earlier run's results
+    real = predict_module.merge_predictions
+
+    def merge(*args: Any) -> Path:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.02)
+        return real(*args)
+
+    monkeypatch.setattr(predict_module, "merge_predictions", merge)
+    summary = run_predict([str(clip)], predictor, out, _options(overwrite=True, draw=False))
+    assert summary.interrupted and summary.json_path == out / "predictions.json"
+    assert len(json.loads(summary.json_path.read_text())["images"]) == FRAMES
+    assert len(json.loads((out / "results.json").read_text())) > 3 * 3
+
+
+def test_overwrite_removes_the_earlier_results_before_work_starts(
+    predictor: Predictor, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _truth_people(monkeypatch)
+    out = tmp_path / "out"
+    _run([str(clip)], predictor, out, max_frames=3, draw=False)
+
+    def dies(*args: Any) -> None:
+        assert not (out / "predictions.json").exists() and not (out / "results.json").exists()
+        raise MemoryError("killed")
+
+    monkeypatch.setattr(predict_module, "_predict_all", dies)
+    with pytest.raises(MemoryError):
+        run_predict([str(clip)], predictor, out, _options(overwrite=True))
+    assert not (out / "predictions.json").exists() and not (out / "results.json").exists()
 
 
 def test_no_track_gives_no_track_id_and_max_frames_stops(

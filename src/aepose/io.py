@@ -21,8 +21,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable
-from contextlib import suppress
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,6 +37,7 @@ __all__ = [
     "RunLock",
     "atomic_write",
     "check_writable",
+    "interrupt_after",
     "read_json",
     "write_bytes",
     "write_json",
@@ -55,6 +58,30 @@ def _temporary_name(folder: Path, suffix: str = "") -> Path:
 
 
 _TEMPORARY = re.compile(r"\.aepose-[0-9a-f]{8}\.tmp(\.\w+)?")  # names _temporary_name makes
+
+
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise ``KeyboardInterrupt``.
+
+    For writes that must not be cut in two: an interrupt inside PyAV's encode-and-mux of a
+    frame lost packets the encoder had already given up (a frame missing from the middle
+    of a video), and one while results are merged left the previous run's files in place.
+    Blocks are short, so the wait is too. Outside the main thread, or where SIGINT does not
+    raise ``KeyboardInterrupt`` (another handler is installed), the block runs as it is.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -36,7 +36,7 @@ from aepose.data.coco import read_image
 from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
 from aepose.inference import Pose, Predictor, track_poses
-from aepose.io import RunLock, check_writable
+from aepose.io import RunLock, check_writable, interrupt_after
 from aepose.keypoints import RGB, KeypointSpec
 from aepose.pipeline import Result, StageTimer, named_error, stream
 from aepose.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
@@ -147,8 +147,12 @@ def run_predict(
                      predictor, options, summary, writer)
         _gather(summary, info)
         if info.is_main:
-            summary.json_path = merge_predictions(
-                summary.out_dir, _header(predictor, options), info.world_size)
+            try:
+                with interrupt_after():  # a merge cut short would leave the old results
+                    summary.json_path = merge_predictions(
+                        summary.out_dir, _header(predictor, options), info.world_size)
+            except KeyboardInterrupt:
+                summary.interrupted = True  # Ctrl-C during the merge: it finished first
     return summary
 
 
@@ -202,6 +206,10 @@ def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
     if old and not overwrite:
         raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
                           "--out or pass --overwrite")
+    # Replaced now, not at the end: a run that dies before its own are written must not
+    # leave the earlier run's results looking like its own.
+    for name in ("predictions.json", "results.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
@@ -326,9 +334,14 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
                 sink.add(result)
                 bar.update(1)
         except (AeposeError, KeyboardInterrupt) as stop:
-            # The overlay is still closed normally as the with block ends, so the frames
-            # drawn so far are kept, as their JSON lines are.
             stopped = stop
+        # The overlay is closed normally, whole, also when stopped: the frames drawn so
+        # far are kept, as their JSON lines are.
+        try:
+            with interrupt_after():
+                stack.close()
+        except KeyboardInterrupt as stop:
+            stopped = stopped or stop
     if stopped is not None:
         raise stopped
 
@@ -371,9 +384,10 @@ class _FrameSink:
             height, width = image.shape[:2]
             self.video = self.stack.enter_context(VideoWriter(
                 self.overlay_path, fps=self.fps, width=width, height=height))
-        # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
-        self.video.write(overlay(image, people, self.predictor.spec,
-                                 self.options.keypoint_threshold), fit=True)
+        drawn = overlay(image, people, self.predictor.spec, self.options.keypoint_threshold)
+        with interrupt_after():  # a frame cut in two by Ctrl-C could lose encoded frames
+            # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
+            self.video.write(drawn, fit=True)
 
 
 def _limited(reader: FrameReader, fps: float, options: PredictOptions
