@@ -211,6 +211,8 @@ def test_bad_frame_size_names_the_form_and_range(
      "without tracking: drop --no-track"),
     (["predict", "x.mp4", "--weights", "w.pth", "--no-track", "--track-max-age=5",
       "--smooth-beta", "2"], "--smooth-beta, --track-max-age", "without tracking"),
+    (["predict", "x.mp4", "--weights", "w.pth", "--smooth-beta", "2"], "--smooth-beta",
+     "without --smooth"),
     (["synth", "s", "--frames", "3"], "--frames", "without --video"),
     (["synth", "s", "--fps", "30", "--frame-size", "64x64"], "--frame-size, --fps",
      "without --video"),

@@ -199,11 +199,10 @@ def test_run_lock_deletes_what_a_killed_run_left_and_nothing_else(tmp_path: Path
 
 def test_interrupt_after_holds_ctrl_c_until_the_block_ends() -> None:
     finished = []
-    with pytest.raises(KeyboardInterrupt):
-        with io.interrupt_after():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the signal is handled (held) here, not raised
-            finished.append(True)
+    with pytest.raises(KeyboardInterrupt), io.interrupt_after():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the signal is handled (held) here, not raised
+        finished.append(True)
     assert finished == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with io.interrupt_after():  # no Ctrl-C: nothing raised

@@ -211,6 +211,18 @@ def test_odd_frame_size_is_padded_to_even(tmp_path: Path) -> None:
     assert back[10:40, 10:50].mean() == pytest.approx(60, abs=6)
 
 
+def test_frames_written_at_their_index_keep_their_time(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.mp4"
+    with VideoWriter(path, fps=25.0, width=32, height=32) as writer:
+        for index in (0, 1, 2, 5, 6, 9):  # frames 3, 4, 7 and 8 were lost
+            writer.write(np.full((32, 32, 3), 20 * index, np.uint8), index=index)
+        with pytest.raises(AeposeError, match=r"frame index 9 .* not after the previous"):
+            writer.write(np.zeros((32, 32, 3), np.uint8), index=9)
+    with av.open(str(path)) as container:
+        times = [round(frame.time * 25) for frame in container.decode(video=0)]
+    assert times == [0, 1, 2, 5, 6, 9]
+
+
 def test_wrong_frame_size_raises_and_leaves_no_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.mp4"
     with (

@@ -208,10 +208,11 @@ def test_cli_refuses_existing_clips_and_overwrite_replaces_the_whole_set(
 
     assert synth("--images", "3")[0] == 0
     (tmp_path / "notes.json").write_text("{}")
+    (tmp_path / "clip_0008.mp4").mkdir()  # not a clip file: left alone
     code, _, err = synth("--images", "1")
     assert code == 1 and err == (f"aepose: error: {tmp_path / 'clip_0000.mp4'} already exists; "
                                  "choose another folder or overwrite it (--overwrite)\n")
     assert synth("--images", "1", "--overwrite")[0] == 0
     # The larger earlier set's clips 1 and 2 are gone: they would join this one.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "clip_0000.json", "clip_0000.mp4", "notes.json"]
+        "clip_0000.json", "clip_0000.mp4", "clip_0008.mp4", "notes.json"]

@@ -512,3 +512,9 @@ def test_one_euro_treats_non_finite_values_as_unobserved(bad: float) -> None:
         np.testing.assert_array_equal(b[np.isfinite(given)], a[np.isfinite(given)])
         np.testing.assert_array_equal(b[~np.isfinite(given)], given[~np.isfinite(given)])
     assert np.isfinite(b).all()
+
+
+def test_tracker_refuses_a_config_that_is_not_a_tracker_config() -> None:
+    for wrong in ({"max_age": 3}, "x", 5):
+        with pytest.raises(ValueError, match="PoseTracker: config must be a TrackerConfig"):
+            PoseTracker(COCO, wrong)  # type: ignore[arg-type]

@@ -449,8 +449,9 @@ def test_unreachable_stream_is_reported_in_one_line(predictor: Predictor, tmp_pa
                                 "not a video)"]
 
 
-def test_image_sequence_pattern_is_one_tracked_video(predictor: Predictor, tmp_path: Path
-                                                     ) -> None:
+def test_image_sequence_pattern_is_one_tracked_video(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frames = tmp_path / "frames"
     for i in range(1, 5):
         save_image(frames / f"{i:05d}.png", np.full((SIZE[1], SIZE[0], 3), 40 * i, np.uint8))
@@ -460,6 +461,9 @@ def test_image_sequence_pattern_is_one_tracked_video(predictor: Predictor, tmp_p
     doc = _run([pattern], predictor, tmp_path / "out")
     assert [f["frame"] for f in doc["images"]] == [0, 1, 2, 3]
     assert (tmp_path / "out" / "frames.mp4").is_file()
+    monkeypatch.chdir(frames)  # a pattern in the current folder is named after the folder
+    assert [i.path.name for i in expand_sources(["%05d.png", "./%05d.png"]).items] == [
+        "frames", "frames"]
 
 
 def test_predict_function_reads_video_urls_and_sequences_and_refuses_live_sources(
@@ -475,9 +479,9 @@ def test_predict_function_reads_video_urls_and_sequences_and_refuses_live_source
     assert [(p.name, p.frame) for p in got] == ([(url, i) for i in range(FRAMES)]
                                                 + [(pattern, i) for i in range(3)])
     assert all((p.width, p.height) == SIZE for p in got)
-    for live in ("0", "rtsp://127.0.0.1:9/cam"):  # never opened: refused as named
-        with pytest.raises(AeposeError, match=f"^{re.escape(live)}: a live source"):
-            aepose.predict(live, predictor)
+    for live in ("0", 0, "rtsp://127.0.0.1:9/cam"):  # never opened: refused as named
+        with pytest.raises(AeposeError, match=f"^{re.escape(str(live))}: a live source"):
+            aepose.predict(live, predictor)  # type: ignore[arg-type]
 
 
 def test_stream_arguments_are_recognised_and_bad_ones_reported(tmp_path: Path) -> None:

@@ -921,10 +921,10 @@ def _add_video_arguments(p: _Parser) -> None:
                        metavar="SECONDS", help="stop each video or stream after SECONDS of "
                        "it from its first frame read (frame index / frame rate)")
     video.add_argument("--no-drop", action="store_true",
-                       help="live sources (webcam, rtsp://, http:// without a video file "
-                       "name): process every frame, even if processing falls behind (default: "
-                       "keep only the newest frame and count the dropped ones; files never "
-                       "drop)")
+                       help="live sources (webcam, rtsp://, http:// naming neither a video "
+                       "file nor an image sequence): process every frame, even if processing "
+                       "falls behind (default: keep only the newest frame and count the "
+                       "dropped ones; files never drop)")
 
 
 def _add_benchmark_arguments(p: _Parser) -> None:
@@ -1070,7 +1070,9 @@ def _log_to_stderr() -> None:
 _NEEDS: dict[str, list[tuple[tuple[str, ...], Callable[[argparse.Namespace], bool], str]]] = {
     "predict": [(("--smooth", "--smooth-min-cutoff", "--smooth-beta", "--track-max-age",
                   "--track-min-similarity", "--track-min-score"), lambda a: a.track,
-                 "without tracking: drop --no-track")],
+                 "without tracking: drop --no-track"),
+                (("--smooth-min-cutoff", "--smooth-beta"), lambda a: a.smooth,
+                 "without --smooth")],
     "synth": [(("--frames", "--people", "--frame-size", "--fps"), lambda a: a.video,
                "without --video (clips only)"),
               (("--size",), lambda a: not a.video, "with --video: clips take --frame-size")],

@@ -377,9 +377,9 @@ class _FrameSink:
         self.summary.images += 1
         self.summary.people += len(people)
         if self.options.draw and result.image is not None:
-            self._draw(result.image, people)
+            self._draw(index, result.image, people)
 
-    def _draw(self, image: np.ndarray, people: list[Pose]) -> None:
+    def _draw(self, index: int, image: np.ndarray, people: list[Pose]) -> None:
         if self.video is None:  # sized by the frames: a stream may not state its size
             height, width = image.shape[:2]
             self.video = self.stack.enter_context(VideoWriter(
@@ -387,7 +387,8 @@ class _FrameSink:
         drawn = overlay(image, people, self.predictor.spec, self.options.keypoint_threshold)
         with interrupt_after():  # a frame cut in two by Ctrl-C could lose encoded frames
             # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
-            self.video.write(drawn, fit=True)
+            # index: frames lost or dropped before this one keep their time on screen.
+            self.video.write(drawn, fit=True, index=index)
 
 
 def _limited(reader: FrameReader, fps: float, options: PredictOptions

@@ -168,7 +168,8 @@ def _predictor(weights: str | Path | Predictor, preset: str | None,
 
 def _items(source: Source, order: str, recursive: bool) -> Iterator[_Item]:
     """The images of ``source`` (videos stay one item each, expanded while streaming)."""
-    entries = [source] if isinstance(source, str | Path | np.ndarray) else list(source)
+    # An int is a webcam index given as a number: refused below as "0" would be.
+    entries = [source] if isinstance(source, str | Path | np.ndarray | int) else list(source)
     arrays = videos = 0
     for entry in entries:
         if isinstance(entry, np.ndarray):

@@ -218,9 +218,9 @@ def _stream_item(source: str) -> tuple[list[SourceItem], list[str]] | None:
             return [], [str(error)]
         if not matched:
             return [], [f"{source}: image-sequence pattern matches no files"]
-        folder = Path(source).parent
-        stem = folder.name or Path(source).stem.replace("%", "")
-        return [SourceItem(Path(stem or "sequence"), "video", url=source)], []
+        folder = Path(source).parent  # names the outputs ('.' by the folder's own name)
+        stem = folder.name or folder.resolve().name or "sequence"
+        return [SourceItem(Path(stem), "video", url=source)], []
     return None
 
 
@@ -814,6 +814,7 @@ class VideoWriter:
             raise AeposeError(f"cannot write video {self.path}: frame size {width}x{height}")
         self.fps, self.width, self.height = float(fps), width, height
         self.frames_written = 0
+        self._next_pts = 0  # the default place of the next frame
         self._file: AtomicFile | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
@@ -840,15 +841,23 @@ class VideoWriter:
         self._container, self._stream = container, stream
         return self
 
-    def write(self, frame_rgb: npt.NDArray[np.uint8], *, fit: bool = False) -> None:
+    def write(self, frame_rgb: npt.NDArray[np.uint8], *, fit: bool = False,
+              index: int | None = None) -> None:
         """Append one RGB uint8 frame [height, width, 3].
 
         ``fit``: an RGB uint8 frame of another size is scaled to fit the video's frame, its
         aspect ratio kept, and centred on black (the images of a sequence may differ in
         size); without it, such a frame raises.
+        ``index``: the frame's place in the video, in frames at ``fps`` (default: right
+        after the previous one); past a gap the previous frame stays on screen, so frames a
+        source lost or dropped keep the overlay in time with it. Must increase.
         """
         if self._container is None or self._stream is None:
             raise AeposeError(f"video {self.path} is not open (use VideoWriter in a with block)")
+        pts = self._next_pts if index is None else index
+        if pts < self._next_pts:
+            raise AeposeError(f"frame index {index} for video {self.path} is not after the "
+                              f"previous frame's ({self._next_pts - 1})")
         frame = np.asarray(frame_rgb)
         expected = (self.height, self.width, 3)
         if (fit and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
@@ -861,9 +870,10 @@ class VideoWriter:
             )
         pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
         video_frame = av.VideoFrame.from_ndarray(np.pad(frame, pad, mode="edge"), format="rgb24")
-        video_frame.pts = self.frames_written  # in frames: the stream's time base is 1 / rate
+        video_frame.pts = pts  # in frames: the stream's time base is 1 / rate
         self._container.mux(self._stream.encode(video_frame))
         self.frames_written += 1
+        self._next_pts = pts + 1
 
     def _close(self) -> None:
         """Flush the encoder (frames it still holds) and close the file."""

@@ -490,6 +490,9 @@ class PoseTracker:
     ) -> None:
         values = sigmas.sigmas if isinstance(sigmas, KeypointSpec) else sigmas
         self.sigmas = np.asarray(values, dtype=np.float64)
+        if config is not None and not isinstance(config, TrackerConfig):
+            raise ValueError(f"PoseTracker: config must be a TrackerConfig, got "
+                             f"{_type_name(config)} {config!r}")
         self.config = config or TrackerConfig()
         self.reset()
 

@@ -376,5 +376,5 @@ def write_sequences(
 def _delete_other_clips(folder: Path, clips: int) -> None:
     """Delete ``clip_NNNN.mp4`` / ``.json`` with NNNN >= clips (as write_sequences names)."""
     for path in folder.glob("clip_[0-9][0-9][0-9][0-9].*"):
-        if path.suffix in (".mp4", ".json") and int(path.stem[5:]) >= clips:
+        if path.suffix in (".mp4", ".json") and int(path.stem[5:]) >= clips and path.is_file():
             path.unlink()
