@@ -206,10 +206,9 @@ def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
     if old and not overwrite:
         raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
                           "--out or pass --overwrite")
-    # Replaced now, not at the end: a run that dies before its own are written must not
-    # leave the earlier run's results looking like its own.
-    for name in ("predictions.json", "results.json"):
-        (out / name).unlink(missing_ok=True)
+    if overwrite:  # now, not at the end: a run that dies before it writes its own results
+        for name in ("predictions.json", "results.json"):  # must not leave the old ones
+            (out / name).unlink(missing_ok=True)
 
 
 def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
