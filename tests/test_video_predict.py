@@ -263,18 +263,20 @@ def test_ctrl_c_while_a_frame_is_encoded_loses_no_frame(
 ) -> None:
     import signal
 
-    from aepose.sources import VideoWriter
-
     _truth_people(monkeypatch)
-    real = VideoWriter.write
+    real = av.VideoFrame
+    made = []
 
-    def write(self: VideoWriter, frame: np.ndarray, **kw: Any) -> None:
-        if self.frames_written == 10:  # Ctrl-C arrives in the middle of encoding frame 10
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.02)
-        real(self, frame, **kw)
+    class Frame:  # av.VideoFrame, with Ctrl-C arriving as frame 10 is being encoded
+        @staticmethod
+        def from_ndarray(*args: Any, **kw: Any) -> av.VideoFrame:
+            if len(made) == 10:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.02)
+            made.append(True)
+            return real.from_ndarray(*args, **kw)
 
-    monkeypatch.setattr(VideoWriter, "write", write)
+    monkeypatch.setattr(av, "VideoFrame", Frame)
     summary = run_predict([str(clip)], predictor, tmp_path / "out", _options())
     assert summary.interrupted and summary.json_path is not None
     doc = json.loads(summary.json_path.read_text())

@@ -335,10 +335,9 @@ def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameRea
         except (AeposeError, KeyboardInterrupt) as stop:
             stopped = stop
         # The overlay is closed normally, whole, also when stopped: the frames drawn so
-        # far are kept, as their JSON lines are.
+        # far are kept, as their JSON lines are (VideoWriter holds Ctrl-C until it is).
         try:
-            with interrupt_after():
-                stack.close()
+            stack.close()
         except KeyboardInterrupt as stop:
             stopped = stopped or stop
     if stopped is not None:
@@ -384,10 +383,9 @@ class _FrameSink:
             self.video = self.stack.enter_context(VideoWriter(
                 self.overlay_path, fps=self.fps, width=width, height=height))
         drawn = overlay(image, people, self.predictor.spec, self.options.keypoint_threshold)
-        with interrupt_after():  # a frame cut in two by Ctrl-C could lose encoded frames
-            # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
-            # index: frames lost or dropped before this one keep their time on screen.
-            self.video.write(drawn, fit=True, index=index)
+        # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
+        # index: frames lost or dropped before this one keep their time on screen.
+        self.video.write(drawn, fit=True, index=index)
 
 
 def _limited(reader: FrameReader, fps: float, options: PredictOptions

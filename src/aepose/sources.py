@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
-from aepose.io import AtomicFile
+from aepose.io import AtomicFile, interrupt_after
 
 __all__ = [
     "FALLBACK_FPS",
@@ -869,11 +869,15 @@ class VideoWriter:
                 f"{list(frame.shape)}, expected uint8 {list(expected)}"
             )
         pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
-        video_frame = av.VideoFrame.from_ndarray(np.pad(frame, pad, mode="edge"), format="rgb24")
-        video_frame.pts = pts  # in frames: the stream's time base is 1 / rate
-        self._container.mux(self._stream.encode(video_frame))
-        self.frames_written += 1
-        self._next_pts = pts + 1
+        # Ctrl-C waits for the frame: an interrupt between the encoder taking it and the
+        # muxer writing the packets it gave back lost a frame from the middle of the video.
+        with interrupt_after():
+            video_frame = av.VideoFrame.from_ndarray(np.pad(frame, pad, mode="edge"),
+                                                     format="rgb24")
+            video_frame.pts = pts  # in frames: the stream's time base is 1 / rate
+            self._container.mux(self._stream.encode(video_frame))
+            self.frames_written += 1
+            self._next_pts = pts + 1
 
     def _close(self) -> None:
         """Flush the encoder (frames it still holds) and close the file."""
@@ -893,6 +897,15 @@ class VideoWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if exc_type is not None:
+            self._finish(exc_type)
+            return
+        with interrupt_after():  # Ctrl-C during the flush and rename would lose the file
+            self._finish(None)
+
+    def _finish(self, exc_type: type[BaseException] | None) -> None:
+        """Close the file and keep it (renamed to ``path``) unless the block failed
+        (``exc_type``) or wrote no frame."""
         file, self._file = self._file, None
         if file is None:
             return
