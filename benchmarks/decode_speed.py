@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from reference_port import reference_decode, synthetic_maps
 
-from aepose.grouping import decode_poses
+from aepose.codec.decode import decode_poses
 
 NETWORK_SIZE = 128
 

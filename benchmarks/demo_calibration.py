@@ -1,6 +1,6 @@
 """Calibrate the demo recipe: run several `aepose demo` variants side by side (GPU or CPU)
 and print AP and wall time of each. Each variant's overrides apply on top of the demo's
-own recipe (aepose.demo.DEMO_RECIPE); "current" is the default demo.
+own recipe (aepose.apps.demo.DEMO_RECIPE); "current" is the default demo.
 
     PYTHONPATH=src python3 benchmarks/demo_calibration.py --out OUT --device cuda --parallel 6
 """
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from aepose.demo import DemoSettings
+from aepose.apps.demo import DemoSettings
 
 VARIANTS: dict[str, list[str]] = {
     "current": [],

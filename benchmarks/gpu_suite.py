@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 import aepose
-from aepose.benchmark import BenchRow, format_rows, run_benchmark
+from aepose.apps.bench import BenchRow, format_rows, run_benchmark
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.config import apply_overrides, get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
 from aepose.models import build_model
-from aepose.visualize import save_image
+from aepose.pipeline.draw import save_image
 
 PRESET = "higherhrnet_tiny_crowdpose_128"
 SIZE = (640, 480)
@@ -60,7 +60,7 @@ LOOP = """
 import json, sys, time
 from pathlib import Path
 from aepose.data.coco import read_image
-from aepose.inference import Predictor
+from aepose.pipeline.predictor import Predictor
 
 folder, weights, out = (Path(a) for a in sys.argv[1:])
 files = sorted(folder.glob("*.png"))

@@ -2,7 +2,7 @@
 
 This module serves two jobs and is deliberately slow and literal:
 
-* :func:`reference_decode` is the test oracle for :func:`aepose.grouping.decode_poses`
+* :func:`reference_decode` is the test oracle for :func:`aepose.codec.decode.decode_poses`
   (``tests/test_grouping.py`` imports it) and the baseline of ``decode_speed.py``. It is
   written from reference.md §4.5: torch max-pool NMS and ``torch.topk``, then NumPy with one
   Python loop per joint calling ``munkres.Munkres().compute`` (the reference's solver), a

@@ -1,4 +1,4 @@
-"""Tracking quality and speed: aepose.tracking.PoseTracker versus mmpose 0.x's greedy matcher.
+"""Tracking quality and speed: aepose PoseTracker versus mmpose 0.x's greedy matcher.
 
 Ground truth: generated video sequences of 1-12 walking people who cross, occlude each
 other, enter and leave (``aepose.synth.video.sequence_truth`` when it exists, otherwise the
@@ -46,7 +46,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from aepose.keypoints import COCO, KeypointSpec, get_spec
-from aepose.tracking import PoseTracker, TrackerConfig
+from aepose.tracking.tracker import PoseTracker, TrackerConfig
 
 # ---------------------------------------------------------------------------------------
 # Stand-in ground truth (same dict format as aepose.synth.video.sequence_truth)
@@ -601,9 +601,9 @@ def model_detections(spec: KeypointSpec, weights: str, frames: int,
                      ) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
     """(truth, per-frame [P, K, 3] poses of the model, per-frame [P] their scores) for one
     rendered sequence."""
-    from aepose.inference import Predictor
-    from aepose.sources import iter_video_frames
+    from aepose.pipeline.predictor import Predictor
     from aepose.synth.video import write_sequence
+    from aepose.video.sources import iter_video_frames
 
     video, truth_path = write_sequence(folder, spec, frames=frames, people=people, seed=seed,
                                        name=f"p{people}_s{seed}", overwrite=True)
@@ -625,7 +625,7 @@ _PREDICTORS: dict[str, Any] = {}
 def _predictor(weights: str) -> Any:
     """One Predictor per weights file (RGB frames, the checkpoint's own test settings)."""
     if weights not in _PREDICTORS:
-        from aepose.inference import Predictor
+        from aepose.pipeline.predictor import Predictor
 
         _PREDICTORS[weights] = Predictor.from_checkpoint(weights, device="cpu",
                                                          channel_order="rgb")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from aepose.config import apply_overrides, get_preset
-from aepose.train import TrainOptions, train
+from aepose.engine.train import TrainOptions, train
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from aepose.cli import main
+from aepose.apps.cli import main
 from aepose.models import build_model
 
 

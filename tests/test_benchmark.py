@@ -1,4 +1,4 @@
-"""aepose.benchmark: rows are consistent, every stage computes what it claims, precision
+"""aepose.apps.bench: rows are consistent, every stage computes what it claims, precision
 settings stay within tolerance of fp32, bad settings fail with one clear line.
 
 All on the CPU with the tiny presets at 128 px, batch 2, 2 timed repeats; nothing here
@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from aepose.aggregate import aggregate_maps
-from aepose.benchmark import (
+from aepose.apps.bench import (
     PARTS,
     STAGES,
     BenchRow,
@@ -29,14 +28,15 @@ from aepose.benchmark import (
     realistic_weights,
     run_benchmark,
 )
+from aepose.apps.profile import model_cost
+from aepose.codec.aggregate import aggregate_maps
+from aepose.codec.decode import decode_poses, nms_heatmaps
 from aepose.config import get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
 from aepose.errors import AeposeError
-from aepose.grouping import decode_poses, nms_heatmaps
 from aepose.keypoints import get_spec
 from aepose.models import build_model
-from aepose.profile import model_cost
 
 SIMPLE = "hrnet_tiny_aic_128"
 HIGHER = "higherhrnet_tiny_crowdpose_128"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from aepose import AeposeError, build_model, get_preset, load_model
-from aepose.checkpoint import read_checkpoint
+from aepose.models.checkpoint import read_checkpoint
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -103,7 +103,7 @@ def test_file_name_breaks_the_aic_crowdpose_tie(tmp_path: Path) -> None:
     # (no hash in the name: a name promising 9a674c33 would have to hash to it, aepose.hub)
     aic = _mmpose_file(model, tmp_path / "higher_hrnet32_aic_512x512.pth")
     ckpt = read_checkpoint(aic)
-    from aepose.checkpoint import choose_preset, detect_architecture
+    from aepose.models.checkpoint import choose_preset, detect_architecture
 
     name, reason = choose_preset(ckpt, detect_architecture(ckpt.state_dict, aic))
     assert name == "higherhrnet_w32_aic_512"

@@ -10,9 +10,9 @@ from helpers import run_cli as _run
 
 import aepose
 from aepose import build_model
-from aepose.cli import _compile_mode, build_parser
+from aepose.apps.cli import _compile_mode, build_parser
+from aepose.apps.profile import model_cost
 from aepose.config import PRESETS
-from aepose.profile import model_cost
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

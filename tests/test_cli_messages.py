@@ -13,9 +13,9 @@ import pytest
 import torch
 from helpers import run_cli
 
-from aepose.cli import COMMANDS
+from aepose.apps.cli import COMMANDS
+from aepose.apps.demo import DEMO_PRESET, DemoSettings
 from aepose.config import get_preset
-from aepose.demo import DEMO_PRESET, DemoSettings
 from aepose.models import build_model
 from aepose.synth import generate_dataset
 
@@ -176,7 +176,7 @@ def test_benchmark_json_is_checked_before_timing(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("timed although --json cannot be written")
 
-    monkeypatch.setattr("aepose.benchmark.run_benchmark", never)
+    monkeypatch.setattr("aepose.apps.bench.run_benchmark", never)
     (tmp_path / "file").write_text("")
     code, _, err = run_cli(capsys, "benchmark", "--preset", TINY, "--json",
                            str(tmp_path / "file" / "rows.json"))
@@ -223,10 +223,10 @@ def test_train_stopped_by_ctrl_c_exits_130_naming_the_checkpoint(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     stop_after: str | None, code: int, line: str,
 ) -> None:
-    from aepose.train import TrainResult
+    from aepose.engine.train import TrainResult
 
     ckpt = tmp_path / "run" / "last.pth"
-    monkeypatch.setattr("aepose.train.train", lambda cfg, options: TrainResult(
+    monkeypatch.setattr("aepose.engine.train.train", lambda cfg, options: TrainResult(
         ckpt.parent, ckpt, 1, 7, True, {}))
     extra = ["--stop-after", stop_after] if stop_after else []
     result = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(tmp_path), *extra)

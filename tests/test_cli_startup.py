@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # status and which heavy modules the run imported.
 _PROBE = """
 import json, sys
-from aepose.cli import main
+from aepose.apps.cli import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as stop:
@@ -66,7 +66,7 @@ def test_streaming_commands_let_openmp_wait_passively(command: str, policy: str)
     cores they need; training has no such workers and keeps OpenMP's default."""
     argv = {"predict": ["predict", "missing.jpg", "--weights", "missing.pth"],
             "train": ["train", "--preset", "missing", "--data-root", "."]}[command]
-    code = ("import os, sys; from aepose.cli import main; main(sys.argv[1:]); "
+    code = ("import os, sys; from aepose.apps.cli import main; main(sys.argv[1:]); "
             "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
@@ -81,13 +81,13 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_parser_copies_equal_their_owners() -> None:
-    from aepose import cli
-    from aepose.aggregate import STAGE_AVERAGES
-    from aepose.benchmark import STAGES
-    from aepose.demo import DemoSettings
-    from aepose.inference import COMPILE_MODES
+    from aepose.apps import cli
+    from aepose.apps.bench import STAGES
+    from aepose.apps.demo import DemoSettings
+    from aepose.apps.predict import OVERLAY_MIN_SCORE
+    from aepose.codec.aggregate import STAGE_AVERAGES
+    from aepose.pipeline.predictor import COMPILE_MODES
     from aepose.precision import PRECISIONS
-    from aepose.predict_job import OVERLAY_MIN_SCORE
     from aepose.synth.video import SIDE_LIMITS
 
     pairs = [(cli.STAGE_AVERAGES, STAGE_AVERAGES), (cli.PRECISIONS, PRECISIONS),
@@ -99,8 +99,8 @@ def test_parser_copies_equal_their_owners() -> None:
 
 
 def test_tracking_defaults_shown_by_predict_equal_the_tracker() -> None:
-    from aepose import cli
-    from aepose.tracking import OneEuroConfig, TrackerConfig
+    from aepose.apps import cli
+    from aepose.tracking.tracker import OneEuroConfig, TrackerConfig
 
     tracker, euro = TrackerConfig(), OneEuroConfig()
     shown = (cli.TRACK_MAX_AGE, cli.TRACK_MIN_SIMILARITY, cli.TRACK_MIN_SCORE,

@@ -1,5 +1,5 @@
 """Every bad number costs one line: ``--set`` values and numeric options are fuzzed through
-``aepose.cli.main`` in-process; each must end with exactly one stderr line, a non-zero exit
+``aepose.apps.cli.main`` in-process; each must end with exactly one stderr line, a non-zero exit
 and no traceback, before any work starts."""
 
 from __future__ import annotations

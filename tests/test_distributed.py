@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import run_cli
 
-from aepose.distributed import init_distributed, resolve_device
+from aepose.engine.distributed import init_distributed, resolve_device
 from aepose.errors import AeposeError
 
 

@@ -21,8 +21,7 @@ import pytest
 from pycocotools import coco as oracle_coco
 from pycocotools import cocoeval as oracle_cocoeval
 
-from aepose.errors import AeposeError
-from aepose.evaluation import (
+from aepose.engine.evaluation import (
     CROWD_METRICS,
     STANDARD_METRICS,
     evaluate_keypoints,
@@ -30,6 +29,7 @@ from aepose.evaluation import (
     results_from_poses,
     write_results,
 )
+from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec, get_spec
 
 Json = dict[str, Any]

@@ -16,14 +16,14 @@ from helpers import lively
 from torch import Tensor, nn
 
 from aepose import AeposeError, get_preset
-from aepose.inference import Predictor
+from aepose.pipeline.predictor import Predictor
 from aepose.synth import SceneParams, render_scene, sample_scene
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
-from aepose.export import (  # noqa: E402  (after the skips: needs the optional packages)
+from aepose.apps.export import (  # noqa: E402  (after the skips: needs the optional packages)
     CONFIG_KEY,
     OnnxNetwork,
     export_onnx,

@@ -34,7 +34,7 @@ from aepose.synth import generate_dataset
 TINY = "higherhrnet_tiny_crowdpose_128"
 SRC = Path(__file__).resolve().parents[1] / "src"
 IMAGES = 8
-PREDICT_MODULE = importlib.import_module("aepose.predict_job")
+PREDICT_MODULE = importlib.import_module("aepose.apps.predict")
 
 # ``python -c _SLOW MARKS SECONDS ARGV...``: aepose ARGV with every image read slowed down by
 # SECONDS and marked by a line in MARKS (so the test knows the run is under way).
@@ -52,9 +52,9 @@ def slow(path):
     time.sleep(float(sys.argv[2]))
     return read_image(path)
 
-for module in ("aepose.predict_job", "aepose.eval_loop"):
+for module in ("aepose.apps.predict", "aepose.engine.eval_loop"):
     importlib.import_module(module).read_image = slow
-from aepose.cli import main
+from aepose.apps.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -152,7 +152,7 @@ def test_test_into_a_read_only_folder_stops_before_the_evaluation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(aepose_io, "_reserve", _read_only)
-    monkeypatch.setattr("aepose.eval_loop.evaluate_model", _never("the evaluation"))
+    monkeypatch.setattr("aepose.engine.eval_loop.evaluate_model", _never("the evaluation"))
     code, _, err = run_cli(capsys, *_test_args(setup, tmp_path / "out"))
     assert_one_line(code, err)
     assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.config import get_preset
 from aepose.data.dataset import normalize_image
-from aepose.inference import Predictor
 from aepose.models import build_model
+from aepose.pipeline.predictor import Predictor
 
 GOLDEN = Path(__file__).parent / "data" / "golden_predictions.json"
 CASES = {

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from munkres import Munkres
 
+from aepose.codec.decode import decode_poses, munkres_assignment, nms_heatmaps, scipy_assignment
 from aepose.errors import AeposeError
-from aepose.grouping import decode_poses, munkres_assignment, nms_heatmaps, scipy_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_port import reference_decode, synthetic_maps

@@ -27,10 +27,10 @@ import torch
 from helpers import run_cli
 
 from aepose import AeposeError, load_model
+from aepose.apps.profile import PRESET_COSTS, model_cost
 from aepose.config import PRESETS, WEIGHTS_BASE, WEIGHTS_URLS
 from aepose.hub import cache_dir, expected_hash, resolve_weights
 from aepose.models import build_model
-from aepose.profile import PRESET_COSTS, model_cost
 
 PRESET = "hrnet_w32_aic_512"  # its table entry is pointed at a generated file
 TINY = "hrnet_tiny_aic_128"  # the network of the generated file

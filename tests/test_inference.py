@@ -15,14 +15,14 @@ from helpers import lively
 from torch import Tensor, nn
 
 from aepose import AeposeError, build_model, get_preset
-from aepose.aggregate import aggregate_maps
+from aepose.codec.aggregate import aggregate_maps
+from aepose.codec.decode import decode_poses
 from aepose.config import ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import apply_affine, resize_align, resize_matrix
 from aepose.data.transforms import test_sizes as sizes_of
-from aepose.grouping import decode_poses
-from aepose.inference import Pose, Predictor, oks_nms, predict_images, with_test_settings
 from aepose.keypoints import get_spec
+from aepose.pipeline.predictor import Pose, Predictor, oks_nms, predict_images, with_test_settings
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 SIMPLE = "hrnet_tiny_aic_128"
@@ -485,7 +485,7 @@ def test_from_checkpoint_mmpose_file_with_preset(tmp_path: Path) -> None:
 
 
 def test_fast_network_keeps_the_pipeline_within_dtype_tolerance() -> None:
-    from aepose.inference import FastNetwork
+    from aepose.pipeline.predictor import FastNetwork
 
     cfg = get_preset("higherhrnet_tiny_crowdpose_128")
     torch.manual_seed(3)

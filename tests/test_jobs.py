@@ -14,8 +14,8 @@ import pytest
 import torch
 from helpers import run_cli as _run
 
-from aepose.checkpoint import read_training_state
-from aepose.demo import DemoSettings, run_demo
+from aepose.apps.demo import DemoSettings, run_demo
+from aepose.models.checkpoint import read_training_state
 from aepose.synth import generate_dataset
 
 TINY = "higherhrnet_tiny_crowdpose_128"
@@ -125,8 +125,8 @@ def test_export_then_onnxruntime_predict_equals_torch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("onnxruntime")
-    from aepose.benchmark import crowd_images
-    from aepose.visualize import save_image
+    from aepose.apps.bench import crowd_images
+    from aepose.pipeline.draw import save_image
 
     _detecting_checkpoint(tmp_path / "w.pth")
     for i, image in enumerate(crowd_images(2, (160, 128), seed=2)):
@@ -179,7 +179,7 @@ def _detecting_checkpoint(path: Path) -> None:
     """A tiny checkpoint whose maps hold a trained network's number of candidates."""
     import dataclasses
 
-    from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+    from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
     from aepose.config import get_preset
     from aepose.data.dataset import normalize_image
     from aepose.models import build_model
@@ -227,8 +227,8 @@ def test_test_command_on_two_ranks_decodes_each_image_once(
 def test_predict_on_two_ranks_writes_one_merged_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aepose.benchmark import crowd_images
-    from aepose.visualize import save_image
+    from aepose.apps.bench import crowd_images
+    from aepose.pipeline.draw import save_image
 
     _detecting_checkpoint(tmp_path / "w.pth")
     for i, image in enumerate(crowd_images(5, (160, 128), seed=4)):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aepose.config import get_preset
-from aepose.losses import ae_loss, compute_loss, heatmap_loss
+from aepose.engine.losses import ae_loss, compute_loss, heatmap_loss
 
 
 def _oracle_ae(tags: torch.Tensor, joints: np.ndarray, loss_type: str) -> tuple[float, float]:

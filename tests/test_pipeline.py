@@ -1,4 +1,4 @@
-"""The streamed test-time pipeline (aepose.pipeline): where the work runs never changes the
+"""The streamed test-time pipeline (aepose.pipeline.engine): where the work runs never changes the
 poses, bit for bit, and they come in input order; batches depend on the input alone, not
 on timing; bad items become one-line errors without stopping the others; memory is
 bounded by the window.
@@ -31,15 +31,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from aepose.aggregate import ScaleOutputs
-from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.codec.aggregate import ScaleOutputs
 from aepose.config import Config, get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes
 from aepose.errors import AeposeError
-from aepose.inference import predict_images, with_test_settings
 from aepose.models import build_model
-from aepose.pipeline import (
+from aepose.pipeline.engine import (
     MAX_INPUT_PIXELS,
     Decoded,
     PostProcess,
@@ -48,6 +47,7 @@ from aepose.pipeline import (
     check_scales,
     stream,
 )
+from aepose.pipeline.predictor import predict_images, with_test_settings
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 
@@ -293,7 +293,7 @@ def test_a_killed_decode_worker_stops_the_stream_in_one_line(crowd) -> None:
 _ORPHANED_POOL = """
 import multiprocessing, time
 import torch
-from aepose.pipeline import decode_pool
+from aepose.pipeline.engine import decode_pool
 pool = decode_pool(torch.device("cpu"), 2)  # its workers have all started when it returns
 print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)
 time.sleep(300)

@@ -20,13 +20,13 @@ from torch import nn
 
 import aepose
 from aepose import AeposeError, Pose, Predictor
-from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.config import get_preset
 from aepose.data import back_project
 from aepose.data.dataset import normalize_image
-from aepose.inference import predict_images
 from aepose.models import build_model
-from aepose.pipeline import Stages
+from aepose.pipeline.engine import Stages
+from aepose.pipeline.predictor import predict_images
 
 SIMPLE = "hrnet_tiny_aic_128"
 HIGHER = "higherhrnet_tiny_crowdpose_128"
@@ -257,7 +257,7 @@ def test_predict_bad_sources_are_one_line(weights: Path, higher: nn.Module,
 
 def test_the_predict_function_is_not_shadowed_by_the_predict_job(
         higher: nn.Module, scenes: list[np.ndarray]) -> None:
-    importlib.import_module("aepose.predict_job")  # the CLI's predict job, imported first
+    importlib.import_module("aepose.apps.predict")  # the CLI's predict job, imported first
     predictor = Predictor(higher, HIGHER, channel_order="rgb")
     got = aepose.predict(scenes[0], predictor)
     _assert_identical(got[0].poses, predictor(scenes[0]))

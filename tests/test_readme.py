@@ -24,7 +24,7 @@ import cv2
 import pytest
 import torch
 
-from aepose.benchmark import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.config import WEIGHTS_BASE, WEIGHTS_URLS, get_preset
 from aepose.data.dataset import normalize_image
 from aepose.models import build_model

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aepose.codec.decode import decode_poses
+from aepose.codec.targets import encode_targets
 from aepose.config import DATASET_FILES
 from aepose.data.coco import load_annotations
-from aepose.data.targets import encode_targets
 from aepose.data.transforms import apply_affine, back_project, resize_matrix, test_sizes
-from aepose.evaluation import evaluate_keypoints, results_from_poses
-from aepose.grouping import decode_poses
+from aepose.engine.evaluation import evaluate_keypoints, results_from_poses
 from aepose.keypoints import get_spec
 from aepose.synth import SceneParams, generate_dataset
 

@@ -1,4 +1,4 @@
-"""Expanding prediction inputs and reading/writing videos (aepose.sources).
+"""Expanding prediction inputs and reading/writing videos (aepose.video.sources).
 
 Videos are written with the module's own VideoWriter (H.264 through PyAV) and read back with
 OpenCV; the codec is lossy, so frame content is compared through a white square's position.
@@ -20,7 +20,8 @@ import pytest
 from helpers import read_back
 
 from aepose.errors import AeposeError
-from aepose.sources import (
+from aepose.pipeline.draw import save_image
+from aepose.video.sources import (
     SourceItem,
     Sources,
     VideoFrames,
@@ -31,7 +32,6 @@ from aepose.sources import (
     open_video,
     video_info,
 )
-from aepose.visualize import save_image
 
 
 def touch(path: Path) -> Path:
@@ -323,7 +323,7 @@ class _ScriptedCapture:
 def test_frames_past_damage_are_read_and_the_loss_reported_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from aepose.sources import MAX_BAD_FRAMES, VideoFrames
+    from aepose.video.sources import MAX_BAD_FRAMES, VideoFrames
 
     capture = _ScriptedCapture([True, True, False, False, True, True], frames=6)
     frames = VideoFrames(capture, tmp_path / "damaged.mp4")  # type: ignore[arg-type]
@@ -499,7 +499,7 @@ def test_a_damaged_frame_inside_a_video_leaves_its_gap(tmp_path: Path) -> None:
 _READ_ALL = """
 import sys
 from aepose.errors import AeposeError
-from aepose.sources import iter_video_frames
+from aepose.video.sources import iter_video_frames
 for path in sys.argv[1:]:
     try:
         for _ in iter_video_frames(path):

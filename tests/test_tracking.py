@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aepose.keypoints import COCO
-from aepose.tracking import OneEuroConfig, OneEuroFilter, PoseTracker, TrackerConfig
+from aepose.tracking.tracker import OneEuroConfig, OneEuroFilter, PoseTracker, TrackerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

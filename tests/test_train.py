@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from aepose.checkpoint import TRAINING_KEYS, load_model, read_training_state
 from aepose.config import apply_overrides, get_preset
-from aepose.distributed import DistInfo
+from aepose.engine.distributed import DistInfo
+from aepose.engine.train import EpochSampler, TrainOptions, lr_factor, train
 from aepose.errors import AeposeError
+from aepose.models.checkpoint import TRAINING_KEYS, load_model, read_training_state
 from aepose.synth import generate_dataset
-from aepose.train import EpochSampler, TrainOptions, lr_factor, train
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_resume_mid_epoch_gives_the_same_weights(crowd: Path, tmp_path: Path) ->
 def test_non_finite_loss_stops_without_saving(
     crowd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aepose.train as train_module
+    import aepose.engine.train as train_module
 
     real = train_module.compute_loss
     calls = {"n": 0}

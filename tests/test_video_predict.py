@@ -26,17 +26,17 @@ import numpy as np
 import pytest
 from helpers import lively
 
+from aepose.apps.predict import PredictOptions, run_predict
 from aepose.config import get_preset
 from aepose.errors import AeposeError
-from aepose.inference import Pose, Predictor
 from aepose.keypoints import get_spec
-from aepose.predict_job import PredictOptions, run_predict
-from aepose.sources import LatestFrames, expand_sources, open_video
+from aepose.pipeline.draw import draw_poses, person_color, save_image, track_color
+from aepose.pipeline.predictor import Pose, Predictor
 from aepose.synth.video import sequence_truth, write_sequence
-from aepose.tracking import TrackerConfig
-from aepose.visualize import draw_poses, person_color, save_image, track_color
+from aepose.tracking.tracker import TrackerConfig
+from aepose.video.sources import LatestFrames, expand_sources, open_video
 
-predict_module = importlib.import_module("aepose.predict_job")
+predict_module = importlib.import_module("aepose.apps.predict")
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 SIZE = (160, 128)  # W, H
@@ -184,13 +184,13 @@ def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
     predictor: Predictor, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import aepose
-    import aepose.quick
+    import aepose.pipeline.run
 
     _, detections = _truth_detections(jitter=1.0)
     frames = iter(detections + detections[1:])
     monkeypatch.setattr(predictor, "poses", lambda *_: list(next(frames)))
     opened = []
-    real = aepose.quick.open_video
+    real = aepose.pipeline.run.open_video
 
     class LosesFrame0:
         def __init__(self, reader: Any) -> None:
@@ -209,7 +209,7 @@ def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
         # second video's reading.
         return info, (LosesFrame0(reader) if len(opened) == 4 else reader)
 
-    monkeypatch.setattr(aepose.quick, "open_video", second_loses_frame_0)
+    monkeypatch.setattr(aepose.pipeline.run, "open_video", second_loses_frame_0)
     got = aepose.predict([clip, clip], predictor)
     assert [p.frame for p in got] == list(range(FRAMES)) + list(range(1, FRAMES))
     ids = [[pose.track_id for pose in p.poses] for p in got]
@@ -602,7 +602,7 @@ def test_cli_video_options_reach_the_run(clip: Path, tmp_path: Path,
     import torch
     from helpers import run_cli
 
-    from aepose.cli import _video_options, build_parser
+    from aepose.apps.cli import _video_options, build_parser
 
     torch.save({"model": lively(TINY, seed=1).eval().state_dict(),
                 "config": dataclasses.asdict(get_preset(TINY))}, tmp_path / "w.pth")

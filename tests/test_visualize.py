@@ -1,4 +1,4 @@
-"""Pose drawing, heatmap overlays and atomic image saving (aepose.visualize).
+"""Pose drawing, heatmap overlays and atomic image saving (aepose.pipeline.draw).
 
 Drawn pixels are checked by value at known places: keypoint centres carry the spec's keypoint
 colour, link midpoints the person's colour, and pixels of hidden joints and far background keep
@@ -16,7 +16,7 @@ import pytest
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
 from aepose.keypoints import CROWDPOSE
-from aepose.visualize import draw_poses, heatmap_overlay, person_color, save_image
+from aepose.pipeline.draw import draw_poses, heatmap_overlay, person_color, save_image
 
 BACKGROUND = 40
 

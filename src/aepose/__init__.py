@@ -23,31 +23,31 @@ except PackageNotFoundError:  # running from a source tree without installation
 _LAZY: dict[str, str] = {
     "AeposeError": "aepose.errors",
     "Config": "aepose.config",
-    "Pose": "aepose.inference",
-    "Prediction": "aepose.quick",
-    "Predictor": "aepose.inference",
+    "Pose": "aepose.pipeline.predictor",
+    "Prediction": "aepose.pipeline.run",
+    "Predictor": "aepose.pipeline.predictor",
     "build_model": "aepose.models",
-    "compute_loss": "aepose.losses",
-    "decode_poses": "aepose.grouping",
-    "evaluate_keypoints": "aepose.evaluation",
+    "compute_loss": "aepose.engine.losses",
+    "decode_poses": "aepose.codec.decode",
+    "evaluate_keypoints": "aepose.engine.evaluation",
     "get_preset": "aepose.config",
     "list_presets": "aepose.config",
-    "load_model": "aepose.checkpoint",
-    "predict": "aepose.quick",
-    "predict_images": "aepose.inference",
-    "preprocess": "aepose.inference",
+    "load_model": "aepose.models.checkpoint",
+    "predict": "aepose.pipeline.run",
+    "predict_images": "aepose.pipeline.predictor",
+    "preprocess": "aepose.pipeline.predictor",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
-    from aepose.checkpoint import load_model
+    from aepose.codec.decode import decode_poses
     from aepose.config import Config, get_preset, list_presets
+    from aepose.engine.evaluation import evaluate_keypoints
+    from aepose.engine.losses import compute_loss
     from aepose.errors import AeposeError
-    from aepose.evaluation import evaluate_keypoints
-    from aepose.grouping import decode_poses
-    from aepose.inference import Pose, Predictor, predict_images, preprocess
-    from aepose.losses import compute_loss
     from aepose.models import build_model
-    from aepose.quick import Prediction, predict
+    from aepose.models.checkpoint import load_model
+    from aepose.pipeline.predictor import Pose, Predictor, predict_images, preprocess
+    from aepose.pipeline.run import Prediction, predict
 
 
 def __getattr__(name: str) -> Any:

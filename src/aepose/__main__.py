@@ -2,6 +2,6 @@
 
 import sys
 
-from aepose.cli import main
+from aepose.apps.cli import main
 
 sys.exit(main())

@@ -138,7 +138,7 @@ class TestConfig:
     refine: bool = True
     project2image: bool = True
     # How HigherHRNet's outputs are combined: "v0.29" (mmpose >= 0.19, the published
-    # numbers) or "legacy" (mmpose < 0.19); see aepose.inference.StageAverage.
+    # numbers) or "legacy" (mmpose < 0.19); see aepose.pipeline.predictor.StageAverage.
     stage_average: str = "v0.29"
 
     def __post_init__(self) -> None:

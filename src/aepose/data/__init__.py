@@ -1,5 +1,6 @@
 """Data: COCO-format datasets, augmentation geometry, targets, test-time sizing (reference §3-4)."""
 
+from aepose.codec.targets import encode_targets, gaussian_kernel
 from aepose.data.coco import CocoKeypoints, ImageRecord, load_annotations, load_split, read_image
 from aepose.data.dataset import (
     Batch,
@@ -10,7 +11,6 @@ from aepose.data.dataset import (
     eval_images,
     normalize_image,
 )
-from aepose.data.targets import encode_targets, gaussian_kernel
 from aepose.data.transforms import (
     AffineParams,
     AffineResult,

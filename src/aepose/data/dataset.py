@@ -25,9 +25,9 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
+from aepose.codec.targets import encode_targets
 from aepose.config import DataConfig
 from aepose.data.coco import CocoKeypoints, load_split, read_image
-from aepose.data.targets import encode_targets
 from aepose.data.transforms import bottom_up_affine, draw_affine_params, draw_flip, flip_bottom_up
 from aepose.errors import AeposeError
 

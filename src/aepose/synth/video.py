@@ -34,11 +34,11 @@ import numpy as np
 from aepose.errors import AeposeError
 from aepose.io import write_text
 from aepose.keypoints import KeypointSpec, get_spec
-from aepose.sources import VideoWriter
 from aepose.synth.annotate import flat_keypoints, keypoints_for
 from aepose.synth.figure import Figure, FigureStyle, JointAngles, build_figure
 from aepose.synth.render import Scene, figure_bbox, figure_extent, label_map, render_scene
 from aepose.synth.scene import SceneParams, sample_background, sample_style
+from aepose.video.sources import VideoWriter
 
 __all__ = [
     "MAX_PEOPLE",

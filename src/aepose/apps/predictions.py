@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from aepose.inference import Pose
 from aepose.io import atomic_write
+from aepose.pipeline.predictor import Pose
 
 __all__ = ["PARTIAL_NAME", "PredictionWriter", "merge_predictions", "partial_file"]
 

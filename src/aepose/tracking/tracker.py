@@ -34,10 +34,10 @@ raw detections, so smoothing can never cause an ID switch. The filter is causal:
 output at frame t depends on frames <= t only, and nothing is held back.
 
 Only arrays enter the core; :meth:`PoseTracker.update_poses` adapts any objects with
-``keypoints`` [K, 3] and ``score`` attributes (``aepose.inference.Pose``).
+``keypoints`` [K, 3] and ``score`` attributes (``aepose.pipeline.predictor.Pose``).
 
 Shapes: P people (detections) in a frame, K keypoints, T live tracks. Coordinates are
-image pixels; OKS as :func:`aepose.inference.oks_nms` computes it (variances (2 sigma)^2,
+image pixels; OKS as :func:`aepose.pipeline.predictor.oks_nms` computes it (variances (2 sigma)^2,
 area = keypoint extent, mean of the two areas).
 """
 
@@ -338,7 +338,7 @@ class TrackedPose:
 
 
 class PoseLike(Protocol):
-    """Anything with ``keypoints`` [K, 3] and ``score``, e.g. ``aepose.inference.Pose``."""
+    """Anything with ``keypoints`` [K, 3] and ``score``, e.g. ``aepose.pipeline.predictor.Pose``."""
 
     @property
     def keypoints(self) -> np.ndarray: ...

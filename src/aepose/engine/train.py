@@ -3,7 +3,7 @@
 ``train(cfg, options)`` is the whole job: build the data, the network and the optimiser
 (Adam; linear warm-up from ``warmup_ratio`` over ``warmup_iters`` iterations; ×``lr_gamma``
 at each epoch of ``lr_steps``: reference.md §1.8), then for every epoch and batch: forward,
-:func:`aepose.losses.compute_loss`, backward, step. One process trains on one device; under
+:func:`aepose.engine.losses.compute_loss`, backward, step. One process trains on one device; under
 ``torchrun`` every rank trains its shard of each epoch and DDP averages the gradients.
 
 Files in the run folder: ``config.yaml`` (the resolved recipe), ``metrics.jsonl`` (one JSON
@@ -41,15 +41,15 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 import aepose
-from aepose.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.config import Config, TrainConfig
 from aepose.data.dataset import Batch, BottomUpDataset, collate
-from aepose.distributed import DistInfo, broadcast_object, init_distributed
+from aepose.engine.distributed import DistInfo, broadcast_object, init_distributed
+from aepose.engine.eval_loop import evaluate_model
+from aepose.engine.losses import compute_loss
 from aepose.errors import AeposeError
-from aepose.eval_loop import evaluate_model
 from aepose.io import RunLock, write_text
-from aepose.losses import compute_loss
 from aepose.models import AssociativeEmbeddingNet, build_from_config
+from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
 
 __all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train"]

@@ -1,10 +1,10 @@
 """``aepose.predict(source, weights=...)``: the poses of images in one call.
 
-Built on :class:`~aepose.inference.Predictor` and the streamed pipeline
-(:func:`aepose.pipeline.stream`): files are read by threads while the network runs, images of
+Built on :class:`~aepose.pipeline.predictor.Predictor` and the streamed pipeline
+(:func:`aepose.pipeline.engine.stream`): files are read by threads while the network runs, images of
 equal test size share forward passes, and decoding runs beside the network, as in
 ``aepose predict``. For inputs too many to keep every result in memory, use
-:func:`~aepose.pipeline.stream` with ``predictor.stages`` directly.
+:func:`~aepose.pipeline.engine.stream` with ``predictor.stages`` directly.
 
 Legend: K keypoints, P people.
 """
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from aepose.errors import AeposeError
-from aepose.inference import (
+from aepose.pipeline.engine import default_decode_workers, named_error, stream
+from aepose.pipeline.predictor import (
     ImageInput,
     Pose,
     Predictor,
@@ -29,9 +30,8 @@ from aepose.inference import (
     load_rgb,
     track_poses,
 )
-from aepose.pipeline import default_decode_workers, named_error, stream
-from aepose.sources import FALLBACK_FPS, SourceItem, expand_sources, open_video
-from aepose.tracking import PoseTracker, TrackerConfig
+from aepose.tracking.tracker import PoseTracker, TrackerConfig
+from aepose.video.sources import FALLBACK_FPS, SourceItem, expand_sources, open_video
 
 __all__ = ["Prediction", "predict"]
 
@@ -45,7 +45,7 @@ class Prediction:
     name: the file as found (a folder's or glob's files by their path), the URL or
         sequence pattern as given, or ``"<array I>"`` for the I-th array given. frame: the
         frame index in a video, else None.
-    poses: the people, each a :class:`~aepose.inference.Pose` (keypoints [K, 3] x, y in the
+    poses: the people, each a :class:`~aepose.pipeline.predictor.Pose` (keypoints [K, 3] x, y in the
         image's pixels and score), in the grouping's order; a video frame's carry their
         ``track_id`` when tracked. width, height: the image's size.
     """
@@ -95,7 +95,7 @@ def predict(
             ``rtsp://``) are refused: they never end, and every result is kept.
         weights: a weights file, a preset name with released weights, an mmpose release file
             name or a URL (fetched once into the cache, :mod:`aepose.hub`), or a
-            :class:`~aepose.inference.Predictor` to reuse (then no ``settings``).
+            :class:`~aepose.pipeline.predictor.Predictor` to reuse (then no ``settings``).
         preset, device: as :meth:`Predictor.from_checkpoint` (default: recognised from the
             weights; CUDA when available).
         channel_order: "bgr" (the default, as ``cv2.imread`` returns) or "rgb": the order of
@@ -104,8 +104,8 @@ def predict(
         batch_size: most images per forward pass.
         recursive: also take images from the subfolders of a folder.
         track: videos: give each person a ``track_id`` that persists across frames, one
-            :class:`~aepose.tracking.PoseTracker` per video, as ``aepose predict`` does:
-            True with the default :class:`~aepose.tracking.TrackerConfig`, or a
+            :class:`~aepose.tracking.tracker.PoseTracker` per video, as ``aepose predict`` does:
+            True with the default :class:`~aepose.tracking.tracker.TrackerConfig`, or a
             TrackerConfig; False: no ``track_id``.
         settings: test settings overriding the preset's: ``scales``, ``flip``, ``pose_nms``,
             ``detection_threshold``... (see :class:`Predictor`).
@@ -195,7 +195,7 @@ def _video_item(media: SourceItem, ordinal: int) -> _Item:
         raise AeposeError(
             f"{media.name}: a live source (camera or stream) never ends, and predict() keeps "
             "every frame's poses in memory; use 'aepose predict', or a Predictor with "
-            "aepose.sources.open_video")
+            "aepose.video.sources.open_video")
     info, reader = open_video(media, drop=False)
     reader.close()
     return _Item(media.name, media.path, "rgb", -1, info.fps or FALLBACK_FPS, ordinal, media)

@@ -36,23 +36,23 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from aepose.apps.predict import PredictSummary
     from aepose.config import Config
-    from aepose.distributed import DistInfo
-    from aepose.inference import Predictor
+    from aepose.engine.distributed import DistInfo
     from aepose.io import RunLock
-    from aepose.predict_job import PredictSummary
+    from aepose.pipeline.predictor import Predictor
 
 # Choices and defaults the parser shows before any command runs. They are copies, so that
 # building the parser imports no torch; tests/test_cli_startup.py checks that each equals
 # the value of the module that owns it.
-STAGE_AVERAGES = ("v0.29", "legacy")  # aepose.aggregate.STAGE_AVERAGES
+STAGE_AVERAGES = ("v0.29", "legacy")  # aepose.codec.aggregate.STAGE_AVERAGES
 PRECISIONS = ("fp32", "bf16", "fp16")  # aepose.precision.PRECISIONS
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.inference
-BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.benchmark.STAGES
-OVERLAY_MIN_SCORE = 0.2  # aepose.predict_job.OVERLAY_MIN_SCORE
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.pipeline.predictor
+BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.apps.bench.STAGES
+OVERLAY_MIN_SCORE = 0.2  # aepose.apps.predict.OVERLAY_MIN_SCORE
 TRACK_MAX_AGE, TRACK_MIN_SIMILARITY, TRACK_MIN_SCORE = 30, 0.2, 0.2  # TrackerConfig defaults
-SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.OneEuroConfig defaults
-DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.demo.DemoSettings defaults
+SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.tracker.OneEuroConfig defaults
+DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.apps.demo.DemoSettings defaults
 FRAME_SIDES = (32, 4096)  # aepose.synth.video.SIDE_LIMITS
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
@@ -247,8 +247,8 @@ _MIN_ONNX_OPSET = 16
 
 def _cmd_models(args: argparse.Namespace) -> None:
     # Stored costs and a look in the cache folder: no network is built, torch is not imported.
+    from aepose.apps.profile import preset_cost
     from aepose.hub import cached_file
-    from aepose.profile import preset_cost
 
     header = f"{'preset':32} {'data':10} {'K':>3} {'input':>5} {'outputs':>9} {'params':>8}"
     header += f" {'GFLOPs':>7} {'cached':>6}  released weights"
@@ -268,13 +268,13 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from aepose.checkpoint import (
+    from aepose.hub import hash_report
+    from aepose.models.checkpoint import (
         detect_architecture,
         matching_presets,
         read_checkpoint,
         resolve_config,
     )
-    from aepose.hub import hash_report
 
     # A damaged file is still described (info is a diagnostic): its hash line says MISMATCH,
     # and loading it anywhere else is refused.
@@ -333,10 +333,10 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from aepose.checkpoint import read_checkpoint
     from aepose.config import apply_overrides, get_preset
-    from aepose.distributed import shutdown
-    from aepose.train import TrainOptions, train
+    from aepose.engine.distributed import shutdown
+    from aepose.engine.train import TrainOptions, train
+    from aepose.models.checkpoint import read_checkpoint
 
     if args.preset is None and args.resume is None:
         raise AeposeError("train needs --preset (or --resume CHECKPOINT)")
@@ -376,7 +376,7 @@ def _fast(model: nn.Module, args: argparse.Namespace) -> nn.Module:
     mode = _compile_mode(args)
     if args.dtype == "fp32" and not args.channels_last and mode is None:
         return model
-    from aepose.inference import FastNetwork
+    from aepose.pipeline.predictor import FastNetwork
 
     return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
                        compile=mode).eval()
@@ -391,7 +391,7 @@ def _test_config(cfg: Config, args: argparse.Namespace) -> Config:
     """``cfg`` with the command line's test settings: ``--set test.x=y`` first, then
     ``--scales``, ``--no-flip`` and ``--stage-average`` (the weights fix the rest)."""
     from aepose.config import apply_overrides
-    from aepose.inference import with_test_settings
+    from aepose.pipeline.predictor import with_test_settings
 
     foreign = [o for o in args.overrides if not o.startswith("test.")]
     if foreign:
@@ -407,9 +407,9 @@ def _cmd_test(args: argparse.Namespace) -> None:
         return
     if args.weights is None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
-    from aepose.checkpoint import load_with_config
-    from aepose.distributed import broadcast_object, init_distributed, shutdown
-    from aepose.eval_loop import evaluate_model
+    from aepose.engine.distributed import broadcast_object, init_distributed, shutdown
+    from aepose.engine.eval_loop import evaluate_model
+    from aepose.models.checkpoint import load_with_config
 
     info = init_distributed(args.device)
     lock = None
@@ -443,7 +443,7 @@ def _cmd_test(args: argparse.Namespace) -> None:
 def _claim_test_folder(out: Path, info: DistInfo, overwrite: bool) -> RunLock | None:
     """Rank 0 locks ``out`` (proving it writable) and refuses to replace an earlier run's
     files without ``--overwrite``; every rank learns the verdict, so all stop together."""
-    from aepose.distributed import broadcast_object
+    from aepose.engine.distributed import broadcast_object
     from aepose.io import RunLock
 
     lock, problem = None, None
@@ -518,7 +518,7 @@ def _rescore(args: argparse.Namespace) -> None:
     """Score a saved results file. Without --out the metrics go beside it as
     ``metrics-rescored.json``, so an evaluation's own ``metrics.json`` is never replaced."""
     from aepose.config import get_preset
-    from aepose.evaluation import evaluate_keypoints
+    from aepose.engine.evaluation import evaluate_keypoints
 
     cfg = get_preset(args.preset) if args.preset else None
     if args.ann:
@@ -543,7 +543,7 @@ def _rescore(args: argparse.Namespace) -> None:
 
 def _finish_test(report: dict[str, Any], spec: str, target: Path) -> None:
     """Print the table first (a failed write then costs no result), then save it."""
-    from aepose.evaluation import format_table
+    from aepose.engine.evaluation import format_table
     from aepose.io import write_text
 
     print(format_table(report["metrics"], spec), flush=True)
@@ -558,10 +558,10 @@ def _finish_test(report: dict[str, Any], spec: str, target: Path) -> None:
 
 def _predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
     """The Predictor of ``aepose predict``'s network, backend and test settings."""
-    from aepose.inference import Predictor
+    from aepose.pipeline.predictor import Predictor
 
     if args.backend == "onnxruntime":
-        from aepose.export import onnx_predictor
+        from aepose.apps.export import onnx_predictor
 
         # The network runs in ONNX Runtime; pre- and post-processing are the same code.
         providers = ["CUDAExecutionProvider"] if device.type == "cuda" else None
@@ -570,7 +570,7 @@ def _predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
     else:
         if str(args.weights).endswith(".onnx"):
             raise AeposeError(f"{args.weights} is an ONNX file: add --backend onnxruntime")
-        from aepose.checkpoint import load_with_config
+        from aepose.models.checkpoint import load_with_config
 
         loaded, cfg = load_with_config(args.weights, preset=args.preset, device=device)
         network = _fast(loaded, args)
@@ -578,7 +578,7 @@ def _predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from aepose.distributed import init_distributed, shutdown
+    from aepose.engine.distributed import init_distributed, shutdown
 
     # init_distributed checks the device (resolve_device): one line when it is missing.
     info = init_distributed(args.device)
@@ -604,9 +604,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSummary:
     """This rank's share of ``aepose predict`` (all of it without torchrun)."""
-    from aepose.distributed import broadcast_object
+    from aepose.apps.predict import PredictOptions, run_predict
+    from aepose.engine.distributed import broadcast_object
     from aepose.io import check_writable
-    from aepose.predict_job import PredictOptions, run_predict
 
     out = Path(broadcast_object(
         args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}", info))
@@ -632,7 +632,7 @@ def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSu
 
 def _video_options(args: argparse.Namespace) -> dict[str, Any]:
     """PredictOptions' tracking and frame-source fields from ``predict``'s video options."""
-    from aepose.tracking import OneEuroConfig, TrackerConfig
+    from aepose.tracking.tracker import OneEuroConfig, TrackerConfig
 
     euro = OneEuroConfig(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
     tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,
@@ -651,7 +651,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from aepose.distributed import resolve_device
+    from aepose.engine.distributed import resolve_device
     from aepose.io import check_writable, write_text
 
     resolve_device(args.device)  # a device this machine lacks: one line, before timing
@@ -660,7 +660,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         if target.is_dir():
             raise AeposeError(f"--json {target} is a folder; give a file name")
         check_writable(target.parent)
-    from aepose.benchmark import format_rows, run_benchmark
+    from aepose.apps.bench import format_rows, run_benchmark
 
     rows = [
         run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
@@ -677,8 +677,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from aepose.checkpoint import load_with_config
-    from aepose.export import export_onnx
+    from aepose.apps.export import export_onnx
+    from aepose.models.checkpoint import load_with_config
 
     model, cfg = load_with_config(args.weights, preset=args.preset)
     path = export_onnx(model, args.output, config=cfg,
@@ -689,7 +689,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from aepose.demo import DemoSettings, run_demo
+    from aepose.apps.demo import DemoSettings, run_demo
 
     settings = DemoSettings(out=Path(args.out), minutes=args.minutes, device=args.device,
                             seed=args.seed, epochs=args.epochs, overrides=tuple(args.overrides))
@@ -1102,7 +1102,7 @@ def _run(argv: Sequence[str] | None) -> int:
         # reads this when torch loads, which happens below; a value the user set wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.command in _IMAGE_COMMANDS:
-        from aepose.pipeline import keep_freed_memory
+        from aepose.pipeline.engine import keep_freed_memory
 
         keep_freed_memory()
     try:

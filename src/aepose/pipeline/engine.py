@@ -7,8 +7,8 @@ Named stages, each with one owner:
                   normalisation;
 ``network``       :meth:`Stages.network_outputs`: one forward pass per test scale over a batch of
                   images whose inputs have equal sizes (with the flip test: 2B rows);
-``aggregate``     :func:`~aepose.aggregate.aggregate_outputs` of one image's rows;
-``decode``        a :class:`~aepose.grouping.Decoder` bound to the preset's test settings;
+``aggregate``     :func:`~aepose.codec.aggregate.aggregate_outputs` of one image's rows;
+``decode``        a :class:`~aepose.codec.decode.Decoder` bound to the preset's test settings;
 ``back-project``  :func:`~aepose.data.transforms.back_project` to original-image pixels.
 
 The last three run per image in :class:`PostProcess`, a picklable object: inline, in a pool
@@ -16,7 +16,7 @@ of forked worker processes (CPU networks: each image's raw outputs cross once, a
 its maps are computed in the worker), or in threads beside the network's GPU (the maps never
 leave the device; only the [K, M] candidates cross for the matching).
 
-:func:`stream` is the engine that :class:`~aepose.inference.Predictor`, ``aepose predict``,
+:func:`stream` is the engine that :class:`~aepose.pipeline.predictor.Predictor`, ``aepose predict``,
 ``aepose test``, training validation, the ONNX backend and ``aepose benchmark`` all run: any
 iterable of items in, one :class:`Result` per item out, in input order. Items are read and
 preprocessed by a pool of threads (OpenCV and torch release the GIL; a video capture can be
@@ -55,18 +55,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aepose.aggregate import (
+from aepose.codec.aggregate import (
     STAGE_AVERAGES,
     ScaleOutputs,
     aggregate_outputs,
     image_outputs,
     run_scales,
 )
+from aepose.codec.decode import Decoder
 from aepose.config import Config, ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
-from aepose.grouping import Decoder
 from aepose.keypoints import get_spec
 
 __all__ = [
@@ -219,7 +219,7 @@ class Stages:
     """The pipeline's stages for one network and :class:`~aepose.config.Config`.
 
     ``network(images) -> list of head outputs`` in eval mode (a torch module, a
-    :class:`~aepose.inference.FastNetwork`, or the ONNX Runtime wrapper). The test settings
+    :class:`~aepose.pipeline.predictor.FastNetwork`, or the ONNX Runtime wrapper). The test settings
     (scales, flip, thresholds, stage averaging) are ``config.test``'s: apply overrides to the
     Config (``dataclasses.replace``) before building the stages.
     """

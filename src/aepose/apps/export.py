@@ -1,13 +1,13 @@
 """ONNX export of the network, and an ONNX Runtime backend that stands in for it.
 
 Only the network goes into the ONNX file: flip and scale aggregation, grouping and
-back-projection stay in :mod:`aepose.pipeline`, which runs unchanged on top of
+back-projection stay in :mod:`aepose.pipeline.engine`, which runs unchanged on top of
 :class:`OnnxNetwork` (any module with ``model(x) -> list[Tensor]`` and no parameters works
 there). The file carries the full :class:`~aepose.config.Config` as JSON in its
 ``metadata_props`` under :data:`CONFIG_KEY`, so a predictor can be built from it alone.
 
 Graph interface: input ``images`` float32 [B, 3, H, W] (normalised RGB, H and W multiples of
-32; the test-time sizes of :mod:`aepose.pipeline` are multiples of 64); outputs
+32; the test-time sizes of :mod:`aepose.pipeline.engine` are multiples of 64); outputs
 ``output0``, ``output1``, ... in the network's order, stride 4 first: [B, K + K_tag, H/4, W/4]
 (and [B, K, H/2, W/2] for HigherHRNet). Legend: B batch, K keypoints, K_tag = K or 0.
 
@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from aepose.config import Config, ModelConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
-from aepose.inference import Predictor
 from aepose.io import atomic_write
+from aepose.pipeline.predictor import Predictor
 
 if TYPE_CHECKING:
     import onnx
@@ -219,7 +219,7 @@ def _save_checked(onnx: ModuleType, proto: onnx.ModelProto, path: Path) -> Path:
 class OnnxNetwork(nn.Module):
     """An ONNX Runtime session behind the network interface: ``forward(images) -> list``.
 
-    It has no parameters, so :mod:`aepose.pipeline` decodes its maps on the CPU whatever
+    It has no parameters, so :mod:`aepose.pipeline.engine` decodes its maps on the CPU whatever
     the execution provider; it is always in eval mode (``train(True)`` raises).
 
     Attributes:
@@ -348,7 +348,7 @@ def onnx_predictor(
     stage_average: str | None = None,
     channel_order: str = "bgr",
 ) -> Predictor:
-    """A :class:`~aepose.inference.Predictor` whose network is the ONNX file at ``path``.
+    """A :class:`~aepose.pipeline.predictor.Predictor` whose network is the ONNX file at ``path``.
 
     ``config`` is a Config or a preset name; ``None`` takes the one stored in the file (an
     error if there is none). A given config must describe the stored network, if any.

@@ -18,19 +18,19 @@ from pathlib import Path
 
 from torch import nn
 
-from aepose.checkpoint import load_model
+from aepose.apps.predict import overlay
 from aepose.config import Config, apply_overrides, get_preset
 from aepose.data.coco import load_annotations, read_image
-from aepose.distributed import DistInfo, init_distributed, resolve_device
-from aepose.eval_loop import evaluate_model
-from aepose.evaluation import format_table
-from aepose.inference import Predictor, with_test_settings
+from aepose.engine.distributed import DistInfo, init_distributed, resolve_device
+from aepose.engine.eval_loop import evaluate_model
+from aepose.engine.evaluation import format_table
+from aepose.engine.train import TrainOptions, TrainResult, train
 from aepose.io import check_writable, write_json
 from aepose.keypoints import get_spec
-from aepose.predict_job import overlay
+from aepose.models.checkpoint import load_model
+from aepose.pipeline.draw import save_image
+from aepose.pipeline.predictor import Predictor, with_test_settings
 from aepose.synth import SceneParams, generate_dataset
-from aepose.train import TrainOptions, TrainResult, train
-from aepose.visualize import save_image
 
 __all__ = ["DemoSettings", "run_demo"]
 

@@ -1,7 +1,7 @@
 """Poses from images in Python: :class:`Predictor`, :class:`Pose`, :func:`predict_images`,
 :func:`preprocess`.
 
-They run the one test-time pipeline of :mod:`aepose.pipeline` (mmpose 0.x
+They run the one test-time pipeline of :mod:`aepose.pipeline.engine` (mmpose 0.x
 ``AssociativeEmbedding.forward_test``, reference.md §4): test sizes, resize and
 normalisation; the network with the flip test; flip, head-output and scale aggregation;
 grouping; back-projection to original-image pixel indices. The test settings are the
@@ -29,17 +29,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aepose.checkpoint import load_with_config
 from aepose.config import Config, get_preset
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec, get_spec
-from aepose.pipeline import Prepared, Result, Stages, check_scales, prepare, stream
+from aepose.models.checkpoint import load_with_config
+from aepose.pipeline.draw import draw_poses
+from aepose.pipeline.engine import Prepared, Result, Stages, check_scales, prepare, stream
 from aepose.precision import autocast, check_precision
-from aepose.visualize import draw_poses
 
 if TYPE_CHECKING:  # the tracker is imported by those that track, not by every predictor
-    from aepose.tracking import PoseTracker
+    from aepose.tracking.tracker import PoseTracker
 
 __all__ = [
     "CHANNEL_ORDERS",
@@ -83,7 +83,7 @@ class Pose:
     keypoints: float32 [K, 3]: x, y in original-image pixel indices and the heatmap value.
     score: the person score (mean heatmap value over all K joints before refinement).
     tags: float32 [K, L] embedding values of the grouped joints (0 for refined ones).
-    track_id: the person's track in a video (:class:`aepose.tracking.PoseTracker`; -1: too
+    track_id: the person's track in a video (:class:`aepose.tracking.tracker.PoseTracker`; -1: too
         weak to start a track); None when not tracked.
     """
 
@@ -287,7 +287,7 @@ def preprocess(
         scales: test scales (default ``config.test.scales``).
 
     Returns:
-        :class:`~aepose.pipeline.Prepared`: ``inputs``, one float32 [3, h_s, w_s] per test
+        :class:`~aepose.pipeline.engine.Prepared`: ``inputs``, one float32 [3, h_s, w_s] per test
         scale (largest first): the image resized with its aspect kept so that the short side
         is the input size and both sides are multiples of 64, black-padded, then
         ``(rgb / 255 - mean) / std`` with ImageNet's RGB mean and std; ``sizes``

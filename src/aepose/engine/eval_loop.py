@@ -20,10 +20,10 @@ from tqdm import tqdm
 from aepose.config import Config
 from aepose.data.coco import load_annotations, read_image
 from aepose.data.dataset import EvalImage, eval_images
-from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
-from aepose.evaluation import evaluate_keypoints, results_from_poses, write_results
+from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
+from aepose.engine.evaluation import evaluate_keypoints, results_from_poses, write_results
 from aepose.keypoints import get_spec
-from aepose.pipeline import Stages, named_error, stream
+from aepose.pipeline.engine import Stages, named_error, stream
 
 __all__ = ["EvalResult", "evaluate_model"]
 
@@ -55,10 +55,10 @@ def evaluate_model(
     """Predict every image of ``ann_file`` with ``model`` (eval mode) and score the results.
 
     The test settings are ``cfg.test``'s (override them with
-    :func:`~aepose.inference.with_test_settings`). Images whose test inputs have the same
+    :func:`~aepose.pipeline.predictor.with_test_settings`). Images whose test inputs have the same
     size share a forward pass (up to ``batch_size`` of them); ``workers`` threads read
     them, ``decode_workers`` decode them (default
-    :func:`~aepose.pipeline.default_decode_workers`). ``results_file``, when given,
+    :func:`~aepose.pipeline.engine.default_decode_workers`). ``results_file``, when given,
     receives the COCO-format records (written by rank 0).
     """
     spec = get_spec(cfg.data.dataset)

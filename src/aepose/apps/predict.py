@@ -1,7 +1,7 @@
 """``aepose predict``: poses for images, folders, globs and videos, as JSON and overlays.
 
-Every image and video frame runs through the streamed pipeline (:func:`aepose.pipeline.stream`).
-Output folder:
+Every image and video frame runs through the streamed pipeline
+(:func:`aepose.pipeline.engine.stream`). Output folder:
 
 ``predictions.json``  self-describing: model, weights, test settings, keypoint names and
                       skeleton, then per image (or video frame, with its index and time)
@@ -11,7 +11,7 @@ Output folder:
 ``NAME.png``          overlays of images, ``NAME.mp4`` of videos (H.264).
 
 While the run goes on, each finished image is appended to ``predictions.jsonl`` (see
-:mod:`aepose.predictions`): after a crash it holds every finished image. At the end, or on
+:mod:`aepose.apps.predictions`): after a crash it holds every finished image. At the end, or on
 Ctrl-C, the two JSON files are written from it (atomically) and it is removed. A bad input is
 reported and skipped; the rest finish. Under torchrun each rank takes its share of the
 inputs and rank 0 writes one merged output.
@@ -32,15 +32,17 @@ import numpy as np
 from tqdm import tqdm
 
 import aepose
+from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
 from aepose.data.coco import read_image
-from aepose.distributed import DistInfo, all_gather_objects, broadcast_object
+from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
-from aepose.inference import Pose, Predictor, track_poses
 from aepose.io import RunLock, check_writable, interrupt_after
 from aepose.keypoints import RGB, KeypointSpec
-from aepose.pipeline import Result, StageTimer, named_error, stream
-from aepose.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
-from aepose.sources import (
+from aepose.pipeline.draw import draw_poses, save_image, track_color
+from aepose.pipeline.engine import Result, StageTimer, named_error, stream
+from aepose.pipeline.predictor import Pose, Predictor, track_poses
+from aepose.tracking.tracker import PoseTracker, TrackerConfig
+from aepose.video.sources import (
     FALLBACK_FPS,
     FrameReader,
     SourceItem,
@@ -49,8 +51,6 @@ from aepose.sources import (
     expand_sources,
     open_video,
 )
-from aepose.tracking import PoseTracker, TrackerConfig
-from aepose.visualize import draw_poses, save_image, track_color
 
 __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "run_predict"]
 
@@ -66,13 +66,13 @@ class PredictOptions:
     """How ``aepose predict`` runs and what it writes.
 
     batch_size: images per forward pass; read_workers: reading threads; decode_workers:
-    post-processing workers (None: :func:`~aepose.pipeline.default_decode_workers`);
+    post-processing workers (None: :func:`~aepose.pipeline.engine.default_decode_workers`);
     draw: write overlays; keypoint_threshold: keypoint score needed to draw it; min_score:
     people below it are left out of every output; weights: what to record as the weights;
     overwrite: replace the outputs of an earlier run in the folder; progress: a bar.
 
     Videos and streams: track: give every person a ``track_id`` (one
-    :class:`~aepose.tracking.PoseTracker` per video, configured by ``tracker``, whose
+    :class:`~aepose.tracking.tracker.PoseTracker` per video, configured by ``tracker``, whose
     ``smooth`` turns on One-Euro smoothing; its ``fps`` is replaced by the video's);
     max_frames / duration_s: stop each video or stream after this many frames / seconds of
     stream time (None: to its end); drop: read through a newest-frame-only reader that drops

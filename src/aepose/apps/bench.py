@@ -7,17 +7,17 @@
 ``forward``
     the network alone, eval mode, on random normal input [B, 3, S, S].
 ``train``
-    one optimiser step as :mod:`aepose.train` takes it (autocast forward, float32 loss,
+    one optimiser step as :mod:`aepose.engine.train` takes it (autocast forward, float32 loss,
     ``zero_grad``, backward, Adam step; gradient scaling for fp16) on random inputs and
     targets already on the device. The data pipeline is NOT included: it is measured by
     ``benchmarks/data_pipeline.py``.
 ``decode``
-    :func:`~aepose.grouping.decode_poses` on generated maps of a crowd
+    :func:`~aepose.codec.decode.decode_poses` on generated maps of a crowd
     (:func:`crowd_maps`) at the input resolution, one image after the other.
 ``e2e``
     generated RGB images (:func:`crowd_images`) through the one test-time pipeline
-    (:mod:`aepose.pipeline`) with its stages run one after the other, each timed by the
-    pipeline's own :class:`~aepose.pipeline.StageTimer` (:data:`PARTS`).
+    (:mod:`aepose.pipeline.engine`) with its stages run one after the other, each timed by the
+    pipeline's own :class:`~aepose.pipeline.engine.StageTimer` (:data:`PARTS`).
 ``pipeline``
     the same images through the streamed pipeline (read thread, network, decode worker
     processes overlapped); its facts give each stage's own rate (from a serial run), the
@@ -64,17 +64,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aepose.aggregate import aggregate_maps
+from aepose.apps.profile import model_cost
+from aepose.codec.aggregate import aggregate_maps
+from aepose.codec.decode import Decoder, nms_heatmaps
 from aepose.config import Config, get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
+from aepose.engine.losses import compute_loss
 from aepose.errors import AeposeError
-from aepose.grouping import Decoder, nms_heatmaps
-from aepose.inference import FastNetwork, check_compile_mode, with_test_settings
 from aepose.keypoints import get_spec
-from aepose.losses import compute_loss
 from aepose.models import build_model
-from aepose.pipeline import (
+from aepose.pipeline.engine import (
     Result,
     Stages,
     StageTimer,
@@ -82,8 +82,8 @@ from aepose.pipeline import (
     default_decode_workers,
     stream,
 )
+from aepose.pipeline.predictor import FastNetwork, check_compile_mode, with_test_settings
 from aepose.precision import PRECISIONS, autocast
-from aepose.profile import model_cost
 from aepose.synth import SceneParams, render_scene, sample_scene
 
 __all__ = [
@@ -769,7 +769,7 @@ def run_benchmark(
     ``input_size`` S of the
     square network input for forward/train/decode (default: the preset's; e2e always uses the
     preset's test sizing); ``people``: people drawn in the decode stage's maps. ``dtype``,
-    ``compile`` (a mode of :data:`aepose.inference.COMPILE_MODES`, None for eager) and
+    ``compile`` (a mode of :data:`aepose.pipeline.predictor.COMPILE_MODES`, None for eager) and
     ``channels_last`` apply to the network (the decode row records fp32, None, False).
     Raises AeposeError for an unknown stage, dtype, compile mode, preset or device and for
     fp16 on the CPU.

@@ -283,7 +283,7 @@ def load_with_config(
     return model.to(device).eval(), config
 
 
-# Keys every training checkpoint written by aepose carries (see aepose.train).
+# Keys every training checkpoint written by aepose carries (see aepose.engine.train).
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "iteration", "config",
                  "rng_state", "version")
 

@@ -1,0 +1,1 @@
+"""Training, evaluation and the losses: the loops the apps run."""

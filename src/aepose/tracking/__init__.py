@@ -1,0 +1,1 @@
+"""Track IDs across video frames: PoseTracker and its configuration."""
