@@ -80,30 +80,8 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         _ = aepose.Predicter  # type: ignore[attr-defined]
 
 
-def test_parser_copies_equal_their_owners() -> None:
-    from aepose.apps import cli
+def test_benchmark_stages_shown_are_the_stages_it_runs() -> None:
     from aepose.apps.bench import STAGES
-    from aepose.apps.demo import DemoSettings
-    from aepose.apps.predict import OVERLAY_MIN_SCORE
-    from aepose.codec.aggregate import STAGE_AVERAGES
-    from aepose.pipeline.predictor import COMPILE_MODES
-    from aepose.precision import PRECISIONS
-    from aepose.synth.video import SIDE_LIMITS
+    from aepose.choices import BENCHMARK_STAGES
 
-    pairs = [(cli.STAGE_AVERAGES, STAGE_AVERAGES), (cli.PRECISIONS, PRECISIONS),
-             (cli.COMPILE_MODES, COMPILE_MODES), (cli.BENCHMARK_STAGES, tuple(sorted(STAGES))),
-             (cli.OVERLAY_MIN_SCORE, OVERLAY_MIN_SCORE), (cli.FRAME_SIDES, SIDE_LIMITS),
-             ((cli.DEMO_MINUTES, cli.DEMO_EPOCHS), (DemoSettings.minutes, DemoSettings.epochs))]
-    for copy, owner in pairs:
-        assert copy == owner
-
-
-def test_tracking_defaults_shown_by_predict_equal_the_tracker() -> None:
-    from aepose.apps import cli
-    from aepose.tracking.tracker import OneEuroConfig, TrackerConfig
-
-    tracker, euro = TrackerConfig(), OneEuroConfig()
-    shown = (cli.TRACK_MAX_AGE, cli.TRACK_MIN_SIMILARITY, cli.TRACK_MIN_SCORE,
-             cli.SMOOTH_MIN_CUTOFF, cli.SMOOTH_BETA)
-    assert shown == (tracker.max_age, tracker.min_similarity, tracker.min_score,
-                     euro.min_cutoff, euro.beta)
+    assert tuple(sorted(STAGES)) == BENCHMARK_STAGES

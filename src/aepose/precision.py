@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import torch
 
+from aepose.choices import PRECISIONS
 from aepose.errors import AeposeError
 
 __all__ = ["PRECISIONS", "autocast", "check_precision"]
 
-_DTYPES: dict[str, torch.dtype | None] = {
-    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# fp32: no autocast (the published numbers); training adds gradient scaling to fp16.
+_DTYPES: dict[str, torch.dtype | None] = dict(
+    zip(PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
-PRECISIONS = tuple(_DTYPES)
-"""The precisions by name: fp32 (no autocast, the published numbers), bf16, fp16 (training
-adds gradient scaling)."""
 
 
 def check_precision(name: str) -> str:

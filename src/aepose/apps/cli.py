@@ -21,6 +21,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aepose
+from aepose.choices import (
+    BENCHMARK_STAGES,
+    COMPILE_MODES,
+    DEMO_EPOCHS,
+    DEMO_MINUTES,
+    FRAME_SIDES,
+    OVERLAY_MIN_SCORE,
+    PRECISIONS,
+    SMOOTH_BETA,
+    SMOOTH_MIN_CUTOFF,
+    STAGE_AVERAGES,
+    TRACK_MAX_AGE,
+    TRACK_MIN_SCORE,
+    TRACK_MIN_SIMILARITY,
+)
 from aepose.config import (
     MAX_INPUT_SIZE,
     MAX_TEST_SCALE,
@@ -41,19 +56,6 @@ if TYPE_CHECKING:
     from aepose.engine.distributed import DistInfo
     from aepose.io import RunLock
     from aepose.pipeline.predictor import Predictor
-
-# Choices and defaults the parser shows before any command runs. They are copies, so that
-# building the parser imports no torch; tests/test_cli_startup.py checks that each equals
-# the value of the module that owns it.
-STAGE_AVERAGES = ("v0.29", "legacy")  # aepose.codec.aggregate.STAGE_AVERAGES
-PRECISIONS = ("fp32", "bf16", "fp16")  # aepose.precision.PRECISIONS
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # aepose.pipeline.predictor
-BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")  # aepose.apps.bench.STAGES
-OVERLAY_MIN_SCORE = 0.2  # aepose.apps.predict.OVERLAY_MIN_SCORE
-TRACK_MAX_AGE, TRACK_MIN_SIMILARITY, TRACK_MIN_SCORE = 30, 0.2, 0.2  # TrackerConfig defaults
-SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 10.0  # aepose.tracking.tracker.OneEuroConfig defaults
-DEMO_MINUTES, DEMO_EPOCHS = 8.0, 48  # aepose.apps.demo.DemoSettings defaults
-FRAME_SIDES = (32, 4096)  # aepose.synth.video.SIDE_LIMITS
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})

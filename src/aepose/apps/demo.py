@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from aepose.apps.predict import overlay
+from aepose.choices import DEMO_EPOCHS, DEMO_MINUTES
 from aepose.config import Config, apply_overrides, get_preset
 from aepose.data.coco import load_annotations, read_image
 from aepose.engine.distributed import DistInfo, init_distributed, resolve_device
@@ -63,13 +64,13 @@ class DemoSettings:
     """What the demo does; the defaults are the ``make demo`` run."""
 
     out: Path = Path("runs/demo")
-    minutes: float = 8.0  # training budget; the schedule is shortened to fit, never longer
+    minutes: float = DEMO_MINUTES  # training budget; the schedule is shortened to fit, never longer
     device: str = "cpu"
     seed: int = 0
     train_images: int = 1000  # more images for fewer epochs learns better than 400 x 100
     val_images: int = 100
     image_size: tuple[int, int] = (128, 192)
-    epochs: int = 48
+    epochs: int = DEMO_EPOCHS
     overrides: tuple[str, ...] = ()  # extra --set items
     overlays: int = 6
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 import aepose
 from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
+from aepose.choices import OVERLAY_MIN_SCORE
 from aepose.data.coco import read_image
 from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
@@ -56,9 +57,6 @@ __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "
 
 logger = logging.getLogger("aepose")
 
-OVERLAY_MIN_SCORE = 0.2
-"""People scoring below this are left out of overlays: grouping splits off fragments of
-one or two joints that score about 0.01. The JSON keeps them (evaluation needs them)."""
 
 
 @dataclass(frozen=True)

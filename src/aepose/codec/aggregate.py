@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aepose.choices import STAGE_AVERAGES
 from aepose.config import ModelConfig
 from aepose.errors import AeposeError
 
@@ -46,7 +47,6 @@ original HigherHRNet; the released CrowdPose/AIC numbers were produced this way)
 single-output head (HRNet) both are the same.
 """
 
-STAGE_AVERAGES: tuple[str, ...] = ("v0.29", "legacy")
 
 ScaleOutputs = list[list[Tensor]]
 """Per test scale, per head output: [F*B, C, h, w], the B originals then the B mirrored."""

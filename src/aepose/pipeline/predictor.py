@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from aepose.choices import COMPILE_MODES
 from aepose.config import Config, get_preset
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
@@ -147,10 +148,6 @@ def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
     return [dataclasses.replace(pose, keypoints=t.keypoints, track_id=t.track_id)
             for pose, t in zip(poses, tracked, strict=True)]
 
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-"""``torch.compile`` modes. "reduce-overhead" replays CUDA graphs, one capture per input
-shape, which removes the kernel-launch cost of small batches; on the CPU it is "default"."""
 
 
 class FastNetwork(nn.Module):

@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aepose.choices import FRAME_SIDES
 from aepose.errors import AeposeError
 from aepose.io import write_text
 from aepose.keypoints import KeypointSpec, get_spec
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 MAX_PEOPLE = 20
-SIDE_LIMITS = (32, 4096)  # accepted frame sides in pixels
+SIDE_LIMITS = FRAME_SIDES  # accepted frame sides in pixels
 
 # Gait, in degrees and standing heights: one cycle (two steps) per STRIDE heights walked.
 STRIDE = 1.3

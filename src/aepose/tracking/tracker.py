@@ -52,6 +52,13 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from aepose.choices import (
+    SMOOTH_BETA,
+    SMOOTH_MIN_CUTOFF,
+    TRACK_MAX_AGE,
+    TRACK_MIN_SCORE,
+    TRACK_MIN_SIMILARITY,
+)
 from aepose.keypoints import KeypointSpec
 
 _EPS = float(np.spacing(1))
@@ -82,8 +89,8 @@ class OneEuroConfig:
             it keeps jitter from being mistaken for motion.
     """
 
-    min_cutoff: float = 1.0
-    beta: float = 10.0
+    min_cutoff: float = SMOOTH_MIN_CUTOFF
+    beta: float = SMOOTH_BETA
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
@@ -285,12 +292,12 @@ class TrackerConfig:
             timestamp.
     """
 
-    max_age: int = 30
+    max_age: int = TRACK_MAX_AGE
     keypoint_threshold: float = 0.1
     min_keypoints: int = 3
-    min_score: float = 0.2
+    min_score: float = TRACK_MIN_SCORE
     oks_weight: float = 0.9
-    min_similarity: float = 0.2
+    min_similarity: float = TRACK_MIN_SIMILARITY
     miss_penalty: float = 0.0
     velocity_momentum: float = 0.8
     keypoint_motion: float = 0.5

@@ -1,0 +1,41 @@
+"""Choices and defaults that the command line shows and their owners use: one definition.
+
+This module imports nothing, so building the parser (``aepose --help``) loads no torch;
+the modules that run them (aggregation, precision, the predictor, the tracker, the demo,
+the benchmark, the clip generator) import their values from here.
+"""
+
+STAGE_AVERAGES = ("v0.29", "legacy")
+"""How HigherHRNet's two outputs are combined: mmpose >= 0.19 (the published numbers) or
+mmpose < 0.19 (:func:`aepose.codec.aggregate.aggregate_maps`)."""
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""Network precisions (:mod:`aepose.precision`)."""
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+"""``torch.compile`` modes. "reduce-overhead" replays CUDA graphs, one capture per input
+shape, which removes the kernel-launch cost of small batches; on the CPU it is "default"."""
+
+BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")
+"""What ``aepose benchmark --stage`` times (:mod:`aepose.apps.bench`)."""
+
+OVERLAY_MIN_SCORE = 0.2
+"""People scoring below this are left out of overlays: grouping splits off fragments of
+one or two joints that score about 0.01. The JSON keeps them (evaluation needs them)."""
+
+TRACK_MAX_AGE = 30
+TRACK_MIN_SIMILARITY = 0.2
+TRACK_MIN_SCORE = 0.2
+"""Defaults of :class:`~aepose.tracking.tracker.TrackerConfig` (chosen on
+``benchmarks/tracking.py``)."""
+
+SMOOTH_MIN_CUTOFF = 1.0
+SMOOTH_BETA = 10.0
+"""Defaults of :class:`~aepose.tracking.tracker.OneEuroConfig`."""
+
+DEMO_MINUTES = 8.0
+DEMO_EPOCHS = 48
+"""Defaults of :class:`~aepose.apps.demo.DemoSettings`."""
+
+FRAME_SIDES = (32, 4096)
+"""Frame sides in pixels that ``aepose synth --video`` accepts."""
