@@ -34,7 +34,7 @@ from aepose.synth import generate_dataset
 TINY = "higherhrnet_tiny_crowdpose_128"
 SRC = Path(__file__).resolve().parents[1] / "src"
 IMAGES = 8
-PREDICT_MODULE = importlib.import_module("aepose.apps.predict")
+RUN_MODULE = importlib.import_module("aepose.pipeline.run")
 
 # ``python -c _SLOW MARKS SECONDS ARGV...``: aepose ARGV with every image read slowed down by
 # SECONDS and marked by a line in MARKS (so the test knows the run is under way).
@@ -52,7 +52,7 @@ def slow(path):
     time.sleep(float(sys.argv[2]))
     return read_image(path)
 
-for module in ("aepose.apps.predict", "aepose.engine.eval_loop"):
+for module in ("aepose.pipeline.predictor", "aepose.engine.eval_loop"):
     importlib.import_module(module).read_image = slow
 from aepose.apps.cli import main
 sys.exit(main(sys.argv[3:]))
@@ -121,7 +121,7 @@ def test_predict_into_a_read_only_folder_stops_before_any_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(aepose_io, "_reserve", _read_only)
-    monkeypatch.setattr(PREDICT_MODULE, "stream", _never("the pipeline"))
+    monkeypatch.setattr(RUN_MODULE, "stream", _never("the pipeline"))
     code, _, err = run_cli(capsys, *_predict_args(setup, tmp_path / "out"))
     assert_one_line(code, err)
     assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err

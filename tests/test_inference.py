@@ -17,12 +17,13 @@ from torch import Tensor, nn
 from aepose import AeposeError, build_model, get_preset
 from aepose.codec.aggregate import aggregate_maps
 from aepose.codec.decode import decode_poses
-from aepose.config import ModelConfig
+from aepose.config import ModelConfig, with_test_settings
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import apply_affine, resize_align, resize_matrix
 from aepose.data.transforms import test_sizes as sizes_of
 from aepose.keypoints import get_spec
-from aepose.pipeline.predictor import Pose, Predictor, oks_nms, predict_images, with_test_settings
+from aepose.pipeline.pose import Pose
+from aepose.pipeline.predictor import Predictor, oks_nms, predict_images
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 SIMPLE = "hrnet_tiny_aic_128"
@@ -434,8 +435,8 @@ def test_bad_images_raise_one_line(image: object, order: str) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("scales", "message"), [((2, 0.5), "need 1"), ((1, 1), "distinct"),
-                                                 ((1, -1), "positive")])
+@pytest.mark.parametrize(("scales", "message"), [((2, 0.5), "1 among several"), ((1, 1), "distinct"),
+                                                 ((1, -1), r"finite numbers in \[0\.125, 8\]")])
 def test_bad_scales_raise(scales: tuple[float, ...], message: str) -> None:
     with pytest.raises(AeposeError, match=message):
         Predictor(_ColumnNet(), get_preset(SIMPLE), scales=scales)
@@ -485,7 +486,7 @@ def test_from_checkpoint_mmpose_file_with_preset(tmp_path: Path) -> None:
 
 
 def test_fast_network_keeps_the_pipeline_within_dtype_tolerance() -> None:
-    from aepose.pipeline.predictor import FastNetwork
+    from aepose.pipeline.network import FastNetwork
 
     cfg = get_preset("higherhrnet_tiny_crowdpose_128")
     torch.manual_seed(3)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
 from aepose.codec.aggregate import ScaleOutputs
-from aepose.config import Config, get_preset
+from aepose.config import Config, TestConfig, get_preset, with_test_settings
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes
 from aepose.errors import AeposeError
@@ -44,10 +44,9 @@ from aepose.pipeline.engine import (
     PostProcess,
     Stages,
     StageTimer,
-    check_scales,
     stream,
 )
-from aepose.pipeline.predictor import predict_images, with_test_settings
+from aepose.pipeline.predictor import predict_images
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 
@@ -232,9 +231,9 @@ def test_a_thin_strip_is_refused_before_any_allocation(crowd, width: int) -> Non
 @pytest.mark.parametrize("scales", [(float("nan"),), (float("inf"),), (0.0,), (100.0,),
                                     (1e-4, 1.0), (1.0, 1.0)])
 def test_bad_test_scales_are_refused_in_one_line(scales: tuple[float, ...]) -> None:
-    with pytest.raises(AeposeError, match=r"test scales must be distinct positive numbers "
-                       r"from 0\.125 to 8") as info:
-        check_scales(scales)
+    # TestConfig is the one place test settings are checked.
+    with pytest.raises(AeposeError, match=r"^test\.scales = .*: expected ") as info:
+        TestConfig(scales=scales)
     assert "\n" not in str(info.value)
     with pytest.raises(AeposeError):
         Stages(nn.Identity(), dataclasses.replace(

@@ -31,12 +31,14 @@ from aepose.config import get_preset
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
 from aepose.pipeline.draw import draw_poses, person_color, save_image, track_color
-from aepose.pipeline.predictor import Pose, Predictor
+from aepose.pipeline.pose import Pose
+from aepose.pipeline.predictor import Predictor
 from aepose.synth.video import sequence_truth, write_sequence
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.sources import LatestFrames, expand_sources, open_video
 
 predict_module = importlib.import_module("aepose.apps.predict")
+run_module = importlib.import_module("aepose.pipeline.run")
 
 TINY = "higherhrnet_tiny_crowdpose_128"
 SIZE = (160, 128)  # W, H
@@ -91,10 +93,10 @@ def _truth_people(monkeypatch: pytest.MonkeyPatch, jitter: float = 0.0) -> dict[
     the truth."""
     truth, detections = _truth_detections(jitter)
 
-    def people(result: Any, predictor: Predictor, options: PredictOptions) -> list[Pose]:
+    def people(driver: Any, result: Any) -> list[Pose]:
         return list(detections[result.item[0]])
 
-    monkeypatch.setattr(predict_module, "_people", people)
+    monkeypatch.setattr(run_module._Driver, "_people", people)
     return truth
 
 
@@ -195,9 +197,14 @@ def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
     class LosesFrame0:
         def __init__(self, reader: Any) -> None:
             self.reader = reader
+            self.dropped, self.problem = 0, None
 
         def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-            return (f for f in self.reader if f[0] > 0)
+            return self
+
+        def __next__(self) -> tuple[int, np.ndarray]:
+            index, frame = next(self.reader)
+            return next(self.reader) if index == 0 else (index, frame)
 
         def close(self) -> None:
             self.reader.close()
@@ -205,9 +212,8 @@ def test_predict_function_restarts_tracks_when_a_video_starts_past_frame_0(
     def second_loses_frame_0(media: Any, drop: bool) -> tuple[Any, Any]:
         opened.append(media)
         info, reader = real(media, drop=drop)
-        # Each video is opened when listed (both first), then when read: the 4th is the
-        # second video's reading.
-        return info, (LosesFrame0(reader) if len(opened) == 4 else reader)
+        # Each video is opened once, when it is read: the 2nd is the second video.
+        return info, (LosesFrame0(reader) if len(opened) == 2 else reader)
 
     monkeypatch.setattr(aepose.pipeline.run, "open_video", second_loses_frame_0)
     got = aepose.predict([clip, clip], predictor)
@@ -243,12 +249,12 @@ def test_a_video_stopped_midway_keeps_the_overlay_of_its_finished_frames(
 ) -> None:
     _, detections = _truth_detections()
 
-    def people(result: Any, predictor: Predictor, options: PredictOptions) -> list[Pose]:
+    def people(driver: Any, result: Any) -> list[Pose]:
         if result.item[0] == 25:  # Ctrl-C, or the video breaking off, at frame 25
             raise stop("stopped")
         return list(detections[result.item[0]])
 
-    monkeypatch.setattr(predict_module, "_people", people)
+    monkeypatch.setattr(run_module._Driver, "_people", people)
     summary = run_predict([str(clip)], predictor, tmp_path / "out", _options())
     assert summary.interrupted == (stop is KeyboardInterrupt)
     assert summary.problems == ([] if stop is KeyboardInterrupt else ["stopped"])
@@ -319,7 +325,7 @@ def test_overwrite_removes_the_earlier_results_before_work_starts(
         assert not (out / "predictions.json").exists() and not (out / "results.json").exists()
         raise MemoryError("killed")
 
-    monkeypatch.setattr(predict_module, "_predict_all", dies)
+    monkeypatch.setattr(predict_module, "_run_all", dies)
     with pytest.raises(MemoryError):
         run_predict([str(clip)], predictor, out, _options(overwrite=True))
     assert not (out / "predictions.json").exists() and not (out / "results.json").exists()
@@ -349,7 +355,7 @@ def test_duration_counts_from_the_first_frame_read() -> None:
     # A live reader whose first frame is frame 8 (the camera ran while the model loaded),
     # dropping every other frame after it: 0.2 s at 25 fps is frames 8 to 12.
     reader = iter([(i, np.zeros((2, 2, 3), np.uint8)) for i in range(8, 30, 2)])
-    taken = predict_module._limited(reader, 25.0, _options(duration_s=0.2))
+    taken = run_module._limited(reader, 25.0, _options(duration_s=0.2).run_options())
     assert [index for index, _ in taken] == [8, 10, 12]
 
 
@@ -359,11 +365,11 @@ def test_frames_without_people_still_age_tracks(
     figure = np.zeros((14, 3), np.float32)
     figure[:, 0], figure[:, 1], figure[:, 2] = np.linspace(40, 60, 14), np.linspace(20, 100, 14), 1
 
-    def people(result: Any, predictor: Predictor, options: PredictOptions) -> list[Pose]:
+    def people(driver: Any, result: Any) -> list[Pose]:
         # The person is there in frames 0-1, gone for 3 frames, back from frame 5.
         return [] if 2 <= result.item[0] <= 4 else [Pose(figure.copy(), 0.9)]
 
-    monkeypatch.setattr(predict_module, "_people", people)
+    monkeypatch.setattr(run_module._Driver, "_people", people)
     kept = _run([str(clip)], predictor, tmp_path / "a", draw=False, max_frames=7)
     lost = _run([str(clip)], predictor, tmp_path / "b", draw=False, max_frames=7,
                 tracker=TrackerConfig(max_age=1))

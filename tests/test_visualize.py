@@ -131,8 +131,8 @@ def test_no_people_gives_an_identical_copy() -> None:
 @pytest.mark.parametrize(
     ("image", "keypoints", "scores", "message"),
     [
-        (blank()[..., 0], person()[None], [0.5], "RGB uint8 image"),
-        (blank().astype(np.float32), person()[None], [0.5], "RGB uint8 image"),
+        (blank()[..., 0], person()[None], [0.5], "RGB uint8 array"),
+        (blank().astype(np.float32), person()[None], [0.5], "RGB uint8 array"),
         (blank(), person()[None, :5], [0.5], "keypoints must be [P, 14, 3] for crowdpose"),
         (blank(), person()[None], [0.5, 0.4], "1 people but 2 person scores"),
     ],
@@ -201,5 +201,5 @@ def test_save_image_errors_name_the_file(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(AeposeError, match=r"cannot write image .*file/x\.png"):
         save_image(blocker / "x.png", image)
-    with pytest.raises(AeposeError, match="RGB uint8 image"):
+    with pytest.raises(AeposeError, match="RGB uint8 array"):
         save_image(tmp_path / "gray.png", image[..., 0])

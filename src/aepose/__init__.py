@@ -23,7 +23,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 _LAZY: dict[str, str] = {
     "AeposeError": "aepose.errors",
     "Config": "aepose.config",
-    "Pose": "aepose.pipeline.predictor",
+    "Pose": "aepose.pipeline.pose",
     "Prediction": "aepose.pipeline.run",
     "Predictor": "aepose.pipeline.predictor",
     "build_model": "aepose.models",
@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from aepose.errors import AeposeError
     from aepose.models import build_model
     from aepose.models.checkpoint import load_model
-    from aepose.pipeline.predictor import Pose, Predictor, predict_images, preprocess
+    from aepose.pipeline.pose import Pose
+    from aepose.pipeline.predictor import Predictor, predict_images, preprocess
     from aepose.pipeline.run import Prediction, predict
 
 

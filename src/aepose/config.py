@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aepose.choices import STAGE_AVERAGES
 from aepose.errors import AeposeError
 
 T = TypeVar("T")
@@ -138,11 +139,15 @@ class TestConfig:
     refine: bool = True
     project2image: bool = True
     # How HigherHRNet's outputs are combined: "v0.29" (mmpose >= 0.19, the published
-    # numbers) or "legacy" (mmpose < 0.19); see aepose.pipeline.predictor.StageAverage.
+    # numbers) or "legacy" (mmpose < 0.19); see aepose.choices.STAGE_AVERAGES.
     stage_average: str = "v0.29"
 
     def __post_init__(self) -> None:
+        # The one place test settings are checked: every override goes through here.
         _reals(self, "test", "scales", MIN_TEST_SCALE, MAX_TEST_SCALE)
+        # A tuple of floats whatever was given (a list, ints): hashable, and written the
+        # same way into every output's header.
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if len(set(self.scales)) != len(self.scales):
             _refuse("test", "scales", self.scales, "distinct values")
         if len(self.scales) > 1 and 1 not in self.scales:
@@ -153,7 +158,7 @@ class TestConfig:
         _integer(self, "test", "nms_kernel", 1, 99)
         if self.nms_kernel % 2 == 0:
             _refuse("test", "nms_kernel", self.nms_kernel, "an odd integer in [1, 99]")
-        _choice(self, "test", "stage_average", ("v0.29", "legacy"))
+        _choice(self, "test", "stage_average", STAGE_AVERAGES)
 
 
 @dataclass(frozen=True)
@@ -424,6 +429,19 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def with_test_settings(config: Config, test: TestConfig | None = None,
+                       **overrides: Any) -> Config:
+    """``config`` with its ``test`` section replaced by ``test`` (when given) and then the
+    named fields overridden (None values are ignored): how every API keyword and command
+    line option reaches the test settings, checked once by :class:`TestConfig`."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = [k for k in given if k not in TestConfig.__dataclass_fields__]
+    if unknown:
+        raise AeposeError(f"unknown test setting {unknown[0]!r}"
+                          f"{did_you_mean(unknown[0], TestConfig.__dataclass_fields__)}")
+    return dataclasses.replace(config, test=dataclasses.replace(test or config.test, **given))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from aepose.apps.profile import model_cost
 from aepose.codec.aggregate import aggregate_maps
 from aepose.codec.decode import Decoder, nms_heatmaps
-from aepose.config import Config, get_preset
+from aepose.config import Config, get_preset, with_test_settings
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
 from aepose.engine.losses import compute_loss
@@ -82,7 +82,7 @@ from aepose.pipeline.engine import (
     default_decode_workers,
     stream,
 )
-from aepose.pipeline.predictor import FastNetwork, check_compile_mode, with_test_settings
+from aepose.pipeline.network import FastNetwork, check_compile_mode
 from aepose.precision import PRECISIONS, autocast
 from aepose.synth import SceneParams, render_scene, sample_scene
 

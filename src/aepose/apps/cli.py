@@ -378,7 +378,7 @@ def _fast(model: nn.Module, args: argparse.Namespace) -> nn.Module:
     mode = _compile_mode(args)
     if args.dtype == "fp32" and not args.channels_last and mode is None:
         return model
-    from aepose.pipeline.predictor import FastNetwork
+    from aepose.pipeline.network import FastNetwork
 
     return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
                        compile=mode).eval()
@@ -392,8 +392,7 @@ def _compile_mode(args: argparse.Namespace) -> str | None:
 def _test_config(cfg: Config, args: argparse.Namespace) -> Config:
     """``cfg`` with the command line's test settings: ``--set test.x=y`` first, then
     ``--scales``, ``--no-flip`` and ``--stage-average`` (the weights fix the rest)."""
-    from aepose.config import apply_overrides
-    from aepose.pipeline.predictor import with_test_settings
+    from aepose.config import apply_overrides, with_test_settings
 
     foreign = [o for o in args.overrides if not o.startswith("test.")]
     if foreign:

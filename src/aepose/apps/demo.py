@@ -18,9 +18,8 @@ from pathlib import Path
 
 from torch import nn
 
-from aepose.apps.predict import overlay
 from aepose.choices import DEMO_EPOCHS, DEMO_MINUTES
-from aepose.config import Config, apply_overrides, get_preset
+from aepose.config import Config, apply_overrides, get_preset, with_test_settings
 from aepose.data.coco import load_annotations, read_image
 from aepose.engine.distributed import DistInfo, init_distributed, resolve_device
 from aepose.engine.eval_loop import evaluate_model
@@ -29,8 +28,8 @@ from aepose.engine.train import TrainOptions, TrainResult, train
 from aepose.io import check_writable, write_json
 from aepose.keypoints import get_spec
 from aepose.models.checkpoint import load_model
-from aepose.pipeline.draw import save_image
-from aepose.pipeline.predictor import Predictor, with_test_settings
+from aepose.pipeline.draw import overlay, save_image
+from aepose.pipeline.predictor import Predictor
 from aepose.synth import SceneParams, generate_dataset
 
 __all__ = ["DemoSettings", "run_demo"]

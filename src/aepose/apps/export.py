@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from aepose.config import Config, ModelConfig, config_from_dict, get_preset
+from aepose.config import Config, ModelConfig, TestConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
 from aepose.io import atomic_write
 from aepose.pipeline.predictor import Predictor
@@ -342,24 +342,23 @@ def onnx_predictor(
     *,
     providers: Sequence[str] | None = None,
     threads: int | None = None,
-    scales: Sequence[float] | None = None,
-    flip: bool | None = None,
+    test: TestConfig | None = None,
     pose_nms: float | None = None,
-    stage_average: str | None = None,
     channel_order: str = "bgr",
+    **overrides: Any,
 ) -> Predictor:
     """A :class:`~aepose.pipeline.predictor.Predictor` whose network is the ONNX file at ``path``.
 
     ``config`` is a Config or a preset name; ``None`` takes the one stored in the file (an
     error if there is none). A given config must describe the stored network, if any.
-    ``scales``, ``flip``, ``pose_nms``, ``stage_average`` and ``channel_order`` (of the
-    arrays it is given: BGR by default) are the Predictor's; ``providers`` and ``threads``
-    are :meth:`OnnxNetwork.load`'s.
+    ``test``, ``pose_nms``, ``channel_order`` (of the arrays it is given: BGR by default)
+    and test-setting ``overrides`` (``scales=``, ``flip=`` ...) are the Predictor's, as for
+    the torch backend; ``providers`` and ``threads`` are :meth:`OnnxNetwork.load`'s.
     """
     network = OnnxNetwork.load(path, providers, threads=threads)
     chosen = _predictor_config(network, config)
-    return Predictor(network, chosen, scales=scales, flip=flip, pose_nms=pose_nms,
-                     stage_average=stage_average, channel_order=channel_order)
+    return Predictor(network, chosen, test=test, pose_nms=pose_nms,
+                     channel_order=channel_order, **overrides)
 
 
 def _predictor_config(network: OnnxNetwork, config: Config | str | None) -> Config:

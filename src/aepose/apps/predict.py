@@ -22,41 +22,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from collections.abc import Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 import aepose
 from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
-from aepose.choices import OVERLAY_MIN_SCORE
-from aepose.data.coco import read_image
 from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.errors import AeposeError
 from aepose.io import RunLock, check_writable, interrupt_after
-from aepose.keypoints import RGB, KeypointSpec
-from aepose.pipeline.draw import draw_poses, save_image, track_color
-from aepose.pipeline.engine import Result, StageTimer, named_error, stream
-from aepose.pipeline.predictor import Pose, Predictor, track_poses
-from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.video.sources import (
-    FALLBACK_FPS,
-    FrameReader,
-    SourceItem,
-    VideoInfo,
-    VideoWriter,
-    expand_sources,
-    open_video,
-)
+from aepose.pipeline.draw import overlay, save_image
+from aepose.pipeline.engine import StageTimer
+from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
+from aepose.tracking.tracker import TrackerConfig
+from aepose.video.sources import VideoWriter
 
-__all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "run_predict"]
+__all__ = ["PredictOptions", "PredictSummary", "run_predict"]
 
 logger = logging.getLogger("aepose")
-
 
 
 @dataclass(frozen=True)
@@ -91,6 +79,14 @@ class PredictOptions:
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
+
+    def run_options(self) -> RunOptions:
+        """What the driver (:func:`aepose.pipeline.run.run`) needs of these options."""
+        return RunOptions(
+            batch_size=self.batch_size, read_workers=self.read_workers,
+            decode_workers=self.decode_workers, keep_images=self.draw,
+            min_score=self.min_score, tracker=self.tracker if self.track else None,
+            max_frames=self.max_frames, duration_s=self.duration_s, drop=self.drop)
 
 
 @dataclass
@@ -133,16 +129,13 @@ def run_predict(
     options = options or PredictOptions()
     info = info or DistInfo(0, 1, 0, predictor.device)
     summary = PredictSummary(Path(out_dir))
-    found = expand_sources(sources)
-    if info.is_main:
-        for problem in found.problems:  # reported here, once: the CLI does not repeat them
-            _skip(summary, problem)
+    inputs = expand_inputs(sources, unique=True)
     with ExitStack() as stack:
         _claim_folder(stack, summary.out_dir, options.overwrite, info)
-        positions = {item.name: n for n, item in enumerate(found.items)}
+        positions = {item.name: item.position for item in inputs.items}
         with PredictionWriter(summary.out_dir, positions, info.rank) as writer:
-            _run_all(found.items[info.rank :: info.world_size], _unique_names(found.items),
-                     predictor, options, summary, writer)
+            sink = _Sink(summary, writer, _unique_names(inputs.items), predictor, options)
+            _run_all(inputs.shard(info.rank, info.world_size), predictor, options, sink)
         _gather(summary, info)
         if info.is_main:
             try:
@@ -170,6 +163,16 @@ def _claim_folder(stack: ExitStack, out: Path, overwrite: bool, info: DistInfo) 
         raise AeposeError(error)
 
 
+def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
+    old = [name for name in ("predictions.json", PARTIAL_NAME) if (out / name).exists()]
+    if old and not overwrite:
+        raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
+                          "--out or pass --overwrite")
+    if overwrite:  # now, not at the end: a run that dies before it writes its own results
+        for name in ("predictions.json", "results.json"):  # must not leave the old ones
+            (out / name).unlink(missing_ok=True)
+
+
 def _gather(summary: PredictSummary, info: DistInfo) -> None:
     """Every rank's counts and problems added into rank 0's summary."""
     if not info.distributed:
@@ -183,226 +186,99 @@ def _gather(summary: PredictSummary, info: DistInfo) -> None:
     summary.stopped_by = next((p[4] for p in parts if p[4] is not None), None)
 
 
-def _run_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
-             options: PredictOptions, summary: PredictSummary,
-             writer: PredictionWriter) -> None:
-    """Predict this rank's items; on Ctrl-C or an error that stops the run (a decode
-    worker killed) stop there: the caller writes the outputs of what finished."""
+def _run_all(inputs: Inputs, predictor: Predictor, options: PredictOptions,
+             sink: _Sink) -> None:
+    """This rank's inputs through the driver into ``sink``; on Ctrl-C or an error that
+    stops the run (a decode worker killed) stop there: the caller writes the outputs of
+    what finished."""
     start = time.perf_counter()
+    results = run(inputs, predictor, options.run_options(), timer=sink.summary.timer)
     try:
-        _predict_all(items, names, predictor, options, summary, writer)
+        with closing(results), sink, tqdm(desc="images/frames", disable=not options.progress,
+                                          dynamic_ncols=True, leave=False) as bar:
+            for result in results:
+                sink.add(result)
+                bar.update(1)
     except KeyboardInterrupt:
-        summary.interrupted = True
+        sink.summary.interrupted = True
     except AeposeError as error:
-        summary.stopped_by = str(error)
+        sink.summary.stopped_by = str(error)
     finally:
-        summary.seconds = time.perf_counter() - start
+        sink.summary.seconds = time.perf_counter() - start
 
 
-def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
-    old = [name for name in ("predictions.json", PARTIAL_NAME) if (out / name).exists()]
-    if old and not overwrite:
-        raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
-                          "--out or pass --overwrite")
-    if overwrite:  # now, not at the end: a run that dies before it writes its own results
-        for name in ("predictions.json", "results.json"):  # must not leave the old ones
-            (out / name).unlink(missing_ok=True)
-
-
-def _predict_all(items: Sequence[SourceItem], names: dict[Path, str], predictor: Predictor,
-                 options: PredictOptions, summary: PredictSummary,
-                 writer: PredictionWriter) -> None:
-    images = [item for item in items if item.kind == "image"]
-    with tqdm(total=len(images), desc="images", disable=not options.progress or not images,
-              dynamic_ncols=True, leave=False) as bar:
-        results = stream(predictor.stages, images, lambda item: read_image(item.path),
-                         **_stream_options(options), timer=summary.timer)
-        for result in results:
-            _record_image(result, names[result.item.path], predictor, options, summary, writer)
-            bar.update(1)
-    for item in items:
-        if item.kind == "video":
-            _predict_video(item, names[item.path], predictor, options, summary, writer)
-
-
-def _stream_options(options: PredictOptions) -> dict[str, Any]:
-    return {"batch_size": options.batch_size, "read_workers": options.read_workers,
-            "decode_workers": options.decode_workers, "keep_images": options.draw}
-
-
-def _people(result: Result[Any], predictor: Predictor, options: PredictOptions) -> list[Pose]:
-    poses = predictor.poses(result.poses, result.scores)
-    return [p for p in poses if p.score >= options.min_score]
-
-
-def _record_image(result: Result[SourceItem], name: str, predictor: Predictor,
-                  options: PredictOptions, summary: PredictSummary,
-                  writer: PredictionWriter) -> None:
-    if result.error is not None:
-        _skip(summary, named_error(str(result.item.path), result.error))
-        return
-    people = _people(result, predictor, options)
-    writer.add({"file_name": str(result.item.path), "width": result.width,
-                "height": result.height}, people)
-    summary.images += 1
-    summary.people += len(people)
-    if options.draw and result.image is not None:
-        save_image(summary.out_dir / f"{name}.png",
-                   overlay(result.image, people, predictor.spec, options.keypoint_threshold))
-
-
-def _unique_names(items: Sequence[SourceItem]) -> dict[Path, str]:
-    """Output file stems: the input's stem, with ``_2``, ``_3`` ... on repeats."""
-    names: dict[Path, str] = {}
+def _unique_names(items: Sequence[Input]) -> dict[int, str]:
+    """Output file stems by input position: the input's stem, with ``_2``, ``_3`` ... on
+    repeats."""
+    names: dict[int, str] = {}
     used: set[str] = set()
     for item in items:
-        stem, n = item.path.stem, 1
+        stem = (item.video.path if item.video is not None else Path(item.name)).stem
+        n = 1
         while (stem if n == 1 else f"{stem}_{n}") in used:
             n += 1
-        names[item.path] = stem if n == 1 else f"{stem}_{n}"
-        used.add(names[item.path])
+        names[item.position] = stem if n == 1 else f"{stem}_{n}"
+        used.add(names[item.position])
     return names
 
 
-def overlay(
-    image: np.ndarray, poses: list[Pose], spec: KeypointSpec, threshold: float = 0.3,
-    min_score: float = OVERLAY_MIN_SCORE,
-) -> np.ndarray:
-    """``image`` (RGB uint8 [H, W, 3]) with ``poses`` scoring at least ``min_score`` drawn:
-    skeletons, person colours, scores; keypoints scoring below ``threshold`` are left out.
-    Tracked poses (``track_id`` set) take their track's colour and are labelled ``#ID``, so
-    a person keeps colour and label through a video; untracked ones (-1) are grey."""
-    shown = [p for p in poses if p.score >= min_score]
-    keypoints = np.stack([p.keypoints for p in shown]) if shown else np.zeros(
-        (0, spec.num_keypoints, 3), np.float32)
-    scores = np.array([p.score for p in shown], dtype=np.float32)
-    colors: list[RGB] | None = None
-    labels: list[str | None] | None = None
-    if any(p.track_id is not None for p in shown):
-        colors = [track_color(p.track_id) for p in shown]
-        labels = [f"#{p.track_id}" if p.track_id is not None and p.track_id >= 0 else None
-                  for p in shown]
-    return draw_poses(image, keypoints, scores, spec, keypoint_threshold=threshold,
-                      colors=colors, labels=labels)
+class _Sink:
+    """Where each Prediction goes: the JSON lines, the counts, and the overlays (a PNG per
+    image; per video one MP4, opened at its first drawn frame and closed whole at the
+    video's end, also when the run stops midway)."""
 
-
-def _predict_video(item: SourceItem, name: str, predictor: Predictor, options: PredictOptions,
-                   summary: PredictSummary, writer: PredictionWriter) -> None:
-    """Every frame of one video or stream, up to ``max_frames`` / ``duration_s``, tracked
-    when ``options.track``. A source that cannot be opened or read is reported; if reading
-    breaks off, or Ctrl-C stops the run, the frames already predicted stay in the JSON and
-    the overlay MP4 holds the frames drawn. Frames a live reader dropped are reported as one
-    problem line with their count."""
-    try:
-        info, reader = open_video(item, drop=options.drop)
-    except AeposeError as error:
-        _skip(summary, str(error))
-        return
-    try:
-        _video_frames(item, name, info, reader, predictor, options, summary, writer)
-    except AeposeError as error:
-        _skip(summary, str(error))
-    finally:
-        reader.close()
-        if reader.dropped and reader.problem:
-            summary.problems.append(reader.problem)
-
-
-def _video_frames(item: SourceItem, name: str, info: VideoInfo, reader: FrameReader,
-                  predictor: Predictor, options: PredictOptions, summary: PredictSummary,
-                  writer: PredictionWriter) -> None:
-    """Predict, track, record and draw the frames ``reader`` yields (see _predict_video)."""
-    fps = info.fps or FALLBACK_FPS
-    settings = _stream_options(options)
-    if options.drop or (options.drop is None and item.live):
-        # One frame in flight: a batch or a read-ahead window would hold stale frames.
-        settings |= {"batch_size": 1, "window": 1}
-    total = info.frames if options.max_frames is None else min(info.frames, options.max_frames)
-    stopped: AeposeError | KeyboardInterrupt | None = None
-    with ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=total or None, desc=item.path.name,
-                                       disable=not options.progress, leave=False))
-        frames = stream(predictor.stages, _limited(reader, fps, options), lambda f: f[1],
-                        **settings, timer=summary.timer)
-        sink = _FrameSink(item.name, summary.out_dir / f"{name}.mp4", fps, predictor, options,
-                          summary, writer, stack)
-        try:
-            for result in frames:
-                sink.add(result)
-                bar.update(1)
-        except (AeposeError, KeyboardInterrupt) as stop:
-            stopped = stop
-        # The overlay is closed normally, whole, also when stopped: the frames drawn so
-        # far are kept, as their JSON lines are (VideoWriter holds Ctrl-C until it is).
-        try:
-            stack.close()
-        except KeyboardInterrupt as stop:
-            stopped = stopped or stop
-    if stopped is not None:
-        raise stopped
-
-
-class _FrameSink:
-    """Where one video's predicted frames go: the tracker, the JSON lines and the overlay
-    MP4 (opened at the first drawn frame, in ``stack``)."""
-
-    def __init__(self, name: str, overlay_path: Path, fps: float, predictor: Predictor,
-                 options: PredictOptions, summary: PredictSummary, writer: PredictionWriter,
-                 stack: ExitStack) -> None:
-        self.name, self.overlay_path, self.fps = name, overlay_path, fps
-        self.predictor, self.options, self.summary, self.writer = (predictor, options,
-                                                                   summary, writer)
-        self.stack = stack
-        self.tracker = (PoseTracker(predictor.spec, dataclasses.replace(options.tracker, fps=fps))
-                        if options.track else None)
+    def __init__(self, summary: PredictSummary, writer: PredictionWriter,
+                 names: dict[int, str], predictor: Predictor, options: PredictOptions) -> None:
+        self.summary, self.writer, self.names = summary, writer, names
+        self.predictor, self.options = predictor, options
         self.video: VideoWriter | None = None
+        self.video_position = -1  # the input self.video draws
 
-    def add(self, result: Result[tuple[int, np.ndarray]]) -> None:
-        index = result.item[0]
-        timestamp_ms = round(index * 1000.0 / self.fps, 3)
-        people = [] if result.error is not None else _people(result, self.predictor,
-                                                             self.options)
-        if self.tracker is not None:  # every frame, failed ones too: that is how tracks age
-            # Unrounded: at an absurd stated rate, rounded times could tie, which it refuses.
-            people = track_poses(self.tracker, people, index * 1000.0 / self.fps)
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_video()
+
+    def add(self, result: Prediction) -> None:
+        if result.position != self.video_position:
+            self._close_video()
         if result.error is not None:
-            _skip(self.summary, named_error(f"{self.name} frame {index}", result.error))
+            _skip(self.summary, result.error)
             return
-        self.writer.add({"file_name": self.name, "frame": index, "timestamp_ms": timestamp_ms,
-                         "width": result.width, "height": result.height}, people)
+        entry: dict[str, Any] = {"file_name": result.name}
+        if result.frame is not None:
+            entry |= {"frame": result.frame, "timestamp_ms": result.timestamp_ms}
+        self.writer.add(entry | {"width": result.width, "height": result.height},
+                        result.poses)
         self.summary.images += 1
-        self.summary.people += len(people)
+        self.summary.people += len(result.poses)
         if self.options.draw and result.image is not None:
-            self._draw(index, result.image, people)
+            self._draw(result)
 
-    def _draw(self, index: int, image: np.ndarray, people: list[Pose]) -> None:
+    def _draw(self, result: Prediction) -> None:
+        assert result.image is not None
+        drawn = overlay(result.image, result.poses, self.predictor.spec,
+                        self.options.keypoint_threshold)
+        name = self.names[result.position]
+        if result.frame is None:
+            save_image(self.summary.out_dir / f"{name}.png", drawn)
+            return
         if self.video is None:  # sized by the frames: a stream may not state its size
-            height, width = image.shape[:2]
-            self.video = self.stack.enter_context(VideoWriter(
-                self.overlay_path, fps=self.fps, width=width, height=height))
-        drawn = overlay(image, people, self.predictor.spec, self.options.keypoint_threshold)
+            height, width = drawn.shape[:2]
+            self.video = VideoWriter(self.summary.out_dir / f"{name}.mp4",
+                                     fps=result.fps or 0.0, width=width, height=height)
+            self.video.__enter__()
+            self.video_position = result.position
         # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
         # index: frames lost or dropped before this one keep their time on screen.
-        self.video.write(drawn, fit=True, index=index)
+        self.video.write(drawn, fit=True, index=result.frame)
 
-
-def _limited(reader: FrameReader, fps: float, options: PredictOptions
-             ) -> Iterator[tuple[int, np.ndarray]]:
-    """The reader's frames up to ``max_frames`` frames and ``duration_s`` of stream time
-    from the first frame read (frame index / fps: frames a live reader dropped count as
-    time passed). From the first frame read, not from index 0: a live reader's first frame
-    can come well into the stream (the model's start-up), and would end a short run there."""
-    taken, first = 0, None
-    while options.max_frames is None or taken < options.max_frames:
-        try:
-            index, image = next(reader)
-        except StopIteration:
-            return
-        first = index if first is None else first
-        if options.duration_s is not None and index - first >= options.duration_s * fps:
-            return
-        taken += 1
-        yield index, image
+    def _close_video(self) -> None:
+        """The overlay closed normally, whole (VideoWriter holds Ctrl-C until it is)."""
+        video, self.video, self.video_position = self.video, None, -1
+        if video is not None:
+            video.__exit__(None, None, None)
 
 
 def _skip(summary: PredictSummary, problem: str) -> None:

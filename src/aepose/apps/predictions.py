@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aepose.io import atomic_write
-from aepose.pipeline.predictor import Pose
+from aepose.pipeline.pose import Pose
 
 __all__ = ["PARTIAL_NAME", "PredictionWriter", "merge_predictions", "partial_file"]
 

@@ -22,12 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aepose.choices import STAGE_AVERAGES
 from aepose.config import ModelConfig
 from aepose.errors import AeposeError
 
 __all__ = [
-    "STAGE_AVERAGES",
     "ScaleOutputs",
     "StageAverage",
     "aggregate_maps",
@@ -84,11 +82,13 @@ def aggregate_outputs(
 
     Args:
         outputs: :data:`ScaleOutputs` of :func:`run_scales` (or :func:`image_outputs`).
-        scales: the test scales of ``outputs`` (descending, as ``TestSizes.scales``).
+        scales: the test scales of ``outputs`` (descending, as ``TestSizes.scales``; 1
+            among several, as :class:`~aepose.config.TestConfig` checks).
         base_size: (w1, h1), the scale-1 input size: every map is resized to it.
         layout: ``num_keypoints`` and ``with_ae`` of the network's outputs.
         flip_index: left/right permutation when the outputs hold flipped rows, else None.
-        stage_average: see :data:`StageAverage`.
+        stage_average: see :data:`StageAverage` (checked by
+            :class:`~aepose.config.TestConfig`).
 
     Returns:
         heatmaps [B, K, h1, w1], the mean over scales of (original + flipped) / 2;
@@ -98,9 +98,6 @@ def aggregate_outputs(
     """
     if len(outputs) != len(scales):
         raise AeposeError(f"{len(outputs)} outputs for {len(scales)} test scales")
-    if stage_average not in STAGE_AVERAGES:
-        raise AeposeError(f"unknown stage_average {stage_average!r} "
-                          f"(choices: {', '.join(STAGE_AVERAGES)})")
     heatmaps: list[Tensor] = []
     tags: list[Tensor] = []
     for scale, scale_outputs in zip(scales, outputs, strict=True):
@@ -110,8 +107,6 @@ def aggregate_outputs(
         # Multi-scale testing averages heatmaps but never adds tag dimensions (§4.4).
         if scale == 1 or len(scales) == 1:
             tags = scale_tags
-    if not tags:
-        raise AeposeError(f"test scales {tuple(scales)} need 1 among them (tags come from it)")
     # One tag map needs no copy: a trailing axis of size 1 is a view.
     stacked = tags[0].unsqueeze(-1) if len(tags) == 1 else torch.stack(tags, dim=-1)
     return _mean(heatmaps), stacked

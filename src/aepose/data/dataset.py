@@ -30,6 +30,7 @@ from aepose.config import DataConfig
 from aepose.data.coco import CocoKeypoints, load_split, read_image
 from aepose.data.transforms import bottom_up_affine, draw_affine_params, draw_flip, flip_bottom_up
 from aepose.errors import AeposeError
+from aepose.image import check_rgb
 
 __all__ = [
     "Batch",
@@ -53,9 +54,7 @@ def normalize_image(image: npt.NDArray[np.generic]) -> torch.Tensor:
     The same float32 operations as torchvision's ToTensor + Normalize, so the values match the
     reference bit for bit; black padding becomes -mean / std.
     """
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB uint8 [H, W, 3] image, got {image.dtype} {image.shape}")
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    chw = torch.from_numpy(np.ascontiguousarray(check_rgb(image).transpose(2, 0, 1)))
     return (chw.to(torch.float32).div(255) - _MEAN) / _STD
 
 

@@ -40,6 +40,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 from aepose.errors import AeposeError
 from aepose.io import read_json, write_json
 from aepose.keypoints import KeypointSpec, get_spec
+from aepose.pipeline.pose import coco_record
 
 __all__ = [
     "CROWD_METRICS",
@@ -57,7 +58,6 @@ STANDARD_METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "A
 CROWD_METRICS = ("AP_easy", "AP_medium", "AP_hard")
 """CrowdPose's extra metrics, printed by the reference as AP(E), AP(M), AP(H)."""
 
-_PERSON_CATEGORY_ID = 1
 _MAX_DETECTIONS = 20
 _OKS_AREA_FACTOR = 0.53
 _CROWD_INDEX_THRESHOLDS = (0.2, 0.8)
@@ -106,16 +106,8 @@ def results_from_poses(
             f"poses of image {image_id}: expected keypoints [P, K, 3] and scores [P], got "
             f"{list(kpts.shape)} and {list(person_scores.shape)}"
         )
-    return [
-        {
-            "image_id": int(image_id),
-            "category_id": _PERSON_CATEGORY_ID,
-            "keypoints": [float(v) for v in person.reshape(-1)],
-            "score": float(score),
-            "bbox": _extent(person[:, 0].tolist(), person[:, 1].tolist()),
-        }
-        for person, score in zip(kpts, person_scores, strict=True)
-    ]
+    return [coco_record(image_id, person, score)
+            for person, score in zip(kpts, person_scores, strict=True)]
 
 
 def write_results(path: str | Path, records: Sequence[_Json]) -> None:

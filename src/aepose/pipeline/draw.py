@@ -16,19 +16,26 @@ import colorsys
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from aepose.choices import OVERLAY_MIN_SCORE
 from aepose.errors import AeposeError
+from aepose.image import check_rgb
 from aepose.io import write_bytes
 from aepose.keypoints import RGB, KeypointSpec
+
+if TYPE_CHECKING:  # a Pose draws itself with this module: no import cycle at run time
+    from aepose.pipeline.pose import Pose
 
 __all__ = [
     "UNTRACKED_COLOR",
     "draw_poses",
     "heatmap_overlay",
+    "overlay",
     "person_color",
     "save_image",
     "track_color",
@@ -101,7 +108,7 @@ def draw_poses(
     Returns:
         [H, W, 3] uint8 RGB image with the poses drawn (anti-aliased).
     """
-    canvas = _check_image(image_rgb).copy()
+    canvas = check_rgb(np.asarray(image_rgb)).copy()
     kpts, person_scores = _check_poses(keypoints, scores, spec)
     scale = max(canvas.shape[:2]) / 640.0
     radius = max(2, round(4 * scale)) if radius is None else radius
@@ -125,15 +132,6 @@ def draw_poses(
 def _check_per_person(people: int, values: Sequence[object] | None, what: str) -> None:
     if values is not None and len(values) != people:
         raise AeposeError(f"{people} people but {len(values)} {what}")
-
-
-def _check_image(image_rgb: npt.NDArray[np.uint8]) -> Image:
-    image = np.asarray(image_rgb)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise AeposeError(
-            f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}"
-        )
-    return image
 
 
 def _check_poses(
@@ -213,7 +211,7 @@ def heatmap_overlay(
         [H, W, 3] uint8 RGB image: the jet-coloured max heatmap, stretched to H x W with
         bilinear interpolation, blended over the image.
     """
-    image = _check_image(image_rgb)
+    image = check_rgb(np.asarray(image_rgb))
     maps = np.asarray(heatmaps, dtype=np.float32)
     if maps.ndim != 3 or 0 in maps.shape:
         raise AeposeError(f"heatmaps must be [K, h, w] with K, h, w > 0, got {list(maps.shape)}")
@@ -240,8 +238,30 @@ def save_image(path: str | Path, image_rgb: npt.NDArray[np.uint8]) -> None:
     encoding = _SAVE_FORMATS.get(file.suffix.lower())
     if encoding is None:
         raise AeposeError(f"cannot save image {file}: use a .png, .jpg or .jpeg name")
-    bgr = cv2.cvtColor(_check_image(image_rgb), cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(check_rgb(np.asarray(image_rgb)), cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(encoding[0], bgr, list(encoding[1]))
     if not ok:
         raise AeposeError(f"cannot encode image {file}")
     write_bytes(file, encoded.tobytes(), what="image")
+
+
+def overlay(
+    image: Image, poses: Sequence[Pose], spec: KeypointSpec, threshold: float = 0.3,
+    min_score: float = OVERLAY_MIN_SCORE,
+) -> Image:
+    """``image`` (RGB uint8 [H, W, 3]) with ``poses`` scoring at least ``min_score`` drawn:
+    skeletons, person colours, scores; keypoints scoring below ``threshold`` are left out.
+    Tracked poses (``track_id`` set) take their track's colour and are labelled ``#ID``, so
+    a person keeps colour and label through a video; untracked ones (-1) are grey."""
+    shown = [p for p in poses if p.score >= min_score]
+    keypoints = np.stack([p.keypoints for p in shown]) if shown else np.zeros(
+        (0, spec.num_keypoints, 3), np.float32)
+    scores = np.array([p.score for p in shown], dtype=np.float32)
+    colors: list[RGB] | None = None
+    labels: list[str | None] | None = None
+    if any(p.track_id is not None for p in shown):
+        colors = [track_color(p.track_id) for p in shown]
+        labels = [f"#{p.track_id}" if p.track_id is not None and p.track_id >= 0 else None
+                  for p in shown]
+    return draw_poses(image, keypoints, scores, spec, keypoint_threshold=threshold,
+                      colors=colors, labels=labels)

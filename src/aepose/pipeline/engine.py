@@ -37,7 +37,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
@@ -56,7 +56,6 @@ import torch
 from torch import Tensor, nn
 
 from aepose.codec.aggregate import (
-    STAGE_AVERAGES,
     ScaleOutputs,
     aggregate_outputs,
     image_outputs,
@@ -67,6 +66,7 @@ from aepose.config import Config, ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
+from aepose.image import check_rgb
 from aepose.keypoints import get_spec
 
 __all__ = [
@@ -77,7 +77,6 @@ __all__ = [
     "Result",
     "StageTimer",
     "Stages",
-    "check_scales",
     "decode_pool",
     "default_decode_workers",
     "keep_freed_memory",
@@ -93,26 +92,6 @@ MAX_INPUT_PIXELS = 1 << 22
 1024 x 4096. The short side of an image is scaled to the input size and the long side
 follows, so a 1 x 2000 strip would ask for a 512 x 1,024,000 input (6 GB): such images are
 refused, one line each, instead of exhausting memory."""
-
-MIN_TEST_SCALE, MAX_TEST_SCALE = 0.125, 8.0
-"""Test scales accepted (the reference uses 0.5 to 2). The smallest scale sets the rounding
-of every input size, so a tiny one inflates them all: 0.0001 asked for 183 TB."""
-
-
-def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """``scales`` as floats if they are in [:data:`MIN_TEST_SCALE`, :data:`MAX_TEST_SCALE`],
-    distinct and, when several, include 1 (tags come from scale 1); else a one-line
-    AeposeError."""
-    chosen = tuple(float(s) for s in scales)
-    if not chosen or len(set(chosen)) != len(chosen) or not all(
-            MIN_TEST_SCALE <= s <= MAX_TEST_SCALE for s in chosen):  # NaN fails them all
-        raise AeposeError(
-            f"test scales must be distinct positive numbers from {MIN_TEST_SCALE:g} to "
-            f"{MAX_TEST_SCALE:g}, got {', '.join(str(s) for s in scales) or 'none'}")
-    if len(chosen) > 1 and 1.0 not in chosen:
-        raise AeposeError(f"test scales {chosen} need 1 among them (tags come from scale 1)")
-    return chosen
-
 
 # ---------------------------------------------------------------------------------------
 # Stage timer
@@ -219,7 +198,7 @@ class Stages:
     """The pipeline's stages for one network and :class:`~aepose.config.Config`.
 
     ``network(images) -> list of head outputs`` in eval mode (a torch module, a
-    :class:`~aepose.pipeline.predictor.FastNetwork`, or the ONNX Runtime wrapper). The test settings
+    :class:`~aepose.pipeline.network.FastNetwork`, or the ONNX Runtime wrapper). The test settings
     (scales, flip, thresholds, stage averaging) are ``config.test``'s: apply overrides to the
     Config (``dataclasses.replace``) before building the stages.
     """
@@ -230,13 +209,10 @@ class Stages:
         if test.project2image is not True:
             raise AeposeError("test.project2image=False is not supported (maps are "
                               "aggregated at the input size, as every mmpose AE config does)")
-        if test.stage_average not in STAGE_AVERAGES:
-            raise AeposeError(f"unknown stage_average {test.stage_average!r} "
-                              f"(choices: {', '.join(STAGE_AVERAGES)})")
         self.network = network
         self.config = config
         self.spec = get_spec(config.data.dataset)
-        self.scales = check_scales(test.scales)
+        self.scales = test.scales
         self.device = device or _module_device(network)
         self.post = PostProcess(
             layout=config.model,
@@ -271,9 +247,10 @@ def prepare(image: np.ndarray, input_size: int | tuple[int, int],
     side of the scale-1 input is ``input_size`` and both sides are multiples of 64 (black
     padding, :func:`~aepose.data.transforms.test_sizes`), then normalised with the ImageNet
     mean and std (:func:`~aepose.data.dataset.normalize_image`): float32 [3, h_s, w_s].
+    ``scales`` are a :class:`~aepose.config.TestConfig`'s (checked there).
     """
-    height, width = _checked_image(image).shape[:2]
-    sizes = test_sizes(width, height, input_size, check_scales(scales))
+    height, width = check_rgb(image).shape[:2]
+    sizes = test_sizes(width, height, input_size, scales)
     w, h = sizes.input_sizes[0]  # the largest scale comes first
     if w * h > MAX_INPUT_PIXELS:
         raise AeposeError(
@@ -282,17 +259,6 @@ def prepare(image: np.ndarray, input_size: int | tuple[int, int],
     inputs = tuple(normalize_image(resize_align(image, sizes, i))
                    for i in range(len(sizes.scales)))
     return Prepared(sizes, inputs, height, width)
-
-
-def _checked_image(image: Any) -> np.ndarray:
-    if (
-        not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
-        or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0
-    ):
-        what = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                else type(image).__name__)
-        raise AeposeError(f"expected an RGB uint8 array [H, W, 3], got {what}")
-    return image
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -346,7 +312,7 @@ def stream(
     keep_images: bool = False,
     timer: StageTimer | None = None,
     decoders: Executor | None = None,
-) -> Iterator[Result[T]]:
+) -> Generator[Result[T], None, None]:
     """Poses of every item, yielded in input order.
 
     Args:
