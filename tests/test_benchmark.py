@@ -30,7 +30,8 @@ from aepose.apps.bench import (
 )
 from aepose.apps.profile import model_cost
 from aepose.codec.aggregate import aggregate_maps
-from aepose.codec.decode import decode_poses, nms_heatmaps
+from aepose.codec.candidates import nms_heatmaps
+from aepose.codec.decode import decode_poses
 from aepose.config import get_preset
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes

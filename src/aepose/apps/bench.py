@@ -66,7 +66,8 @@ from torch import Tensor, nn
 
 from aepose.apps.profile import model_cost
 from aepose.codec.aggregate import aggregate_maps
-from aepose.codec.decode import Decoder, nms_heatmaps
+from aepose.codec.candidates import nms_heatmaps
+from aepose.codec.decode import Decoder
 from aepose.config import Config, get_preset, with_test_settings
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import resize_align, test_sizes
