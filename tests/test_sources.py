@@ -21,17 +21,9 @@ from helpers import read_back
 
 from aepose.errors import AeposeError
 from aepose.pipeline.draw import save_image
-from aepose.video.sources import (
-    SourceItem,
-    Sources,
-    VideoFrames,
-    VideoInfo,
-    VideoWriter,
-    expand_sources,
-    iter_video_frames,
-    open_video,
-    video_info,
-)
+from aepose.video.readers import VideoFrames, VideoInfo, iter_video_frames, open_video, video_info
+from aepose.video.sources import SourceItem, Sources, expand_sources
+from aepose.video.writer import VideoWriter
 
 
 def touch(path: Path) -> Path:
@@ -323,7 +315,7 @@ class _ScriptedCapture:
 def test_frames_past_damage_are_read_and_the_loss_reported_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from aepose.video.sources import MAX_BAD_FRAMES, VideoFrames
+    from aepose.video.readers import MAX_BAD_FRAMES, VideoFrames
 
     capture = _ScriptedCapture([True, True, False, False, True, True], frames=6)
     frames = VideoFrames(capture, tmp_path / "damaged.mp4")  # type: ignore[arg-type]
@@ -499,7 +491,7 @@ def test_a_damaged_frame_inside_a_video_leaves_its_gap(tmp_path: Path) -> None:
 _READ_ALL = """
 import sys
 from aepose.errors import AeposeError
-from aepose.video.sources import iter_video_frames
+from aepose.video.readers import iter_video_frames
 for path in sys.argv[1:]:
     try:
         for _ in iter_video_frames(path):

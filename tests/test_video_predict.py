@@ -34,7 +34,8 @@ from aepose.pipeline.draw import draw_poses, person_color, save_image, track_col
 from aepose.pipeline.predictor import Pose, Predictor
 from aepose.synth.video import sequence_truth, write_sequence
 from aepose.tracking.tracker import TrackerConfig
-from aepose.video.sources import LatestFrames, expand_sources, open_video
+from aepose.video.readers import LatestFrames, open_video
+from aepose.video.sources import expand_sources
 
 predict_module = importlib.import_module("aepose.apps.predict")
 

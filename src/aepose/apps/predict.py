@@ -43,15 +43,9 @@ from aepose.pipeline.draw import draw_poses, save_image, track_color
 from aepose.pipeline.engine import Result, StageTimer, named_error, stream
 from aepose.pipeline.predictor import Pose, Predictor, track_poses
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.video.sources import (
-    FALLBACK_FPS,
-    FrameReader,
-    SourceItem,
-    VideoInfo,
-    VideoWriter,
-    expand_sources,
-    open_video,
-)
+from aepose.video.readers import FALLBACK_FPS, FrameReader, VideoInfo, open_video
+from aepose.video.sources import SourceItem, expand_sources
+from aepose.video.writer import VideoWriter
 
 __all__ = ["OVERLAY_MIN_SCORE", "PredictOptions", "PredictSummary", "overlay", "run_predict"]
 

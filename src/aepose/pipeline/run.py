@@ -31,7 +31,8 @@ from aepose.pipeline.predictor import (
     track_poses,
 )
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.video.sources import FALLBACK_FPS, SourceItem, expand_sources, open_video
+from aepose.video.readers import FALLBACK_FPS, open_video
+from aepose.video.sources import SourceItem, expand_sources
 
 __all__ = ["Prediction", "predict"]
 
