@@ -603,7 +603,7 @@ def model_detections(spec: KeypointSpec, weights: str, frames: int,
     rendered sequence."""
     from aepose.pipeline.predictor import Predictor
     from aepose.synth.video import write_sequence
-    from aepose.video.sources import iter_video_frames
+    from aepose.video.readers import iter_video_frames
 
     video, truth_path = write_sequence(folder, spec, frames=frames, people=people, seed=seed,
                                        name=f"p{people}_s{seed}", overwrite=True)

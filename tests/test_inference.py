@@ -435,8 +435,9 @@ def test_bad_images_raise_one_line(image: object, order: str) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("scales", "message"), [((2, 0.5), "1 among several"), ((1, 1), "distinct"),
-                                                 ((1, -1), r"finite numbers in \[0\.125, 8\]")])
+@pytest.mark.parametrize(("scales", "message"), [
+    ((2, 0.5), "1 among several"), ((1, 1), "distinct"),
+    ((1, -1), r"finite numbers in \[0\.125, 8\]")])
 def test_bad_scales_raise(scales: tuple[float, ...], message: str) -> None:
     with pytest.raises(AeposeError, match=message):
         Predictor(_ColumnNet(), get_preset(SIMPLE), scales=scales)

@@ -35,7 +35,8 @@ from aepose.pipeline.pose import Pose
 from aepose.pipeline.predictor import Predictor
 from aepose.synth.video import sequence_truth, write_sequence
 from aepose.tracking.tracker import TrackerConfig
-from aepose.video.sources import LatestFrames, expand_sources, open_video
+from aepose.video.readers import LatestFrames, open_video
+from aepose.video.sources import expand_sources
 
 predict_module = importlib.import_module("aepose.apps.predict")
 run_module = importlib.import_module("aepose.pipeline.run")

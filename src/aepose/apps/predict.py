@@ -40,7 +40,7 @@ from aepose.pipeline.engine import StageTimer
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
 from aepose.tracking.tracker import TrackerConfig
-from aepose.video.sources import VideoWriter
+from aepose.video.writer import VideoWriter
 
 __all__ = ["PredictOptions", "PredictSummary", "run_predict"]
 

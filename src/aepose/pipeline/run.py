@@ -44,7 +44,8 @@ from aepose.pipeline.engine import (
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.predictor import ImageInput, Predictor, load_rgb
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.video.sources import FALLBACK_FPS, FrameReader, SourceItem, expand_sources, open_video
+from aepose.video.readers import FALLBACK_FPS, FrameReader, open_video
+from aepose.video.sources import SourceItem, expand_sources
 
 __all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run"]
 

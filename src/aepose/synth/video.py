@@ -39,7 +39,7 @@ from aepose.synth.annotate import flat_keypoints, keypoints_for
 from aepose.synth.figure import Figure, FigureStyle, JointAngles, build_figure
 from aepose.synth.render import Scene, figure_bbox, figure_extent, label_map, render_scene
 from aepose.synth.scene import SceneParams, sample_background, sample_style
-from aepose.video.sources import VideoWriter
+from aepose.video.writer import VideoWriter
 
 __all__ = [
     "MAX_PEOPLE",

@@ -1,1 +1,2 @@
-"""Frame sources (files, folders, globs, videos, sequences, streams) and the MP4 writer."""
+"""Frame sources: what the arguments name (sources), reading their frames (readers), and the
+MP4 writer (writer)."""

@@ -1,0 +1,505 @@
+"""Reading frames: video files, live streams and local image sequences.
+
+:func:`open_video` opens what a :class:`~aepose.video.sources.SourceItem` names and returns
+its :class:`VideoInfo` and a :class:`FrameReader`: :class:`VideoFrames` (every frame in
+order, through OpenCV's FFmpeg backend; webcams through OpenCV's default camera backend),
+:class:`LatestFrames` (a live source: a thread keeps only the newest frame, so a consumer
+slower than the camera gets the newest one each time it asks, the frames in between are
+dropped and counted, and memory never grows) or :class:`ImageSequenceFrames` (file by file,
+with aepose's image reader). All three report lost frames alike (:class:`ReportingReader`).
+FFmpeg's and OpenCV's own log lines are silenced (:func:`quiet_native_video_logs`).
+
+Legend: H x W frame (pixels). Frames are RGB uint8 [H, W, 3], as everywhere else in aepose;
+the BGR order OpenCV uses stays inside this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from aepose.errors import AeposeError
+from aepose.video.sources import SourceItem, is_local_sequence, sequence_files
+
+__all__ = [
+    "FALLBACK_FPS",
+    "SEQUENCE_FPS",
+    "FrameReader",
+    "ImageSequenceFrames",
+    "LatestFrames",
+    "ReportingReader",
+    "VideoFrames",
+    "VideoInfo",
+    "iter_video_frames",
+    "open_video",
+    "quiet_native_video_logs",
+    "video_info",
+]
+
+FALLBACK_FPS = 25.0  # the frame rate assumed when a container does not state one
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video's properties as its container reports them.
+
+    ``fps`` is 0.0 when the container does not say; ``frames`` may be approximate or 0 for
+    some containers; only reading the frames (:func:`iter_video_frames`) counts them exactly.
+    """
+
+    fps: float
+    width: int
+    height: int
+    frames: int
+
+
+_native_logs_quiet = False
+
+
+def quiet_native_video_logs() -> None:
+    """Silence the log lines FFmpeg and OpenCV print themselves about videos, for the process.
+
+    Opening a corrupt file would otherwise print ``[mov,mp4,... @ 0x...] moov atom not
+    found`` and ``[ WARN:0@...] ... backend is generally available but can't be used to
+    capture by name`` to stderr before aepose's own one-line message, and damaged frames
+    ``[h264 @ ...] Invalid NAL unit size``; aepose detects and reports every such failure
+    itself (the capture does not open, a read fails, frames go missing). Called before every
+    capture is opened; only the first call does anything. A setting the user made wins: an
+    ``OPENCV_FFMPEG_LOGLEVEL`` or ``OPENCV_LOG_LEVEL`` in the environment, or a log level
+    set through ``cv2.utils.logging.setLogLevel`` before the first video is opened.
+    """
+    global _native_logs_quiet
+    if _native_logs_quiet:
+        return
+    _native_logs_quiet = True
+    # OpenCV's FFmpeg backend reads this variable when it opens a capture (OpenCV 4.x; some
+    # versions only at the first open, hence before any capture): -8 is AV_LOG_QUIET. Unset,
+    # the backend lets FFmpeg print its errors (AV_LOG_ERROR) to stderr.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # OpenCV's own logger read OPENCV_LOG_LEVEL when cv2 was imported, so setting the
+    # variable now would change nothing: the level is set directly. ERROR, not SILENT:
+    # OpenCV's videoio reports failures we cannot see (invalid parameters) at that level.
+    logging_ = cv2.utils.logging
+    if ("OPENCV_LOG_LEVEL" not in os.environ
+            and logging_.getLogLevel() == logging_.LOG_LEVEL_WARNING):  # still the default
+        logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
+
+
+def _open_capture(path: str | Path) -> cv2.VideoCapture:
+    file = Path(path)
+    if not file.is_file():
+        raise AeposeError(f"video file {file} not found")
+    quiet_native_video_logs()
+    capture = cv2.VideoCapture(str(file), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise AeposeError(f"video file {file} cannot be opened (not a video, or corrupt)")
+    return capture
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame rate, frame size (pixels) and frame count of a video file."""
+    capture = _open_capture(path)
+    try:
+        return _info_of(capture)
+    finally:
+        capture.release()
+
+
+MAX_BAD_FRAMES = 25  # consecutive unreadable frames that end a video (or its end of stream)
+OFF_GRID = 0.1
+"""How far (in frames) a frame's presentation time may lie from a whole frame of the stated
+rate before the timestamps are taken as variable-rate and frames are counted instead."""
+
+logger = logging.getLogger("aepose")
+
+
+def _timed_index(msec: float, fps: float, last: int) -> int | None:
+    """A frame's index in the stream from its presentation time ``msec`` (from the stream's
+    start) at ``fps``, or None when the time cannot say: unknown, not after frame ``last``
+    (the previous frame's index), or between two frames of that rate (a variable rate)."""
+    if not (math.isfinite(msec) and msec >= 0):
+        return None
+    position = msec * fps / 1000.0
+    index = round(position)
+    return index if index > last and abs(position - index) <= OFF_GRID else None
+
+
+class Capture(Protocol):
+    """What is used of ``cv2.VideoCapture`` (tests pass fakes)."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def get(self, prop: int) -> float: ...
+
+    def release(self) -> None: ...
+
+
+class FrameReader(Protocol):
+    """Frames of a video or stream: (index in the stream from 0, RGB uint8 [H, W, 3]).
+
+    ``dropped``: frames skipped because the consumer fell behind (live sources only);
+    ``problem``: a one-line report of lost frames, or None; ``close()`` stops reading.
+    """
+
+    dropped: int
+    problem: str | None
+
+    def __iter__(self) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]: ...
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]: ...
+
+    def close(self) -> None: ...
+
+
+class ReportingReader(Iterator[tuple[int, npt.NDArray[np.uint8]]]):
+    """What every frame reader shares: how it reports lost frames.
+
+    ``label`` names the source (``video file a.mp4``, ``stream rtsp://cam``, ``image
+    sequence f/%05d.png``). Lost frames are reported once, when the frames end or the reader
+    is closed: one line ``"LABEL: LOSS; LOSS; N frames read"``, kept as ``problem`` (None
+    when nothing was lost) and logged as a warning on the ``aepose`` logger. A source with
+    no frame at all raises instead. ``dropped``: frames skipped because the consumer fell
+    behind (live sources only).
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.dropped = 0
+        self.problem: str | None = None
+
+    def _report_lost(self, losses: Sequence[str], read: int | None = None) -> None:
+        """Report ``losses`` (one clause each), then the frames ``read`` when given, in the
+        one ``problem`` line; nothing when there is no loss or a line was reported."""
+        if self.problem is not None or not losses:
+            return
+        line = f"{self.label}: {'; '.join(losses)}"
+        self.problem = line if read is None else f"{line}; {read} frames read"
+        logger.warning("%s", self.problem)
+
+    def _nothing(self, what: str) -> AeposeError:
+        """The error for a source that yields no frame: ``"LABEL WHAT"``."""
+        return AeposeError(f"{self.label} {what}")
+
+
+class VideoFrames(ReportingReader):
+    """The frames of one video as (index from 0, RGB uint8 [H, W, 3]); see iter_video_frames.
+
+    After iteration, ``unreadable`` counts the frames missing inside the video (gaps in the
+    indices) and ``problem`` is the one line reported about lost frames (``None`` when
+    every frame was read; see :class:`ReportingReader`). Every frame is read: nothing is
+    dropped (see :class:`LatestFrames` for live sources).
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, file: Path | str, what: str = "video file"
+                 ) -> None:
+        super().__init__(f"{what} {file}")  # what: "video file" or "stream"
+        self.expected = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.unreadable = 0
+        self._capture = capture
+        self._frames = self._read(capture)
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        return next(self._frames)
+
+    def close(self) -> None:
+        """Stop reading and release the video (also when iteration stopped early)."""
+        self._frames.close()
+        self._capture.release()
+
+    def _read(self, capture: cv2.VideoCapture
+              ) -> Generator[tuple[int, npt.NDArray[np.uint8]], None, None]:
+        # A frame's index comes from its presentation time when the container states a
+        # frame rate: a failed read tells nothing about how many frames were lost. FFmpeg
+        # often consumes no frame on a failed read (the decoder was waiting for more data:
+        # the frames it held come out on the next reads), and can drop a damaged frame with
+        # no failed read at all; counting reads shifted every later index. The time is
+        # CAP_PROP_POS_MSEC after a successful read: the decoded frame's own timestamp from
+        # the stream's start in OpenCV 4.x's FFmpeg backend. When it is unusable (no rate,
+        # no timestamps, times off the rate's grid: a variable frame rate), frames are
+        # counted as before, a failed read as one frame, for the rest of the video.
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        timed = math.isfinite(fps) and fps > 0
+        last = -1  # the index of the last frame yielded
+        read = failures = 0  # frames yielded, failed reads since the last one
+        try:
+            while failures < MAX_BAD_FRAMES:
+                ok, bgr = capture.read()
+                if not ok or bgr is None:
+                    failures += 1  # a damaged frame: try the next one
+                    continue
+                index = (_timed_index(float(capture.get(cv2.CAP_PROP_POS_MSEC)), fps, last)
+                         if timed else None)
+                if index is None:
+                    timed = False  # mixing counted and timed indices could go backwards
+                    index = last + 1 + failures
+                self.unreadable += index - last - 1  # the frames missing before this one
+                failures = 0
+                last = index
+                yield index, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+                read += 1
+        finally:
+            capture.release()
+        if read == 0:
+            raise self._nothing("has no decodable frames")
+        self._report(read, last)
+
+    def _report(self, read: int, last: int) -> None:
+        """Report the frames lost inside the video and at a cut-off end, if any."""
+        # Containers round their frame counts; a frame or two short of it is the normal end.
+        cut = self.expected - (last + 1) > 2
+        losses = [f"{self.unreadable} unreadable frame(s) skipped"] if self.unreadable else []
+        if cut:
+            losses.append(f"unreadable after frame {last} "
+                          f"(the container says {self.expected} frames)")
+        self._report_lost(losses, read)
+
+
+def iter_video_frames(path: str | Path) -> VideoFrames:
+    """Decode a video file frame by frame.
+
+    The file is opened before this returns, so a missing or undecodable video raises
+    :class:`AeposeError` here, not at the first ``next()``. A video that opens but yields
+    no frame raises when iterated. An unreadable frame inside the video is skipped (OpenCV
+    reads on past it); :data:`MAX_BAD_FRAMES` unreadable reads in a row end the video. Lost
+    frames are reported once, as a warning on the ``aepose`` logger, and kept as the
+    iterator's ``problem`` line.
+
+    Yields:
+        (frame index from 0, its position in the stream: from the frame's timestamp and the
+        stated frame rate, so the frames lost before it leave a gap; counted when the
+        timestamps cannot say, see :class:`VideoFrames`; RGB uint8 frame [H, W, 3]).
+    """
+    capture = _open_capture(path)
+    return VideoFrames(capture, Path(path))
+
+
+class LatestFrames(ReportingReader):
+    """Frames of a live source, read by a thread that keeps only the newest one.
+
+    The thread reads as fast as the source delivers; ``next()`` takes the newest frame read
+    since the last call (waiting for one when there is none). A frame replaced before it was
+    taken is dropped and counted in ``dropped``: a consumer slower than the camera sees
+    fresh frames and memory holds at most one pending frame. The index of each frame is its
+    position in the stream, so gaps show what was dropped. Iteration ends when
+    ``max_failures`` reads in a row fail (camera unplugged, stream ended) or on ``close()``.
+    After ``close()``, ``read`` and ``dropped`` count the frames up to the last one taken:
+    those the thread read after it were past the consumer's stop, not dropped.
+    """
+
+    def __init__(self, capture: Capture, name: str, *,
+                 max_failures: int = MAX_BAD_FRAMES) -> None:
+        super().__init__(f"stream {name}")
+        self.read = 0  # frames read from the source (taken + dropped + one pending)
+        self._capture = capture
+        self._max_failures = max_failures
+        self._pending: tuple[int, npt.NDArray[np.uint8]] | None = None
+        self._at_take = (0, 0)  # (read, dropped) when the last frame was taken
+        self._done = False
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="aepose-live", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Frames read and not yet taken: 0 or 1."""
+        return int(self._pending is not None)
+
+    def _run(self) -> None:
+        index = failures = 0
+        try:
+            while not self._stop.is_set() and failures < self._max_failures:
+                ok, bgr = self._capture.read()
+                if not ok or bgr is None:
+                    failures += 1
+                    continue
+                failures = 0
+                rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+                with self._changed:
+                    if self._pending is not None:
+                        self.dropped += 1
+                    self._pending = (index, rgb)
+                    self.read += 1
+                    self._changed.notify_all()
+                index += 1
+        finally:
+            self._capture.release()
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        with self._changed:
+            while self._pending is None and not self._done:
+                self._changed.wait()
+            if self._pending is None:
+                self._report()
+                raise StopIteration
+            frame, self._pending = self._pending, None
+            self._at_take = (self.read, self.dropped)
+            return frame
+
+    def _report(self) -> None:
+        if self.read == 0:
+            raise self._nothing("delivered no frames")
+        if self.dropped:
+            self._report_lost([f"{self.dropped} of {self.read} frames dropped (processing "
+                               "fell behind; --no-drop processes every frame)"])
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the reading thread (waits up to ``timeout`` s for a read in progress)."""
+        self._stop.set()
+        self._thread.join(timeout)
+        with self._changed:
+            if not self._done or self._pending is not None:  # stopped before the stream ended
+                self.read, self.dropped = self._at_take
+            if self.dropped:  # read > 0 then: no error, only the line
+                self._report()
+
+
+def _info_of(capture: Capture) -> VideoInfo:
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    return VideoInfo(
+        fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+    )
+
+
+STREAM_TIMEOUT_MS = 15000
+"""How long opening a stream, or one read of it, may wait before it counts as failed."""
+
+
+def _open_stream(target: str) -> cv2.VideoCapture:
+    """A capture of a webcam index or URL (one-line error if none)."""
+    quiet_native_video_logs()
+    if target.isdigit():
+        capture = cv2.VideoCapture(int(target))  # the platform's camera API (V4L2, ...)
+        what = f"webcam {target} cannot be opened (no such camera, or it is busy)"
+    else:
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+        what = f"stream {target} cannot be opened (unreachable, refused, or not a video)"
+    if not capture.isOpened():
+        capture.release()
+        raise AeposeError(what)
+    return capture
+
+
+SEQUENCE_FPS = 25.0
+"""The frame rate of an image sequence (FFmpeg's image2 default, as when FFmpeg read them)."""
+
+
+class ImageSequenceFrames(ReportingReader):
+    """The frames of a local image sequence (``frames/%05d.png``): (index from 0, RGB uint8
+    [H, W, 3]), each file decoded by aepose's image reader (:func:`aepose.data.read_image`),
+    so every frame keeps its own size.
+
+    FFmpeg's image2 reader, which read local sequences before, scales every image to the
+    first one's size, so poses in images of another size came out in the first one's
+    coordinates. Which files belong is still FFmpeg's rule
+    (:func:`~aepose.video.sources.sequence_files`). A frame's index is its number minus the first
+    one's, so an unreadable file, skipped and counted in ``unreadable``, leaves a gap.
+    Unreadable files and numbered files after the first missing number (not read, as by
+    FFmpeg) are reported once, at the end, in the ``problem`` line (a warning on the
+    ``aepose`` logger). The files (``files``) are listed when the sequence is opened, and
+    the first readable image decoded: ``size`` is its (width, height), and a sequence with
+    no readable image raises then. An image sequence never drops frames (``dropped`` is 0).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(f"image sequence {pattern}")
+        self.unreadable = 0
+        listed = sequence_files(pattern)
+        self.files = list(listed.files)  # the sequence, in order
+        self._missing, self._later = listed.missing, listed.later
+        self._first_error: str | None = None
+        # The first readable image is decoded now: its size is the sequence's in open_video,
+        # and a sequence with no readable image fails when opened, as a bad video does.
+        self._next = 0  # the index of the next file to read
+        self._pending = self._decode_next()
+        if self._pending is None:
+            raise self._nothing(f"has no decodable images: {self._first_error}")
+        self.size = self._pending[1].shape[1], self._pending[1].shape[0]  # (width, height)
+
+    def _decode_next(self) -> tuple[int, npt.NDArray[np.uint8]] | None:
+        """The next readable frame (index, image), skipping and counting unreadable files;
+        None after the last file."""
+        # Imported here: aepose.data brings torch, which reading videos does not need.
+        from aepose.data.coco import read_image
+
+        while self._next < len(self.files):
+            index, self._next = self._next, self._next + 1
+            try:
+                return index, read_image(self.files[index])
+            except AeposeError as error:  # one line naming the file
+                self.unreadable += 1
+                self._first_error = self._first_error or str(error)
+        return None
+
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        frame, self._pending = self._pending, None
+        if frame is None:
+            frame = self._decode_next()
+        if frame is None:
+            self._report()
+            raise StopIteration
+        return frame
+
+    def close(self) -> None:
+        """Stop reading (nothing to release: each file is closed once read)."""
+        self._next = len(self.files)
+        self._pending = None
+
+    def _report(self) -> None:
+        losses = []
+        if self.unreadable:
+            losses.append(f"{self.unreadable} unreadable image(s) skipped (first: "
+                          f"{self._first_error})")
+        if self._later:
+            losses.append(f"{self._later} numbered file(s) after the missing {self._missing} "
+                          "not read")
+        self._report_lost(losses, len(self.files) - self.unreadable)
+
+
+def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
+               ) -> tuple[VideoInfo, FrameReader]:
+    """Open a video file or stream once: its properties and a reader of its frames.
+
+    Args:
+        item: a :class:`~aepose.video.sources.SourceItem` (as
+            :func:`~aepose.video.sources.expand_sources` makes them) or a video path.
+        drop: True reads through :class:`LatestFrames` (frames dropped when the consumer
+            falls behind), False reads every frame in order (:class:`VideoFrames`); None
+            (default): drop for live sources (``item.live``) only. A local image sequence
+            is read by :class:`ImageSequenceFrames` and never drops (its files are there
+            to read, as a video file's frames are).
+
+    Raises:
+        AeposeError: one line naming the file, URL or camera when it cannot be opened.
+    """
+    if not isinstance(item, SourceItem):
+        item = SourceItem(Path(item), "video")
+    if item.url is not None and is_local_sequence(item.url):
+        sequence = ImageSequenceFrames(item.url)
+        return VideoInfo(SEQUENCE_FPS, *sequence.size, len(sequence.files)), sequence
+    capture = _open_capture(item.path) if item.url is None else _open_stream(item.url)
+    info = _info_of(capture)
+    if item.live if drop is None else drop:
+        return info, LatestFrames(capture, item.name)
+    if item.url is None:
+        return info, VideoFrames(capture, item.path)
+    return info, VideoFrames(capture, item.url, "stream")
+
