@@ -43,11 +43,11 @@ from aepose.pipeline.engine import (
     Decoded,
     PostProcess,
     Stages,
-    StageTimer,
     check_scales,
     stream,
 )
 from aepose.pipeline.predictor import predict_images, with_test_settings
+from aepose.pipeline.timer import StageTimer
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 

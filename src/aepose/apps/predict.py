@@ -40,8 +40,9 @@ from aepose.errors import AeposeError
 from aepose.io import RunLock, check_writable, interrupt_after
 from aepose.keypoints import RGB, KeypointSpec
 from aepose.pipeline.draw import draw_poses, save_image, track_color
-from aepose.pipeline.engine import Result, StageTimer, named_error, stream
+from aepose.pipeline.engine import Result, named_error, stream
 from aepose.pipeline.predictor import Pose, Predictor, track_poses
+from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.video.sources import (
     FALLBACK_FPS,

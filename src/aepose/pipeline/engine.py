@@ -68,6 +68,7 @@ from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
+from aepose.pipeline.timer import Laps, StageTimer, sync
 
 __all__ = [
     "MAX_INPUT_PIXELS",
@@ -75,7 +76,6 @@ __all__ = [
     "PostProcess",
     "Prepared",
     "Result",
-    "StageTimer",
     "Stages",
     "check_scales",
     "decode_pool",
@@ -112,30 +112,6 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     if len(chosen) > 1 and 1.0 not in chosen:
         raise AeposeError(f"test scales {chosen} need 1 among them (tags come from scale 1)")
     return chosen
-
-
-# ---------------------------------------------------------------------------------------
-# Stage timer
-
-
-class StageTimer:
-    """Seconds and image counts per stage, summed over a run (``aepose benchmark``, the
-    closing summary of ``aepose predict``). Stages that run in parallel overlap, so their
-    sum exceeds the wall time: the ratio is the pipeline's overlap."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = collections.defaultdict(float)
-        self.images: dict[str, int] = collections.defaultdict(int)
-        self._lock = threading.Lock()  # read threads add concurrently
-
-    def add(self, stage: str, seconds: float, images: int = 1) -> None:
-        with self._lock:
-            self.seconds[stage] += seconds
-            self.images[stage] += images
-
-    def ms_per_image(self) -> dict[str, float]:
-        """Mean milliseconds per image of each stage."""
-        return {s: 1000 * t / max(1, self.images[s]) for s, t in self.seconds.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,7 +152,7 @@ class PostProcess:
 
     def __call__(self, outputs: ScaleOutputs, sizes: TestSizes) -> Decoded:
         """``outputs``: this image's rows of every scale's head outputs [F, C, h, w]."""
-        clock = _Laps()
+        clock = Laps()
         outputs = [[torch.as_tensor(out) for out in scale] for scale in outputs]
         _check_finite(outputs)
         heatmaps, tags = aggregate_outputs(
@@ -198,21 +174,6 @@ def _check_finite(outputs: ScaleOutputs) -> None:
                                          else "")
                 raise AeposeError(f"the network's {where} holds NaN or infinite values "
                                   "(broken weights or an overflow in reduced precision)")
-
-
-class _Laps:
-    """Seconds between successive laps, each after the device finished its work."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str, device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        self.seconds[name] = now - self._last
-        self._last = now
 
 
 class Stages:
@@ -480,7 +441,7 @@ class _Engine(Generic[T]):
         prepared = [p.prepared.result()[0] for p in batch]
         start = time.perf_counter()
         outputs = self.stages.network_outputs(prepared)
-        _sync(self.stages.device)
+        sync(self.stages.device)
         self.timer.add("network", time.perf_counter() - start, len(batch))
         to_process = isinstance(self.decoders, ProcessPoolExecutor)
         for b, pending in enumerate(batch):
@@ -540,11 +501,6 @@ def _error_of(future: Future[Any]) -> str | None:
     if isinstance(error, AeposeError):
         return str(error)
     raise error
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class _Inline(Executor):
