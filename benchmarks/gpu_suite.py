@@ -42,6 +42,7 @@ import torch
 
 import aepose
 from aepose.apps.bench import BenchRow, format_rows, run_benchmark
+from aepose.pipeline.timer import sync
 
 
 @dataclass(frozen=True)
@@ -85,20 +86,15 @@ PLANS = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _seconds_per_call(fn: Callable[[], object], device: torch.device, iters: int) -> float:
     """Mean seconds of ``fn`` over ``iters`` back-to-back calls after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(iters):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) / iters
 
 

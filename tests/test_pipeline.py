@@ -43,10 +43,10 @@ from aepose.pipeline.engine import (
     Decoded,
     PostProcess,
     Stages,
-    StageTimer,
     stream,
 )
 from aepose.pipeline.predictor import predict_images
+from aepose.pipeline.timer import StageTimer
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 

@@ -36,9 +36,9 @@ from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_ob
 from aepose.errors import AeposeError
 from aepose.io import RunLock, check_writable, interrupt_after
 from aepose.pipeline.draw import overlay, save_image
-from aepose.pipeline.engine import StageTimer
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
+from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.writer import VideoWriter
 

@@ -52,7 +52,7 @@ from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
 
-__all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train"]
+__all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
 
 logger = logging.getLogger("aepose")
 
@@ -385,21 +385,43 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir))
 
 
-def _train_step(run: _Run, batch: Batch, options: TrainOptions) -> dict[str, Tensor]:
-    batch = batch.to(run.info.device, non_blocking=True)
-    images = batch.images
-    if options.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(run.info.device.type, options.dtype):
-        outputs = run.net(images)
+def train_step(
+    cfg: Config,
+    net: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    dtype: str,
+) -> dict[str, Tensor]:
+    """One optimiser step on ``batch``: forward under autocast to ``dtype``, the loss in
+    float32, ``zero_grad``, backward of the (scaled) total, optimiser and scaler step.
+
+    ``batch`` is already on ``net``'s device, images [B, 3, I, I] in the memory format the
+    network runs in; ``scaler`` is enabled for fp16 only. The learning-rate schedule is the
+    caller's. Returns :func:`~aepose.engine.losses.compute_loss`'s three terms and their
+    sum ``"loss"`` (the value backpropagated): scalar tensors still on the device, so the
+    caller decides when to wait for the GPU.
+    """
+    with autocast(batch.images.device.type, dtype):
+        outputs = net(batch.images)
     # The loss is computed in float32 whatever the network's precision.
-    terms = compute_loss(run.cfg, [o.float() for o in outputs], list(batch.heatmaps),
+    terms = compute_loss(cfg, [o.float() for o in outputs], list(batch.heatmaps),
                          list(batch.masks), list(batch.joints))
     total = terms["heatmap_loss"] + terms["push_loss"] + terms["pull_loss"]
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(total).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return {**terms, "loss": total}
+
+
+def _train_batch(run: _Run, batch: Batch, options: TrainOptions) -> dict[str, Tensor]:
+    """:func:`train_step` on a loader's batch, then the schedule's step."""
+    batch = batch.to(run.info.device, non_blocking=True)
+    if options.channels_last:
+        batch = dataclasses.replace(
+            batch, images=batch.images.contiguous(memory_format=torch.channels_last))
+    terms = train_step(run.cfg, run.net, batch, run.optimizer, run.scaler, options.dtype)
     run.scheduler.step()
     run.iteration += 1
     return terms
@@ -518,7 +540,7 @@ def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None
                 read[0] += batch.size
                 read[1] += batch.skipped
                 if batch.size:
-                    log.step(_train_step(run, batch, options), batch.size)
+                    log.step(_train_batch(run, batch, options), batch.size)
                 run.epoch_batches += 1
                 if run.iteration % options.log_interval == 0:
                     log.flush()

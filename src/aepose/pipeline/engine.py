@@ -68,6 +68,7 @@ from aepose.data.transforms import TestSizes, back_project, resize_align, test_s
 from aepose.errors import AeposeError
 from aepose.image import check_rgb
 from aepose.keypoints import get_spec
+from aepose.pipeline.timer import Laps, StageTimer, sync
 
 __all__ = [
     "MAX_INPUT_PIXELS",
@@ -75,7 +76,6 @@ __all__ = [
     "PostProcess",
     "Prepared",
     "Result",
-    "StageTimer",
     "Stages",
     "decode_pool",
     "default_decode_workers",
@@ -92,30 +92,6 @@ MAX_INPUT_PIXELS = 1 << 22
 1024 x 4096. The short side of an image is scaled to the input size and the long side
 follows, so a 1 x 2000 strip would ask for a 512 x 1,024,000 input (6 GB): such images are
 refused, one line each, instead of exhausting memory."""
-
-# ---------------------------------------------------------------------------------------
-# Stage timer
-
-
-class StageTimer:
-    """Seconds and image counts per stage, summed over a run (``aepose benchmark``, the
-    closing summary of ``aepose predict``). Stages that run in parallel overlap, so their
-    sum exceeds the wall time: the ratio is the pipeline's overlap."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = collections.defaultdict(float)
-        self.images: dict[str, int] = collections.defaultdict(int)
-        self._lock = threading.Lock()  # read threads add concurrently
-
-    def add(self, stage: str, seconds: float, images: int = 1) -> None:
-        with self._lock:
-            self.seconds[stage] += seconds
-            self.images[stage] += images
-
-    def ms_per_image(self) -> dict[str, float]:
-        """Mean milliseconds per image of each stage."""
-        return {s: 1000 * t / max(1, self.images[s]) for s, t in self.seconds.items()}
-
 
 # ---------------------------------------------------------------------------------------
 # Stages
@@ -155,7 +131,7 @@ class PostProcess:
 
     def __call__(self, outputs: ScaleOutputs, sizes: TestSizes) -> Decoded:
         """``outputs``: this image's rows of every scale's head outputs [F, C, h, w]."""
-        clock = _Laps()
+        clock = Laps()
         outputs = [[torch.as_tensor(out) for out in scale] for scale in outputs]
         _check_finite(outputs)
         heatmaps, tags = aggregate_outputs(
@@ -177,21 +153,6 @@ def _check_finite(outputs: ScaleOutputs) -> None:
                                          else "")
                 raise AeposeError(f"the network's {where} holds NaN or infinite values "
                                   "(broken weights or an overflow in reduced precision)")
-
-
-class _Laps:
-    """Seconds between successive laps, each after the device finished its work."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str, device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        self.seconds[name] = now - self._last
-        self._last = now
 
 
 class Stages:
@@ -446,7 +407,7 @@ class _Engine(Generic[T]):
         prepared = [p.prepared.result()[0] for p in batch]
         start = time.perf_counter()
         outputs = self.stages.network_outputs(prepared)
-        _sync(self.stages.device)
+        sync(self.stages.device)
         self.timer.add("network", time.perf_counter() - start, len(batch))
         to_process = isinstance(self.decoders, ProcessPoolExecutor)
         for b, pending in enumerate(batch):
@@ -506,11 +467,6 @@ def _error_of(future: Future[Any]) -> str | None:
     if isinstance(error, AeposeError):
         return str(error)
     raise error
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class _Inline(Executor):

@@ -33,16 +33,10 @@ import torch
 
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order
-from aepose.pipeline.engine import (
-    Result,
-    StageTimer,
-    decode_pool,
-    default_decode_workers,
-    named_error,
-    stream,
-)
+from aepose.pipeline.engine import Result, decode_pool, default_decode_workers, named_error, stream
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.predictor import ImageInput, Predictor, load_rgb
+from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.video.readers import FALLBACK_FPS, FrameReader, open_video
 from aepose.video.sources import SourceItem, expand_sources
