@@ -7,8 +7,7 @@ normalisation; the network with the flip test; flip, head-output and scale aggre
 grouping; back-projection to original-image pixel indices. The test settings are the
 Config's ``test`` section; keyword overrides are applied to it once, here.
 
-Also here: :class:`FastNetwork` (channels_last, autocast, ``torch.compile``) and
-:func:`oks_nms` (mmpose's demo pose NMS).
+Also here: :class:`FastNetwork` (channels_last, autocast, ``torch.compile``).
 
 Channel order: a NumPy image given to this module's public functions is BGR unless
 ``channel_order="rgb"`` says otherwise, as in mmpose 0.x's inference API and ultralytics
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from aepose.choices import COMPILE_MODES
+from aepose.codec.pose_nms import oks_nms
 from aepose.config import Config, get_preset
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # the tracker is imported by those that track, not by every p
 __all__ = [
     "CHANNEL_ORDERS",
     "COMPILE_MODES",
-    "DEMO_OKS_THRESHOLD",
     "ChannelOrder",
     "FastNetwork",
     "ImageInput",
@@ -54,7 +53,6 @@ __all__ = [
     "check_channel_order",
     "check_compile_mode",
     "load_rgb",
-    "oks_nms",
     "predict_images",
     "preprocess",
     "track_poses",
@@ -70,9 +68,6 @@ CHANNEL_ORDERS: tuple[str, ...] = ("bgr", "rgb")
 
 ImageInput = np.ndarray | str | Path
 """An image: a uint8 array [H, W, 3] in the given channel order, or a file path."""
-
-DEMO_OKS_THRESHOLD = 0.9
-"""The OKS threshold of mmpose's demo pose NMS (``inference_bottom_up_pose_model``)."""
 
 COCO_PERSON = 1  # category_id of 'person' in every COCO-format keypoint file
 
@@ -183,47 +178,6 @@ def check_compile_mode(mode: str | None) -> None:
     """Raise AeposeError unless ``mode`` is None or one of :data:`COMPILE_MODES`."""
     if mode is not None and mode not in COMPILE_MODES:
         raise AeposeError(f"unknown compile mode {mode!r} (choices: {', '.join(COMPILE_MODES)})")
-
-
-# ---------------------------------------------------------------------------------------
-# Pose NMS (mmpose demo, reference §4.8)
-
-
-def oks_nms(
-    keypoints: np.ndarray, scores: np.ndarray, sigmas: Sequence[float], threshold: float
-) -> np.ndarray:
-    """Indices of the poses kept by greedy OKS NMS, as mmpose 0.x's ``oks_nms``.
-
-    Args:
-        keypoints: [P, K, >=3] x, y (image pixels), value; only x and y enter the OKS.
-        scores: [P] person scores; the highest-scored remaining pose is kept first.
-        sigmas: K OKS sigmas of the dataset (variances (2 sigma)^2).
-        threshold: a pose is dropped when its OKS with a kept pose is > this.
-
-    Every pose's area is its keypoint extent (max x - min x) * (max y - min y); the OKS of
-    two poses uses the mean of their areas. Returns int64 indices in the order kept
-    (descending score; equal scores: later index first, as mmpose's reversed argsort).
-    """
-    points = np.asarray(keypoints, dtype=np.float32)[:, :, :2]
-    if len(points) == 0:
-        return np.zeros(0, dtype=np.int64)
-    extent = points.max(axis=1) - points.min(axis=1)
-    areas = extent[:, 0] * extent[:, 1]
-    variances = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
-    squared = ((points[:, None] - points[None]) ** 2).sum(axis=-1)  # [P, P, K]
-    mean_area = (areas[:, None] + areas[None]) / 2 + np.spacing(1)
-    e = squared / variances / mean_area[..., None] / 2
-    # mmpose stores the OKS in a float32 array before comparing it with the threshold.
-    oks = np.exp(-e).mean(axis=-1).astype(np.float32)
-    order = np.argsort(np.asarray(scores), kind="stable")[::-1]
-    keep = []
-    while len(order):
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        order = rest[oks[best, rest] <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,9 +315,9 @@ class Predictor:
     ``scales``, ``flip``, ``stage_average`` and any other field of
     :class:`~aepose.config.TestConfig` given as a keyword (``detection_threshold=0.2``,
     ``max_people=50``, ``refine=False``...) override them. ``pose_nms`` is an OKS threshold
-    (mmpose's demo uses :data:`DEMO_OKS_THRESHOLD`) or ``None`` for no pose NMS (the
-    evaluation setting). The model is put in eval mode and, if ``device`` is given, moved
-    there; otherwise it stays on its device. ``config`` may be a preset name.
+    (mmpose's demo uses :data:`~aepose.codec.pose_nms.DEMO_OKS_THRESHOLD`) or ``None`` for
+    no pose NMS (the evaluation setting). The model is put in eval mode and, if ``device``
+    is given, moved there; otherwise it stays on its device. ``config`` may be a preset name.
     """
 
     def __init__(

@@ -37,8 +37,8 @@ Only arrays enter the core; :meth:`PoseTracker.update_poses` adapts any objects 
 ``keypoints`` [K, 3] and ``score`` attributes (``aepose.pipeline.predictor.Pose``).
 
 Shapes: P people (detections) in a frame, K keypoints, T live tracks. Coordinates are
-image pixels; OKS as :func:`aepose.pipeline.predictor.oks_nms` computes it (variances (2 sigma)^2,
-area = keypoint extent, mean of the two areas).
+image pixels; OKS is :func:`aepose.oks.pairwise_oks` (variances (2 sigma)^2, area =
+extent of the valid keypoints, mean of the two areas), as in the pose NMS.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from aepose.choices import (
     TRACK_MIN_SIMILARITY,
 )
 from aepose.keypoints import KeypointSpec
+from aepose.oks import pairwise_oks
 
 _EPS = float(np.spacing(1))
 
@@ -438,41 +439,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (_areas(a)[:, None] + _areas(b)[None] - inter + _EPS)
 
 
-def pairwise_oks(
-    xy_a: np.ndarray,
-    valid_a: np.ndarray,
-    xy_b: np.ndarray,
-    valid_b: np.ndarray,
-    sigmas: np.ndarray,
-) -> np.ndarray:
-    """OKS of every pose in a with every pose in b, over keypoints valid in both.
-
-    Args:
-        xy_a: [T, K, 2], valid_a: [T, K] bool; xy_b: [P, K, 2], valid_b: [P, K] bool.
-        sigmas: [K] OKS sigmas.
-
-    Returns:
-        [T, P] in [0, 1]; 0 for pairs sharing no valid keypoint. The area is the mean of
-        the two poses' valid-keypoint box areas (as ``oks_nms``, which uses all keypoints).
-    """
-    area_a = _areas(keypoint_boxes(xy_a, valid_a))
-    area_b = _areas(keypoint_boxes(xy_b, valid_b))
-    return _oks(xy_a, valid_a, area_a, xy_b, valid_b, area_b, sigmas)
-
-
-def _oks(
-    xy_a: np.ndarray, valid_a: np.ndarray, area_a: np.ndarray,
-    xy_b: np.ndarray, valid_b: np.ndarray, area_b: np.ndarray, sigmas: np.ndarray,
-) -> np.ndarray:
-    """:func:`pairwise_oks` with the areas ([T], [P]) given."""
-    mean_area = (area_a[:, None] + area_b[None]) / 2 + _EPS  # [T, P]
-    squared = ((xy_a[:, None] - xy_b[None]) ** 2).sum(axis=-1)  # [T, P, K]
-    e = squared / ((2 * sigmas) ** 2 * 2) / mean_area[..., None]
-    both = valid_a[:, None] & valid_b[None]  # [T, P, K]
-    total = (np.exp(-e) * both).sum(axis=-1)
-    return total / np.maximum(both.sum(axis=-1), 1)
-
-
 def _type_name(value: object) -> str:
     return f"a {type(value).__name__}"
 
@@ -653,8 +619,8 @@ class PoseTracker:
         cfg, tracks = self.config, self.tracks
         predicted = tracks.predict(self.frame, cfg.keypoint_motion)  # [T, K, 2]
         box_t, box_d = keypoint_boxes(predicted, tracks.seen), keypoint_boxes(xy, valid)
-        oks = _oks(predicted, tracks.seen, _areas(box_t), xy, valid, _areas(box_d),
-                   self.sigmas)
+        oks = pairwise_oks(predicted, xy, self.sigmas, _areas(box_t), _areas(box_d),
+                           tracks.seen, valid)
         missed = (self.frame - tracks.last_frame - 1).astype(np.float64)
         return (cfg.oks_weight * oks + (1 - cfg.oks_weight) * box_iou(box_t, box_d)
                 - cfg.miss_penalty * missed[:, None])
