@@ -46,6 +46,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from aepose.keypoints import COCO, KeypointSpec, get_spec
+from aepose.oks import pairwise_oks
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 
 # ---------------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class GreedyTracker:
     """
 
     def __init__(self, sigmas: Sequence[float], use_oks: bool, threshold: float = 0.3):
-        self.variances = (2 * np.asarray(sigmas)) ** 2
+        self.sigmas = sigmas
         self.use_oks, self.threshold = use_oks, threshold
         self.last: list[tuple[np.ndarray, np.ndarray, int]] = []  # (xy, box, id)
         self.next_id = 0
@@ -307,13 +308,13 @@ class GreedyTracker:
                     other: tuple[np.ndarray, np.ndarray, int]
                     ) -> float:
         oxy, obox = other[0], other[1]
+        area, other_area = np.prod(box[2:] - box[:2]), np.prod(obox[2:] - obox[:2])
         if self.use_oks:
-            area = (np.prod(box[2:] - box[:2]) + np.prod(obox[2:] - obox[:2])) / 2
-            d2 = ((xy - oxy) ** 2).sum(axis=1)
-            return float(np.exp(-d2 / self.variances / (area + np.spacing(1)) / 2).mean())
+            return float(pairwise_oks(xy[None], oxy[None], self.sigmas, np.array([area]),
+                                      np.array([other_area]))[0, 0])
         low, high = np.maximum(box[:2], obox[:2]), np.minimum(box[2:], obox[2:])
         inter = float(np.prod(np.clip(high - low, 0, None)))
-        union = np.prod(box[2:] - box[:2]) + np.prod(obox[2:] - obox[:2]) - inter
+        union = area + other_area - inter
         return inter / max(float(union), 1e-5)
 
     def update(self, keypoints: np.ndarray) -> list[int]:
@@ -444,15 +445,17 @@ def id_breakdown(ids: Sequence[Sequence[int]], sources: Sequence[np.ndarray]) ->
     return out
 
 
-def _gt_distances(people: list[dict[str, Any]], hyp: np.ndarray, k2: np.ndarray) -> np.ndarray:
+def _gt_distances(people: list[dict[str, Any]], hyp: np.ndarray, sigmas: Sequence[float]
+                  ) -> np.ndarray:
     """[G, H] 1 - OKS (COCO's: ground truth's labelled joints, area 0.53 w h), NaN > 0.5."""
     dist = np.full((len(people), len(hyp)), np.nan)
     for g, person in enumerate(people):
         kpts = np.asarray(person["keypoints"]).reshape(-1, 3)
         labelled = kpts[:, 2] > 0
+        # COCO scales by the ground truth's area alone: both areas of each pair are its.
         area = 0.53 * person["bbox"][2] * person["bbox"][3]
-        d2 = ((hyp[:, :, :2] - kpts[None, :, :2]) ** 2).sum(axis=-1)  # [H, K]
-        oks = (np.exp(-d2 / (k2**2 * 2 * area + np.spacing(1)))[:, labelled]).mean(axis=1)
+        oks = pairwise_oks(kpts[None, :, :2], hyp[:, :, :2], sigmas, np.array([area]),
+                           np.full(len(hyp), area), valid_a=labelled[None])[0]  # [H]
         dist[g] = np.where(1 - oks <= 0.5, 1 - oks, np.nan)
     return dist
 
@@ -477,7 +480,6 @@ def evaluate_tracking(
     """
     least = 2 if gt == "visible" else 1
     acc = mm.MOTAccumulator(auto_id=True)
-    k2 = 2 * np.asarray(spec.sigmas)
     spent, errors = 0.0, []
     for f, (record, dets) in enumerate(zip(truth["frames"], detections, strict=True)):
         frame_scores = np.ones(len(dets)) if scores is None else scores[f]
@@ -485,10 +487,10 @@ def evaluate_tracking(
         ids, keypoints = tracker(dets, frame_scores, record["timestamp_ms"])
         spent += time.perf_counter() - start
         keep = [i for i, t in enumerate(ids) if t >= 0]
-        hyp = keypoints[keep] if keep else np.zeros((0, len(k2), 3))
+        hyp = keypoints[keep] if keep else np.zeros((0, spec.num_keypoints, 3))
         people = [p for p in record["people"]
                   if (np.asarray(p["keypoints"])[2::3] >= least).sum() >= 3]
-        dist = _gt_distances(people, hyp, k2)
+        dist = _gt_distances(people, hyp, spec.sigmas)
         acc.update([p["track_id"] for p in people], [ids[i] for i in keep], dist)
         errors.extend(_pixel_errors(people, hyp, dist))
     return acc, spent, float(np.mean(errors)) if errors else float("nan")

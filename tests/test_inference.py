@@ -23,7 +23,7 @@ from aepose.data.transforms import apply_affine, resize_align, resize_matrix
 from aepose.data.transforms import test_sizes as sizes_of
 from aepose.keypoints import get_spec
 from aepose.pipeline.pose import Pose
-from aepose.pipeline.predictor import Predictor, oks_nms, predict_images
+from aepose.pipeline.predictor import Predictor, predict_images
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 SIMPLE = "hrnet_tiny_aic_128"
@@ -350,41 +350,6 @@ def _assert_same_people(got: Sequence[Pose], expected: Sequence[Pose]) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Pose NMS
-
-
-def _oracle_oks_nms(kpts: np.ndarray, scores: np.ndarray, sigmas: np.ndarray,
-                    thr: float) -> list[int]:
-    """mmpose's demo oks_nms, one pair at a time."""
-    variances = (sigmas * 2) ** 2
-    areas = [(p[:, 0].max() - p[:, 0].min()) * (p[:, 1].max() - p[:, 1].min()) for p in kpts]
-    order = list(np.argsort(scores)[::-1])
-    keep = []
-    while order:
-        i, rest = order[0], order[1:]
-        keep.append(int(i))
-        survivors = []
-        for j in rest:
-            d2 = (kpts[j, :, 0] - kpts[i, :, 0]) ** 2 + (kpts[j, :, 1] - kpts[i, :, 1]) ** 2
-            e = d2 / variances / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2
-            if np.float32(np.mean(np.exp(-e))) <= thr:
-                survivors.append(j)
-        order = survivors
-    return keep
-
-
-def test_oks_nms_equals_the_pairwise_oracle() -> None:
-    rng = np.random.default_rng(0)
-    sigmas = get_spec("crowdpose").sigmas
-    for trial in range(20):
-        centres = rng.uniform(0, 400, (3, 1, 2))
-        base = centres + rng.uniform(-60, 60, (3, 14, 2))
-        pick = rng.integers(0, 3, 12)
-        kpts = base[pick] + rng.normal(0, 0.5 + trial / 2, (12, 14, 2))
-        poses = np.concatenate([kpts, rng.uniform(0, 1, (12, 14, 1))], axis=2).astype(np.float32)
-        scores = rng.uniform(0, 1, 12).astype(np.float32)
-        keep = oks_nms(poses, scores, sigmas, 0.9)
-        assert keep.tolist() == _oracle_oks_nms(poses, scores, np.array(sigmas), 0.9)
-    assert oks_nms(np.zeros((0, 14, 3)), np.zeros(0), sigmas, 0.9).tolist() == []
 
 
 @pytest.mark.parametrize(("shift", "kept"), [(3, 1), (60, 2)])

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aepose.errors import AeposeError
 from aepose.keypoints import COCO
-from aepose.tracking.tracker import OneEuroConfig, OneEuroFilter, PoseTracker, TrackerConfig
+from aepose.tracking.one_euro import OneEuroConfig, OneEuroFilter
+from aepose.tracking.tracker import PoseTracker, TrackerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -265,7 +267,7 @@ def test_benchmark_relinking_oracle_gives_a_returning_person_their_old_id() -> N
 ])
 def test_configs_refuse_bad_values_naming_the_rule(config: type, field: str,
                                                    value: float) -> None:
-    with pytest.raises(ValueError, match=rf"{config.__name__}: need {field} "):
+    with pytest.raises(ValueError, match=rf"^{config.__name__}\.{field} = .*: expected "):
         config(**{field: value})
 
 
@@ -275,38 +277,40 @@ def test_configs_refuse_bad_values_naming_the_rule(config: type, field: str,
 ])
 def test_configs_refuse_out_of_range_values_with_the_value_got(config: type, field: str,
                                                                 value: float) -> None:
-    with pytest.raises(ValueError, match=rf"{config.__name__}: need {field} .*\(got {value}\)"):
+    with pytest.raises(ValueError, match=rf"^{config.__name__}\.{field} = {value}: expected "):
         config(**{field: value})
 
 
 @pytest.mark.parametrize(("config", "kwargs", "message"), [
-    (TrackerConfig, {"max_age": None}, "max_age as an int (got NoneType None)"),
-    (TrackerConfig, {"max_age": "30"}, "max_age as an int (got str '30')"),
-    (TrackerConfig, {"max_age": 1.5}, "max_age as an int (got float 1.5)"),
-    (TrackerConfig, {"max_age": True}, "max_age as an int (got bool True)"),
-    (TrackerConfig, {"min_keypoints": 2.5}, "min_keypoints as an int (got float 2.5)"),
-    (TrackerConfig, {"fps": "25"}, "fps as a number (got str '25')"),
-    (TrackerConfig, {"min_score": False}, "min_score as a number (got bool False)"),
-    (TrackerConfig, {"smooth": "no"}, "smooth as a bool (got str 'no')"),
-    (TrackerConfig, {"smooth": 1}, "smooth as a bool (got int 1)"),
+    (TrackerConfig, {"max_age": None}, "max_age = None: expected an integer >= 0"),
+    (TrackerConfig, {"max_age": "30"}, "max_age = '30': expected an integer >= 0"),
+    (TrackerConfig, {"max_age": 1.5}, "max_age = 1.5: expected an integer >= 0"),
+    (TrackerConfig, {"max_age": True}, "max_age = True: expected an integer >= 0"),
+    (TrackerConfig, {"min_keypoints": 2.5}, "min_keypoints = 2.5: expected an integer >= 1"),
+    (TrackerConfig, {"fps": "25"}, "fps = '25': expected a finite number > 0"),
+    (TrackerConfig, {"min_score": False}, "min_score = False: expected a finite number in [0, 1]"),
+    (TrackerConfig, {"smooth": "no"}, "smooth = 'no': expected a bool"),
+    (TrackerConfig, {"smooth": 1}, "smooth = 1: expected a bool"),
     (TrackerConfig, {"one_euro": None, "smooth": True},
-     "one_euro as a OneEuroConfig (got NoneType None)"),
-    (TrackerConfig, {"one_euro": {"beta": 1}}, "one_euro as a OneEuroConfig (got dict"),
-    (OneEuroConfig, {"beta": "1"}, "beta as a number (got str '1')"),
-    (OneEuroConfig, {"min_cutoff": None}, "min_cutoff as a number (got NoneType None)"),
+     "one_euro = None: expected a OneEuroConfig"),
+    (TrackerConfig, {"one_euro": {"beta": 1}}, "one_euro = {'beta': 1}: expected a OneEuroConfig"),
+    (OneEuroConfig, {"beta": "1"}, "beta = '1': expected a finite number >= 0"),
+    (OneEuroConfig, {"min_cutoff": None}, "min_cutoff = None: expected a finite number > 0"),
 ])
 def test_configs_refuse_wrong_types_naming_the_field_and_type(
         config: type, kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{config.__name__}: need {re.escape(message)}"):
+    with pytest.raises(ValueError, match=rf"^{config.__name__}\.{re.escape(message)}"):
         config(**kwargs)
 
 
 def test_config_error_names_every_failed_rule_types_and_values_together() -> None:
     with pytest.raises(ValueError) as caught:
         TrackerConfig(max_age="30", min_keypoints=0, smooth="no", fps=-1.0)
-    assert str(caught.value) == ("TrackerConfig: need max_age as an int (got str '30'), "
-                                 "min_keypoints >= 1 (got 0), smooth as a bool (got str 'no'), "
-                                 "fps > 0 (got -1.0)")
+    assert str(caught.value) == ("TrackerConfig.max_age = '30': expected an integer >= 0; "
+                                 "TrackerConfig.min_keypoints = 0: expected an integer >= 1; "
+                                 "TrackerConfig.smooth = 'no': expected a bool; "
+                                 "TrackerConfig.fps = -1.0: expected a finite number > 0")
+    assert isinstance(caught.value, AeposeError)  # one error type, still a ValueError
 
 
 def test_configs_take_numpy_numbers() -> None:

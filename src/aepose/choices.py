@@ -31,7 +31,7 @@ TRACK_MIN_SCORE = 0.2
 
 SMOOTH_MIN_CUTOFF = 1.0
 SMOOTH_BETA = 10.0
-"""Defaults of :class:`~aepose.tracking.tracker.OneEuroConfig`."""
+"""Defaults of :class:`~aepose.tracking.one_euro.OneEuroConfig`."""
 
 DEMO_MINUTES = 8.0
 DEMO_EPOCHS = 48

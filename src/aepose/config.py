@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aepose.choices import STAGE_AVERAGES
 from aepose.errors import AeposeError
+from aepose.validate import (
+    integer_in,
+    integers_in,
+    number_in,
+    numbers_in,
+    one_of,
+    refuse,
+    require,
+)
 
 T = TypeVar("T")
 
@@ -39,14 +47,14 @@ class ModelConfig:
     final_conv_kernel: int = 1
 
     def __post_init__(self) -> None:
-        _choice(self, "model", "head", ("simple", "higher"))
-        _integer(self, "model", "num_keypoints", 1, 1000)
+        require(self, "model", head=one_of(self.head, ("simple", "higher")))
+        require(self, "model", num_keypoints=integer_in(self.num_keypoints, 1, 1000))
         if not self.with_ae or not all(isinstance(v, bool) for v in self.with_ae):
-            _refuse("model", "with_ae", self.with_ae, "one true/false per output")
-        _integer(self, "model", "deconv_channels", 1, 4096)
-        _choice(self, "model", "deconv_kernel", (2, 3, 4))
-        _integer(self, "model", "num_basic_blocks", 0, 64)
-        _choice(self, "model", "final_conv_kernel", (1, 3, 5, 7))
+            refuse("model", "with_ae", self.with_ae, "one true/false per output")
+        require(self, "model", deconv_channels=integer_in(self.deconv_channels, 1, 4096))
+        require(self, "model", deconv_kernel=one_of(self.deconv_kernel, (2, 3, 4)))
+        require(self, "model", num_basic_blocks=integer_in(self.num_basic_blocks, 0, 64))
+        require(self, "model", final_conv_kernel=one_of(self.final_conv_kernel, (1, 3, 5, 7)))
 
 
 @dataclass(frozen=True)
@@ -68,19 +76,19 @@ class DataConfig:
     flip_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        _choice(self, "data", "dataset", tuple(_KEYPOINTS))
-        _integer(self, "data", "input_size", 32, MAX_INPUT_SIZE)
+        require(self, "data", dataset=one_of(self.dataset, tuple(_KEYPOINTS)))
+        require(self, "data", input_size=integer_in(self.input_size, 32, MAX_INPUT_SIZE))
         if self.input_size % 32:
-            _refuse("data", "input_size", self.input_size, "a multiple of 32 (HRNet's stride)")
-        _integers(self, "data", "heatmap_sizes", 1, self.input_size)
-        _real(self, "data", "sigma", 0, 64, low_open=True)
-        _integer(self, "data", "max_people", 1, MAX_PEOPLE)
-        _real(self, "data", "rotation_deg", 0, 180)
-        _reals(self, "data", "scale_range", 0, 10, low_open=True)
+            refuse("data", "input_size", self.input_size, "a multiple of 32 (HRNet's stride)")
+        require(self, "data", heatmap_sizes=integers_in(self.heatmap_sizes, 1, self.input_size))
+        require(self, "data", sigma=number_in(self.sigma, 0, 64, low_open=True))
+        require(self, "data", max_people=integer_in(self.max_people, 1, MAX_PEOPLE))
+        require(self, "data", rotation_deg=number_in(self.rotation_deg, 0, 180))
+        require(self, "data", scale_range=numbers_in(self.scale_range, 0, 10, low_open=True))
         if self.scale_range[0] > self.scale_range[1]:
-            _refuse("data", "scale_range", self.scale_range, "(low, high) with low <= high")
-        _real(self, "data", "translation", 0, self.input_size)
-        _real(self, "data", "flip_prob", 0, 1)
+            refuse("data", "scale_range", self.scale_range, "(low, high) with low <= high")
+        require(self, "data", translation=number_in(self.translation, 0, self.input_size))
+        require(self, "data", flip_prob=number_in(self.flip_prob, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -103,24 +111,26 @@ class TrainConfig:
     val_interval: int = 50
 
     def __post_init__(self) -> None:
-        _real(self, "train", "lr", 0, 10)  # 0 is allowed: it freezes the weights (tests)
-        _integer(self, "train", "warmup_iters", 0, 10**9)
-        _real(self, "train", "warmup_ratio", 0, 1)
+        # lr 0 is allowed: it freezes the weights (tests).
+        require(self, "train", lr=number_in(self.lr, 0, 10))
+        require(self, "train", warmup_iters=integer_in(self.warmup_iters, 0, 10**9))
+        require(self, "train", warmup_ratio=number_in(self.warmup_ratio, 0, 1))
         if self.lr_steps:
-            _integers(self, "train", "lr_steps", 0, 10**6)
-        _real(self, "train", "lr_gamma", 0, 1, low_open=True)
-        _integer(self, "train", "epochs", 1, 10**6)
-        _integer(self, "train", "batch_size", 1, 4096)
-        _integer(self, "train", "workers", 0, 256)
-        _choice(self, "train", "ae_loss_type", ("exp", "max"))
-        for name in ("heatmap_loss_factor", "push_loss_factor", "pull_loss_factor"):
-            _reals(self, "train", name, 0, 1e6)
+            require(self, "train", lr_steps=integers_in(self.lr_steps, 0, 10**6))
+        require(self, "train", lr_gamma=number_in(self.lr_gamma, 0, 1, low_open=True))
+        require(self, "train", epochs=integer_in(self.epochs, 1, 10**6))
+        require(self, "train", batch_size=integer_in(self.batch_size, 1, 4096))
+        require(self, "train", workers=integer_in(self.workers, 0, 256))
+        require(self, "train", ae_loss_type=one_of(self.ae_loss_type, ("exp", "max")))
+        require(self, "train", heatmap_loss_factor=numbers_in(self.heatmap_loss_factor, 0, 1e6))
+        require(self, "train", push_loss_factor=numbers_in(self.push_loss_factor, 0, 1e6))
+        require(self, "train", pull_loss_factor=numbers_in(self.pull_loss_factor, 0, 1e6))
         if not len(self.heatmap_loss_factor) == len(self.push_loss_factor) == len(
                 self.pull_loss_factor):
-            _refuse("train", "push_loss_factor", self.push_loss_factor,
-                    "as many values as train.heatmap_loss_factor and train.pull_loss_factor")
-        _integer(self, "train", "checkpoint_interval", 1, 10**6)
-        _integer(self, "train", "val_interval", 1, 10**6)
+            refuse("train", "push_loss_factor", self.push_loss_factor,
+                   "as many values as train.heatmap_loss_factor and train.pull_loss_factor")
+        require(self, "train", checkpoint_interval=integer_in(self.checkpoint_interval, 1, 10**6))
+        require(self, "train", val_interval=integer_in(self.val_interval, 1, 10**6))
 
 
 @dataclass(frozen=True)
@@ -144,21 +154,21 @@ class TestConfig:
 
     def __post_init__(self) -> None:
         # The one place test settings are checked: every override goes through here.
-        _reals(self, "test", "scales", MIN_TEST_SCALE, MAX_TEST_SCALE)
+        require(self, "test", scales=numbers_in(self.scales, MIN_TEST_SCALE, MAX_TEST_SCALE))
         # A tuple of floats whatever was given (a list, ints): hashable, and written the
         # same way into every output's header.
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if len(set(self.scales)) != len(self.scales):
-            _refuse("test", "scales", self.scales, "distinct values")
+            refuse("test", "scales", self.scales, "distinct values")
         if len(self.scales) > 1 and 1 not in self.scales:
-            _refuse("test", "scales", self.scales, "1 among several scales (the base size)")
-        _integer(self, "test", "max_people", 1, MAX_PEOPLE)
-        _real(self, "test", "detection_threshold", 0, 1)
-        _real(self, "test", "tag_threshold", 0, 1e6, low_open=True)
-        _integer(self, "test", "nms_kernel", 1, 99)
+            refuse("test", "scales", self.scales, "1 among several scales (the base size)")
+        require(self, "test", max_people=integer_in(self.max_people, 1, MAX_PEOPLE))
+        require(self, "test", detection_threshold=number_in(self.detection_threshold, 0, 1))
+        require(self, "test", tag_threshold=number_in(self.tag_threshold, 0, 1e6, low_open=True))
+        require(self, "test", nms_kernel=integer_in(self.nms_kernel, 1, 99))
         if self.nms_kernel % 2 == 0:
-            _refuse("test", "nms_kernel", self.nms_kernel, "an odd integer in [1, 99]")
-        _choice(self, "test", "stage_average", STAGE_AVERAGES)
+            refuse("test", "nms_kernel", self.nms_kernel, "an odd integer in [1, 99]")
+        require(self, "test", stage_average=one_of(self.stage_average, STAGE_AVERAGES))
 
 
 @dataclass(frozen=True)
@@ -176,15 +186,15 @@ class Config:
     def __post_init__(self) -> None:
         expected = _KEYPOINTS[self.data.dataset]
         if self.model.num_keypoints != expected:
-            _refuse("model", "num_keypoints", self.model.num_keypoints,
-                    f"{expected}, the keypoint count of data.dataset {self.data.dataset!r}")
+            refuse("model", "num_keypoints", self.model.num_keypoints,
+                   f"{expected}, the keypoint count of data.dataset {self.data.dataset!r}")
         outputs = len(self.data.heatmap_sizes)
         if len(self.model.with_ae) != outputs:
-            _refuse("model", "with_ae", self.model.with_ae,
-                    f"{outputs} value(s), one per data.heatmap_sizes entry")
+            refuse("model", "with_ae", self.model.with_ae,
+                   f"{outputs} value(s), one per data.heatmap_sizes entry")
         if len(self.train.heatmap_loss_factor) != outputs:
-            _refuse("train", "heatmap_loss_factor", self.train.heatmap_loss_factor,
-                    f"{outputs} value(s), one per data.heatmap_sizes entry")
+            refuse("train", "heatmap_loss_factor", self.train.heatmap_loss_factor,
+                   f"{outputs} value(s), one per data.heatmap_sizes entry")
 
 
 # Input limits (README, "Failure behaviour"): a network input side, people per image and
@@ -193,59 +203,6 @@ MAX_INPUT_SIZE = 4096
 MAX_PEOPLE = 1000
 MIN_TEST_SCALE = 0.125  # below it an image shrinks to a few heatmap pixels
 MAX_TEST_SCALE = 8.0
-
-
-def _refuse(section: str, name: str, value: Any, allowed: str) -> typing.NoReturn:
-    """One line naming the key, the value and what is allowed, e.g. ``train.lr = nan: ...``."""
-    raise AeposeError(f"{section}.{name} = {value!r}: expected {allowed}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _span(low: float, high: float, low_open: bool) -> str:
-    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
-
-
-def _integer(obj: Any, section: str, name: str, low: int, high: int) -> None:
-    value = getattr(obj, name)
-    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
-        _refuse(section, name, value, f"an integer in [{low}, {high}]")
-
-
-def _integers(obj: Any, section: str, name: str, low: int, high: int) -> None:
-    values = getattr(obj, name)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool)
-                             and low <= v <= high for v in values):
-        _refuse(section, name, values, f"one or more integers in [{low}, {high}]")
-
-
-def _in_span(value: Any, low: float, high: float, low_open: bool) -> bool:
-    if not _is_number(value) or not math.isfinite(value):
-        return False
-    return (low < value if low_open else low <= value) and value <= high
-
-
-def _real(obj: Any, section: str, name: str, low: float, high: float,
-          *, low_open: bool = False) -> None:
-    value = getattr(obj, name)
-    if not _in_span(value, low, high, low_open):
-        _refuse(section, name, value, f"a finite number in {_span(low, high, low_open)}")
-
-
-def _reals(obj: Any, section: str, name: str, low: float, high: float,
-           *, low_open: bool = False) -> None:
-    values = getattr(obj, name)
-    if not values or not all(_in_span(v, low, high, low_open) for v in values):
-        _refuse(section, name, values,
-                f"one or more finite numbers in {_span(low, high, low_open)}")
-
-
-def _choice(obj: Any, section: str, name: str, choices: tuple[Any, ...]) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or value not in choices:
-        _refuse(section, name, value, "one of " + ", ".join(repr(c) for c in choices))
 
 
 # (train annotations, train images, val annotations, val images) under --data-root.

@@ -633,7 +633,8 @@ def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSu
 
 def _video_options(args: argparse.Namespace) -> dict[str, Any]:
     """PredictOptions' tracking and frame-source fields from ``predict``'s video options."""
-    from aepose.tracking.tracker import OneEuroConfig, TrackerConfig
+    from aepose.tracking.one_euro import OneEuroConfig
+    from aepose.tracking.tracker import TrackerConfig
 
     euro = OneEuroConfig(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
     tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,

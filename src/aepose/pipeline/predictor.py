@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aepose.codec.pose_nms import oks_nms
 from aepose.config import Config, TestConfig, get_preset, with_test_settings
 from aepose.data.coco import read_image
 from aepose.errors import AeposeError
@@ -33,61 +34,16 @@ from aepose.pipeline.engine import Prepared, Result, Stages, prepare, stream
 from aepose.pipeline.pose import Pose
 
 __all__ = [
-    "DEMO_OKS_THRESHOLD",
     "ImageInput",
     "Predictor",
     "default_device",
     "load_rgb",
-    "oks_nms",
     "predict_images",
     "preprocess",
 ]
 
 ImageInput = np.ndarray | str | Path
 """An image: a uint8 array [H, W, 3] in the given channel order, or a file path."""
-
-DEMO_OKS_THRESHOLD = 0.9
-"""The OKS threshold of mmpose's demo pose NMS (``inference_bottom_up_pose_model``)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Pose NMS (mmpose demo, reference §4.8)
-
-
-def oks_nms(
-    keypoints: np.ndarray, scores: np.ndarray, sigmas: Sequence[float], threshold: float
-) -> np.ndarray:
-    """Indices of the poses kept by greedy OKS NMS, as mmpose 0.x's ``oks_nms``.
-
-    Args:
-        keypoints: [P, K, >=3] x, y (image pixels), value; only x and y enter the OKS.
-        scores: [P] person scores; the highest-scored remaining pose is kept first.
-        sigmas: K OKS sigmas of the dataset (variances (2 sigma)^2).
-        threshold: a pose is dropped when its OKS with a kept pose is > this.
-
-    Every pose's area is its keypoint extent (max x - min x) * (max y - min y); the OKS of
-    two poses uses the mean of their areas. Returns int64 indices in the order kept
-    (descending score; equal scores: later index first, as mmpose's reversed argsort).
-    """
-    points = np.asarray(keypoints, dtype=np.float32)[:, :, :2]
-    if len(points) == 0:
-        return np.zeros(0, dtype=np.int64)
-    extent = points.max(axis=1) - points.min(axis=1)
-    areas = extent[:, 0] * extent[:, 1]
-    variances = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
-    squared = ((points[:, None] - points[None]) ** 2).sum(axis=-1)  # [P, P, K]
-    mean_area = (areas[:, None] + areas[None]) / 2 + np.spacing(1)
-    e = squared / variances / mean_area[..., None] / 2
-    # mmpose stores the OKS in a float32 array before comparing it with the threshold.
-    oks = np.exp(-e).mean(axis=-1).astype(np.float32)
-    order = np.argsort(np.asarray(scores), kind="stable")[::-1]
-    keep = []
-    while len(order):
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        order = rest[oks[best, rest] <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
 
 # ---------------------------------------------------------------------------------------
 # Images in, poses out
@@ -200,9 +156,10 @@ class Predictor:
     ``config.test``, the preset's: flip, scales, thresholds), with any of its fields given
     as a keyword overriding it (``scales=(2, 1)``, ``flip=False``,
     ``detection_threshold=0.2``, ``max_people=50``, ``refine=False``...). ``pose_nms`` is an
-    OKS threshold (mmpose's demo uses :data:`DEMO_OKS_THRESHOLD`) or ``None`` for no pose
-    NMS (the evaluation setting). The model is put in eval mode and, if ``device`` is given,
-    moved there; otherwise it stays on its device. ``config`` may be a preset name.
+    OKS threshold (mmpose's demo uses :data:`~aepose.codec.pose_nms.DEMO_OKS_THRESHOLD`) or
+    ``None`` for no pose NMS (the evaluation setting). The model is put in eval mode and, if
+    ``device`` is given, moved there; otherwise it stays on its device. ``config`` may be a
+    preset name.
     """
 
     def __init__(

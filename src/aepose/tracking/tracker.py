@@ -28,232 +28,42 @@ for ``max_age`` frames after its last pairing (so a person hidden for up to ``ma
 frames gets the same ID back); then it is dropped. There is no tentative state: every
 track reports its ID from its first frame, so a caller never sees a pose wait for an ID.
 
-Smoothing (``TrackerConfig(smooth=True)``) runs a :class:`OneEuroFilter` per track over
-its [K, 2] coordinates and changes only the keypoints reported; pairing always uses the
-raw detections, so smoothing can never cause an ID switch. The filter is causal: the
+Smoothing (``TrackerConfig(smooth=True)``) runs a One-Euro filter
+(:class:`~aepose.tracking.one_euro.OneEuroFilter`) per track over its [K, 2] coordinates
+and changes only the keypoints reported; pairing always uses the raw detections, so
+smoothing can never cause an ID switch. The filter is causal: the
 output at frame t depends on frames <= t only, and nothing is held back.
 
 Only arrays enter the core; :meth:`PoseTracker.update_poses` adapts any objects with
 ``keypoints`` [K, 3] and ``score`` attributes (``aepose.pipeline.predictor.Pose``).
 
 Shapes: P people (detections) in a frame, K keypoints, T live tracks. Coordinates are
-image pixels; OKS as :func:`aepose.pipeline.predictor.oks_nms` computes it (variances (2 sigma)^2,
-area = keypoint extent, mean of the two areas).
+image pixels; OKS is :func:`aepose.oks.pairwise_oks` (variances (2 sigma)^2, area =
+extent of the valid keypoints, mean of the two areas), as in the pose NMS.
+
+Modules: this one (settings and the per-frame driver), :mod:`aepose.tracking.tracks` (the
+track table and its motion model), :mod:`aepose.tracking.similarity` (OKS and box IoU),
+:mod:`aepose.tracking.one_euro` (the smoothing filter).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from aepose.choices import (
-    SMOOTH_BETA,
-    SMOOTH_MIN_CUTOFF,
-    TRACK_MAX_AGE,
-    TRACK_MIN_SCORE,
-    TRACK_MIN_SIMILARITY,
-)
+from aepose.choices import TRACK_MAX_AGE, TRACK_MIN_SCORE, TRACK_MIN_SIMILARITY
+from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec
-
-_EPS = float(np.spacing(1))
-
-
-@dataclass(frozen=True)
-class OneEuroConfig:
-    """Parameters of the One-Euro filter (Casiez, Roussel, Vogel, CHI 2012).
-
-    The filter is a first-order low-pass whose cutoff rises with speed:
-    ``cutoff = min_cutoff + beta * |speed|``. Slow or still keypoints are smoothed hard
-    (jitter removed), fast ones lightly (little lag).
-
-    Attributes:
-        min_cutoff: cutoff in Hz when still. Lower removes more jitter and lags more.
-            1.0 Hz is the paper's suggested starting point; at 25 fps it weights a new
-            sample by 0.20 and divides white jitter's standard deviation by about 3.
-        beta: cutoff increase in Hz per unit of speed, speed in person sizes per second
-            (pixels/s divided by the ``scale`` passed to the filter; the tracker passes
-            the square root of the person's box area, so the value does not depend on
-            image resolution or distance to the camera). At steady speed v the lag is
-            v / (2 pi (min_cutoff + beta v)) < 1 / (2 pi beta) person sizes: 10 bounds it
-            at 1.6 % of the person's size, and gave the lowest joint error on
-            ``benchmarks/tracking.py`` (of 2, 10, 50). mmpose's Smoother used min_cutoff
-            0.004 and beta 0.7 with pixels and frames as units, values tied to one
-            resolution and frame rate.
-        d_cutoff: cutoff in Hz of the low-pass on the speed estimate (the paper's 1 Hz):
-            it keeps jitter from being mistaken for motion.
-    """
-
-    min_cutoff: float = SMOOTH_MIN_CUTOFF
-    beta: float = SMOOTH_BETA
-    d_cutoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check(self, [("min_cutoff", "a number", "> 0", lambda v: 0 < v < math.inf),
-                      ("beta", "a number", ">= 0", lambda v: 0 <= v < math.inf),
-                      ("d_cutoff", "a number", "> 0", lambda v: 0 < v < math.inf)])
-
-
-# The types a config field can require. bool is an int in Python, but True as a frame count
-# or a threshold is a mistake, so it passes neither "an int" nor "a number".
-_KINDS: dict[str, Callable[[object], bool]] = {
-    "an int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
-    "a number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
-    "a bool": lambda v: isinstance(v, bool),
-    "a OneEuroConfig": lambda v: isinstance(v, OneEuroConfig),
-}
-
-# (field, kind from _KINDS, condition as shown, test of a value of that kind or None).
-_Rule = tuple[str, str, str, Callable[[Any], bool] | None]
-
-
-def _check(config: object, rules: Sequence[_Rule]) -> None:
-    """Raise one ValueError naming every rule of ``config`` that fails, with the value got.
-
-    A field's condition is tested only once its type passed, so that a wrong type reports
-    itself instead of raising TypeError from a comparison. Conditions are written so that
-    NaN fails them (every comparison with NaN is False).
-    """
-    failed = []
-    for name, kind, condition, test in rules:
-        value = getattr(config, name)
-        if not _KINDS[kind](value):
-            failed.append(f"{name} as {kind} (got {type(value).__name__} {value!r})")
-        elif test is not None and not test(value):
-            failed.append(f"{name} {condition} (got {value!r})")
-    if failed:
-        raise ValueError(f"{type(config).__name__}: need {', '.join(failed)}")
-
-
-def _alpha(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
-    """Weight of the new sample of a first-order low-pass with this cutoff (Hz), step dt (s)."""
-    r = 2 * math.pi * np.asarray(cutoff) * dt
-    return r / (r + 1)
-
-
-@dataclass
-class _EuroState:
-    """One-Euro filter state, element-wise (any shape S, or [T, K, 2] for a track table)."""
-
-    x: np.ndarray  # last filtered value
-    raw: np.ndarray  # last raw value (the speed is measured on raw values)
-    dx: np.ndarray  # filtered speed, units of x per second
-    t: np.ndarray  # time of each element's last update, seconds
-    started: np.ndarray  # bool: element observed at least once
-
-    @classmethod
-    def empty(cls, shape: tuple[int, ...]) -> _EuroState:
-        z = np.zeros(shape)
-        return cls(z, z.copy(), z.copy(), z.copy(), np.zeros(shape, bool))
-
-
-def _euro_step(
-    cfg: OneEuroConfig,
-    s: _EuroState,
-    x: np.ndarray,
-    t: float,
-    seen: np.ndarray,
-    scale: np.ndarray | float,
-) -> np.ndarray:
-    """Advance state s (in place) by sample x at time t; returns the output (x where unseen).
-
-    seen: bool, shape of x; scale: broadcastable to x (speeds are divided by it).
-    """
-    # Per element, because a joint unseen for a while spans a longer step.
-    dt = np.maximum(t - s.t, 1e-6)
-    dx_hat = s.dx + _alpha(cfg.d_cutoff, dt) * ((x - s.raw) / dt - s.dx)
-    cutoff = cfg.min_cutoff + cfg.beta * np.abs(dx_hat) / np.maximum(scale, _EPS)
-    x_hat = s.x + _alpha(cutoff, dt) * (x - s.x)
-    # An element's first observation passes unchanged and starts its state at rest.
-    fresh = seen & ~s.started
-    x_hat = np.where(fresh, x, x_hat)
-    s.x = np.where(seen, x_hat, s.x)
-    s.raw = np.where(seen, x, s.raw)
-    s.dx = np.where(seen, np.where(fresh, 0.0, dx_hat), s.dx)
-    s.t = np.where(seen, float(t), s.t)
-    s.started = s.started | seen
-    return np.where(seen, x_hat, x)
-
-
-class OneEuroFilter:
-    """One-Euro filter over an array of any shape, element-wise, causal.
-
-    ``filt(x, t)`` returns the filtered x at time t (seconds, increasing). The first call
-    returns x unchanged. Elements where ``mask`` is False, or whose value is NaN or
-    infinite, are not observed this time: their state is kept and their input is returned
-    unchanged, so a joint missing for a few frames resumes from where it was (the next step
-    then spans the whole gap).
-    """
-
-    def __init__(self, config: OneEuroConfig | None = None) -> None:
-        self.config = config or OneEuroConfig()
-        self._state: _EuroState | None = None
-        self._t: float | None = None  # the previous call's time
-
-    def reset(self) -> None:
-        """Forget the past: the next call starts afresh."""
-        self._state = None
-        self._t = None
-
-    def __call__(
-        self, x: np.ndarray, t: float, mask: np.ndarray | None = None, scale: float = 1.0
-    ) -> np.ndarray:
-        """Filter one sample.
-
-        Args:
-            x: the sample, any shape S (float); the same S at every call.
-            t: its time in seconds, finite; must exceed the previous call's.
-            mask: bool, broadcastable to S: which elements were observed (default all).
-            scale: speeds are divided by it before ``beta`` applies (e.g. person size);
-                finite.
-
-        Returns:
-            float64 array of shape S.
-
-        Raises:
-            ValueError: for a t that is not finite or not after the previous call's, a
-                non-finite scale, a mask not broadcastable to S, or an S that changed:
-                any of them would corrupt the state for every later call.
-        """
-        x = np.asarray(x, dtype=np.float64)
-        t = self._checked_time(t)
-        if self._state is not None and x.shape != self._state.x.shape:
-            raise ValueError(f"OneEuroFilter: x must keep the shape of the first call's, "
-                             f"{self._state.x.shape}, got {x.shape}")
-        seen = self._checked_mask(mask, x.shape)
-        if not np.all(np.isfinite(scale)):
-            raise ValueError(f"OneEuroFilter: scale must be finite, got {scale!r}")
-        if self._state is None:
-            self._state = _EuroState.empty(x.shape)
-        # Non-finite values are not observations: NaN or inf in the state would stay there.
-        finite = np.isfinite(x)
-        out = _euro_step(self.config, self._state, np.where(finite, x, 0.0), t,
-                         seen & finite, scale)
-        self._t = t
-        return np.where(finite, out, x)
-
-    def _checked_time(self, t: float) -> float:
-        if not (isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t)):
-            raise ValueError(f"OneEuroFilter: t must be a finite number of seconds, got {t!r}")
-        if self._t is not None and not t > self._t:
-            raise ValueError(f"OneEuroFilter: t must exceed the previous call's ({self._t!r} "
-                             f"s), got {t!r}")
-        return float(t)
-
-    @staticmethod
-    def _checked_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-        if mask is None:
-            return np.ones(shape, bool)
-        try:
-            return np.broadcast_to(mask, shape)
-        except ValueError:
-            raise ValueError(f"OneEuroFilter: mask must be broadcastable to x's shape {shape},"
-                             f" got shape {np.shape(mask)}") from None
+from aepose.tracking.one_euro import OneEuroConfig
+from aepose.tracking.similarity import box_areas, keypoint_boxes, pose_similarity
+from aepose.tracking.tracks import Tracks
+from aepose.validate import instance_of, integer_in, number_in, require
 
 
 @dataclass(frozen=True)
@@ -306,23 +116,25 @@ class TrackerConfig:
     fps: float = 25.0
 
     def __post_init__(self) -> None:
-        unit = "in [0, 1]", lambda v: 0 <= v <= 1
-        _check(self, [
-            ("max_age", "an int", ">= 0", lambda v: v >= 0),
-            ("keypoint_threshold", "a number", *unit),
-            ("min_keypoints", "an int", ">= 1", lambda v: v >= 1),
+        # Settings built from arrays at run time: NumPy numbers are welcome.
+        require(
+            self, "TrackerConfig",
+            max_age=integer_in(self.max_age, 0, numpy=True),
+            keypoint_threshold=number_in(self.keypoint_threshold, 0, 1, numpy=True),
+            min_keypoints=integer_in(self.min_keypoints, 1, numpy=True),
             # Person scores are in [0, 1] (as the CLI's --track-min-score): above 1 would
             # silently track nobody.
-            ("min_score", "a number", *unit),
-            ("oks_weight", "a number", *unit),
-            ("min_similarity", "a number", *unit),
-            ("miss_penalty", "a number", ">= 0", lambda v: 0 <= v < math.inf),
-            ("velocity_momentum", "a number", "in [0, 1)", lambda v: 0 <= v < 1),
-            ("keypoint_motion", "a number", *unit),
-            ("smooth", "a bool", "", None),
-            ("one_euro", "a OneEuroConfig", "", None),
-            ("fps", "a number", "> 0", lambda v: 0 < v < math.inf),
-        ])
+            min_score=number_in(self.min_score, 0, 1, numpy=True),
+            oks_weight=number_in(self.oks_weight, 0, 1, numpy=True),
+            min_similarity=number_in(self.min_similarity, 0, 1, numpy=True),
+            miss_penalty=number_in(self.miss_penalty, 0, numpy=True),
+            velocity_momentum=number_in(self.velocity_momentum, 0, 1, high_open=True,
+                                        numpy=True),
+            keypoint_motion=number_in(self.keypoint_motion, 0, 1, numpy=True),
+            smooth=instance_of(self.smooth, bool),
+            one_euro=instance_of(self.one_euro, OneEuroConfig),
+            fps=number_in(self.fps, 0, low_open=True, numpy=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -354,125 +166,6 @@ class PoseLike(Protocol):
     def score(self) -> float: ...
 
 
-@dataclass
-class _Tracks:
-    """The live tracks as a table (T rows), so that each frame costs a few array operations
-    whatever the number of people.
-
-    xy is where the keypoints were at ``last_frame`` (observed, or predicted for keypoints
-    missed then); seen marks keypoints observed at least once; velocity is in pixels per
-    frame; euro holds the smoothing state ([T, K, 2]).
-    """
-
-    ids: np.ndarray  # [T] int64
-    xy: np.ndarray  # [T, K, 2] float64
-    seen: np.ndarray  # [T, K] bool
-    velocity: np.ndarray  # [T, K, 2]
-    last_frame: np.ndarray  # [T] int64
-    hits: np.ndarray  # [T] int64
-    euro: _EuroState
-
-    @classmethod
-    def empty(cls, k: int) -> _Tracks:
-        return cls(np.zeros(0, np.int64), np.zeros((0, k, 2)), np.zeros((0, k), bool),
-                   np.zeros((0, k, 2)), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                   _EuroState.empty((0, k, 2)))
-
-    def predict(self, frame: int, keypoint_motion: float) -> np.ndarray:
-        """[T, K, 2] keypoints at ``frame``: constant velocity over the frames since seen,
-        each keypoint's velocity shrunk towards its track's mean by ``keypoint_motion``."""
-        steps = (frame - self.last_frame)[:, None, None]
-        seen = self.seen[..., None]
-        body = (self.velocity * seen).sum(axis=1, keepdims=True) / np.maximum(
-            seen.sum(axis=1, keepdims=True), 1)
-        return self.xy + (body + keypoint_motion * (self.velocity - body)) * steps
-
-    def select(self, rows: np.ndarray) -> _Tracks:
-        """The tracks at rows (bool mask or indices)."""
-        e = self.euro
-        euro = _EuroState(e.x[rows], e.raw[rows], e.dx[rows], e.t[rows], e.started[rows])
-        return _Tracks(self.ids[rows], self.xy[rows], self.seen[rows], self.velocity[rows],
-                       self.last_frame[rows], self.hits[rows], euro)
-
-    def append(self, ids: np.ndarray, xy: np.ndarray, seen: np.ndarray, frame: int) -> _Tracks:
-        """This table plus new tracks born at ``frame`` (ids [N], xy [N, K, 2], seen [N, K])."""
-        n = len(ids)
-        born = _Tracks(ids, xy.copy(), seen.copy(), np.zeros_like(xy),
-                       np.full(n, frame, np.int64), np.ones(n, np.int64),
-                       _EuroState.empty(xy.shape))
-        e, b = self.euro, born.euro
-        euro = _EuroState(*(np.concatenate([getattr(e, f), getattr(b, f)])
-                            for f in ("x", "raw", "dx", "t", "started")))
-        return _Tracks(np.concatenate([self.ids, ids]), np.concatenate([self.xy, born.xy]),
-                       np.concatenate([self.seen, born.seen]),
-                       np.concatenate([self.velocity, born.velocity]),
-                       np.concatenate([self.last_frame, born.last_frame]),
-                       np.concatenate([self.hits, born.hits]), euro)
-
-
-def keypoint_boxes(xy: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Boxes around the valid keypoints.
-
-    Args:
-        xy: [N, K, 2]; valid: [N, K] bool.
-
-    Returns:
-        [N, 4] x0, y0, x1, y1 (all zeros for a pose without valid keypoints).
-    """
-    any_valid = valid.any(axis=1, keepdims=True)
-    big = np.where(valid[..., None], xy, np.inf).min(axis=1)
-    small = np.where(valid[..., None], xy, -np.inf).max(axis=1)
-    return np.where(any_valid, np.concatenate([big, small], axis=1), 0.0)
-
-
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    """[N] areas of [N, 4] boxes."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a [T, 4] with every box in b [P, 4] (x0, y0, x1, y1) -> [T, P]."""
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(high - low, 0, None).prod(axis=-1)
-    return inter / (_areas(a)[:, None] + _areas(b)[None] - inter + _EPS)
-
-
-def pairwise_oks(
-    xy_a: np.ndarray,
-    valid_a: np.ndarray,
-    xy_b: np.ndarray,
-    valid_b: np.ndarray,
-    sigmas: np.ndarray,
-) -> np.ndarray:
-    """OKS of every pose in a with every pose in b, over keypoints valid in both.
-
-    Args:
-        xy_a: [T, K, 2], valid_a: [T, K] bool; xy_b: [P, K, 2], valid_b: [P, K] bool.
-        sigmas: [K] OKS sigmas.
-
-    Returns:
-        [T, P] in [0, 1]; 0 for pairs sharing no valid keypoint. The area is the mean of
-        the two poses' valid-keypoint box areas (as ``oks_nms``, which uses all keypoints).
-    """
-    area_a = _areas(keypoint_boxes(xy_a, valid_a))
-    area_b = _areas(keypoint_boxes(xy_b, valid_b))
-    return _oks(xy_a, valid_a, area_a, xy_b, valid_b, area_b, sigmas)
-
-
-def _oks(
-    xy_a: np.ndarray, valid_a: np.ndarray, area_a: np.ndarray,
-    xy_b: np.ndarray, valid_b: np.ndarray, area_b: np.ndarray, sigmas: np.ndarray,
-) -> np.ndarray:
-    """:func:`pairwise_oks` with the areas ([T], [P]) given."""
-    mean_area = (area_a[:, None] + area_b[None]) / 2 + _EPS  # [T, P]
-    squared = ((xy_a[:, None] - xy_b[None]) ** 2).sum(axis=-1)  # [T, P, K]
-    e = squared / ((2 * sigmas) ** 2 * 2) / mean_area[..., None]
-    both = valid_a[:, None] & valid_b[None]  # [T, P, K]
-    total = (np.exp(-e) * both).sum(axis=-1)
-    return total / np.maximum(both.sum(axis=-1), 1)
-
-
 def _type_name(value: object) -> str:
     return f"a {type(value).__name__}"
 
@@ -498,14 +191,14 @@ class PoseTracker:
         values = sigmas.sigmas if isinstance(sigmas, KeypointSpec) else sigmas
         self.sigmas = np.asarray(values, dtype=np.float64)
         if config is not None and not isinstance(config, TrackerConfig):
-            raise ValueError(f"PoseTracker: config must be a TrackerConfig, got "
-                             f"{_type_name(config)} {config!r}")
+            raise AeposeError(f"PoseTracker: config must be a TrackerConfig, got "
+                              f"{_type_name(config)} {config!r}")
         self.config = config or TrackerConfig()
         self.reset()
 
     def reset(self) -> None:
         """Forget all tracks and restart IDs at 0 (a new video)."""
-        self.tracks = _Tracks.empty(len(self.sigmas))
+        self.tracks = Tracks.empty(len(self.sigmas))
         self.frame = -1  # index of the last frame given to update()
         self.next_id = 0
         self._time_s: float | None = None  # the last frame's time, given or by fps
@@ -544,7 +237,7 @@ class PoseTracker:
             One :class:`TrackedPose` per input pose, in input order.
 
         Raises:
-            ValueError: for keypoints or scores of the wrong shape, or a timestamp not
+            AeposeError: for keypoints or scores of the wrong shape, or a timestamp not
                 finite or not after the previous frame's; the tracker is then unchanged.
         """
         points, person_scores = self._frame_arrays(keypoints, scores)
@@ -559,7 +252,8 @@ class PoseTracker:
         strong = np.isfinite(person_scores) & (person_scores >= self.config.min_score)
         self._drop_old_tracks()
         rows, cols = self._assign(xy, valid, strong)
-        self._extend(rows, cols, xy, valid)
+        self.tracks.extend(rows, xy[cols], valid[cols], self.frame,
+                           self.config.velocity_momentum, self.config.keypoint_motion)
         ids = np.full(len(points), -1, dtype=np.int64)
         ids[cols] = self.tracks.ids[rows]
         enough = valid.sum(axis=1) >= self.config.min_keypoints
@@ -583,8 +277,8 @@ class PoseTracker:
         arrays = [np.asarray(p.keypoints) for p in poses]
         for i, a in enumerate(arrays):
             if a.ndim != 2 or a.shape[0] != k or a.shape[1] < 3:
-                raise ValueError(f"PoseTracker.update_poses: pose {i}'s keypoints must be "
-                                 f"[{k}, 3] (x, y, score), got shape {a.shape}")
+                raise AeposeError(f"PoseTracker.update_poses: pose {i}'s keypoints must be "
+                                  f"[{k}, 3] (x, y, score), got shape {a.shape}")
         points = np.stack([a[:, :3] for a in arrays]) if poses else np.zeros((0, k, 3))
         return self.update(points, [float(p.score) for p in poses], timestamp_ms)
 
@@ -593,31 +287,31 @@ class PoseTracker:
     def _frame_arrays(self, keypoints: np.ndarray,
                       scores: np.ndarray | Sequence[float] | None
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """update's inputs as float64 [P, K, 3] and [P], or one ValueError saying why not."""
+        """update's inputs as float64 [P, K, 3] and [P], or one AeposeError saying why not."""
         k, what = len(self.sigmas), "PoseTracker.update"
         expected = f"keypoints must be [P, {k}, 3] (x, y, score)"
         try:
             points = np.asarray(keypoints, dtype=np.float64)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{what}: {expected}, got {_type_name(keypoints)} that is not "
-                             f"an array of numbers ({error})") from None
+            raise AeposeError(f"{what}: {expected}, got {_type_name(keypoints)} that is not "
+                              f"an array of numbers ({error})") from None
         if points.shape == (0,):  # [] or np.zeros(0): a frame without people
             points = points.reshape(0, k, 3)
         if points.ndim != 3 or points.shape[1:] != (k, 3):
-            raise ValueError(f"{what}: {expected}, got shape {points.shape}")
+            raise AeposeError(f"{what}: {expected}, got shape {points.shape}")
         if scores is None:
             return points, np.ones(len(points))
         try:
             values = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{what}: scores must be [P] numbers, got {_type_name(scores)} "
-                             f"({error})") from None
+            raise AeposeError(f"{what}: scores must be [P] numbers, got {_type_name(scores)} "
+                              f"({error})") from None
         if values.ndim != 1:
-            raise ValueError(f"{what}: scores must be [P] (one per person), got shape "
-                             f"{values.shape}")
+            raise AeposeError(f"{what}: scores must be [P] (one per person), got shape "
+                              f"{values.shape}")
         if len(values) != len(points):
-            raise ValueError(f"{what}: {_count(len(points), 'person', 'people')} but "
-                             f"{_count(len(values), 'score', 'scores')}")
+            raise AeposeError(f"{what}: {_count(len(points), 'person', 'people')} but "
+                              f"{_count(len(values), 'score', 'scores')}")
         return points, values
 
     def _next_time_s(self, timestamp_ms: float | None) -> float:
@@ -629,16 +323,16 @@ class PoseTracker:
               and math.isfinite(timestamp_ms)):
             time_s = float(timestamp_ms) / 1000.0
         else:
-            raise ValueError(f"PoseTracker.update: timestamp_ms must be a finite number, "
-                             f"got {timestamp_ms!r}")
+            raise AeposeError(f"PoseTracker.update: timestamp_ms must be a finite number, "
+                              f"got {timestamp_ms!r}")
         if self._time_s is not None and not time_s > self._time_s:
             previous = f"the previous frame's time ({round(self._time_s * 1000, 3)} ms)"
             if timestamp_ms is not None:
-                raise ValueError(f"PoseTracker.update: timestamp_ms must be after {previous},"
-                                 f" got {timestamp_ms!r}")
-            raise ValueError(f"PoseTracker.update: frame {self.frame + 1}'s default time "
-                             f"({round(time_s * 1000, 3)} ms, frame * 1000 / fps) is not after "
-                             f"{previous}; give timestamp_ms for every frame or for none")
+                raise AeposeError(f"PoseTracker.update: timestamp_ms must be after {previous},"
+                                  f" got {timestamp_ms!r}")
+            raise AeposeError(f"PoseTracker.update: frame {self.frame + 1}'s default time "
+                              f"({round(time_s * 1000, 3)} ms, frame * 1000 / fps) is not after "
+                              f"{previous}; give timestamp_ms for every frame or for none")
         return time_s
 
     def _drop_old_tracks(self) -> None:
@@ -652,11 +346,8 @@ class PoseTracker:
         (valid [P, K]), miss penalty included; the gate is applied by the caller."""
         cfg, tracks = self.config, self.tracks
         predicted = tracks.predict(self.frame, cfg.keypoint_motion)  # [T, K, 2]
-        box_t, box_d = keypoint_boxes(predicted, tracks.seen), keypoint_boxes(xy, valid)
-        oks = _oks(predicted, tracks.seen, _areas(box_t), xy, valid, _areas(box_d),
-                   self.sigmas)
         missed = (self.frame - tracks.last_frame - 1).astype(np.float64)
-        return (cfg.oks_weight * oks + (1 - cfg.oks_weight) * box_iou(box_t, box_d)
+        return (pose_similarity(predicted, tracks.seen, xy, valid, self.sigmas, cfg.oks_weight)
                 - cfg.miss_penalty * missed[:, None])
 
     def _assign(self, xy: np.ndarray, valid: np.ndarray, strong: np.ndarray
@@ -672,29 +363,6 @@ class PoseTracker:
         keep = sim[rows, picked] >= gate
         return rows[keep], cols[picked[keep]]
 
-    def _extend(self, rows: np.ndarray, cols: np.ndarray, xy: np.ndarray, valid: np.ndarray
-                ) -> None:
-        """Add this frame's paired detections (cols) to their tracks (rows)."""
-        tr = self.tracks
-        steps = (self.frame - tr.last_frame[rows]).astype(np.float64)[:, None, None]
-        old_xy, old_v = tr.xy[rows], tr.velocity[rows]
-        obs = valid[cols]  # [N, K]
-        both = obs & tr.seen[rows]
-        measured = (xy[cols] - old_xy) / steps
-        # The first measured velocity is taken as is; later ones are averaged.
-        m = np.where(tr.hits[rows] > 1, self.config.velocity_momentum, 0.0)[:, None, None]
-        v = np.where(both[..., None], m * old_v + (1 - m) * measured, old_v)
-        # Joints seen for the first time move with the body (their track's mean velocity).
-        count = np.maximum(both.sum(axis=1), 1)[:, None]
-        body = (v * both[..., None]).sum(axis=1) / count  # [N, 2]
-        v = np.where((obs & ~tr.seen[rows])[..., None], body[:, None], v)
-        predicted = tr.predict(self.frame, self.config.keypoint_motion)[rows]
-        tr.xy[rows] = np.where(obs[..., None], xy[cols], predicted)
-        tr.velocity[rows] = v
-        tr.seen[rows] |= obs
-        tr.last_frame[rows] = self.frame
-        tr.hits[rows] += 1
-
     def _smooth(self, ids: np.ndarray, xy: np.ndarray, valid: np.ndarray, time_s: float
                 ) -> np.ndarray:
         """[P, K, 2]: xy passed through the One-Euro filters of the tracks they belong to."""
@@ -704,12 +372,9 @@ class PoseTracker:
             return out
         # Rows of those tracks: the table holds each ID once, sorted by birth (= by ID).
         rows = np.searchsorted(self.tracks.ids, ids[tracked])
-        e = self.tracks.euro
-        state = _EuroState(e.x[rows], e.raw[rows], e.dx[rows], e.t[rows], e.started[rows])
         boxes = keypoint_boxes(xy[tracked], valid[tracked])
-        size = np.sqrt(np.maximum(_areas(boxes), 1.0))[:, None, None]
-        seen = np.broadcast_to(valid[tracked][..., None], state.x.shape)
-        out[tracked] = _euro_step(self.config.one_euro, state, xy[tracked], time_s, seen, size)
-        e.x[rows], e.raw[rows], e.dx[rows] = state.x, state.raw, state.dx
-        e.t[rows], e.started[rows] = state.t, state.started
+        size = np.sqrt(np.maximum(box_areas(boxes), 1.0))[:, None, None]
+        seen = np.broadcast_to(valid[tracked][..., None], xy[tracked].shape)
+        out[tracked] = self.tracks.smooth(rows, xy[tracked], seen, time_s,
+                                          self.config.one_euro, size)
         return out
