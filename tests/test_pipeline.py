@@ -38,14 +38,9 @@ from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes
 from aepose.errors import AeposeError
 from aepose.models import build_model
-from aepose.pipeline.engine import (
-    MAX_INPUT_PIXELS,
-    Decoded,
-    PostProcess,
-    Stages,
-    stream,
-)
+from aepose.pipeline.engine import stream
 from aepose.pipeline.predictor import predict_images
+from aepose.pipeline.stages import MAX_INPUT_PIXELS, Decoded, PostProcess, Stages
 from aepose.pipeline.timer import StageTimer
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
@@ -292,7 +287,7 @@ def test_a_killed_decode_worker_stops_the_stream_in_one_line(crowd) -> None:
 _ORPHANED_POOL = """
 import multiprocessing, time
 import torch
-from aepose.pipeline.engine import decode_pool
+from aepose.pipeline.workers import decode_pool
 pool = decode_pool(torch.device("cpu"), 2)  # its workers have all started when it returns
 print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)
 time.sleep(300)

@@ -25,8 +25,8 @@ from aepose.config import get_preset
 from aepose.data import back_project
 from aepose.data.dataset import normalize_image
 from aepose.models import build_model
-from aepose.pipeline.engine import Stages
 from aepose.pipeline.predictor import predict_images
+from aepose.pipeline.stages import Stages
 
 SIMPLE = "hrnet_tiny_aic_128"
 HIGHER = "higherhrnet_tiny_crowdpose_128"

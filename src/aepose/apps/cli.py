@@ -1104,7 +1104,7 @@ def _run(argv: Sequence[str] | None) -> int:
         # reads this when torch loads, which happens below; a value the user set wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.command in _IMAGE_COMMANDS:
-        from aepose.pipeline.engine import keep_freed_memory
+        from aepose.pipeline.workers import keep_freed_memory
 
         keep_freed_memory()
     try:

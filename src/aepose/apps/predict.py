@@ -52,7 +52,7 @@ class PredictOptions:
     """How ``aepose predict`` runs and what it writes.
 
     batch_size: images per forward pass; read_workers: reading threads; decode_workers:
-    post-processing workers (None: :func:`~aepose.pipeline.engine.default_decode_workers`);
+    post-processing workers (None: :func:`~aepose.pipeline.workers.default_decode_workers`);
     draw: write overlays; keypoint_threshold: keypoint score needed to draw it; min_score:
     people below it are left out of every output; weights: what to record as the weights;
     overwrite: replace the outputs of an earlier run in the folder; progress: a bar.

@@ -23,7 +23,8 @@ from aepose.data.dataset import EvalImage, eval_images
 from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.engine.evaluation import evaluate_keypoints, results_from_poses, write_results
 from aepose.keypoints import get_spec
-from aepose.pipeline.engine import Stages, named_error, stream
+from aepose.pipeline.engine import named_error, stream
+from aepose.pipeline.stages import Stages
 
 __all__ = ["EvalResult", "evaluate_model"]
 
@@ -58,7 +59,7 @@ def evaluate_model(
     :func:`~aepose.pipeline.predictor.with_test_settings`). Images whose test inputs have the same
     size share a forward pass (up to ``batch_size`` of them); ``workers`` threads read
     them, ``decode_workers`` decode them (default
-    :func:`~aepose.pipeline.engine.default_decode_workers`). ``results_file``, when given,
+    :func:`~aepose.pipeline.workers.default_decode_workers`). ``results_file``, when given,
     receives the COCO-format records (written by rank 0).
     """
     spec = get_spec(cfg.data.dataset)

@@ -30,8 +30,9 @@ from aepose.data.coco import read_image
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order, to_rgb
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.engine import Prepared, Result, Stages, prepare, stream
+from aepose.pipeline.engine import Result, stream
 from aepose.pipeline.pose import Pose
+from aepose.pipeline.stages import Prepared, Stages, prepare
 
 __all__ = [
     "ImageInput",
@@ -79,7 +80,7 @@ def preprocess(
         scales: test scales (default ``config.test.scales``).
 
     Returns:
-        :class:`~aepose.pipeline.engine.Prepared`: ``inputs``, one float32 [3, h_s, w_s] per
+        :class:`~aepose.pipeline.stages.Prepared`: ``inputs``, one float32 [3, h_s, w_s] per
         test scale (largest first): the image resized with its aspect kept so that the short
         side is the input size and both sides are multiples of 64, black-padded, then
         ``(rgb / 255 - mean) / std`` with ImageNet's RGB mean and std; ``sizes``

@@ -33,10 +33,11 @@ import torch
 
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order
-from aepose.pipeline.engine import Result, decode_pool, default_decode_workers, named_error, stream
+from aepose.pipeline.engine import Result, named_error, stream
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.predictor import ImageInput, Predictor, load_rgb
 from aepose.pipeline.timer import StageTimer
+from aepose.pipeline.workers import decode_pool, default_decode_workers
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.video.readers import FALLBACK_FPS, FrameReader, open_video
 from aepose.video.sources import SourceItem, expand_sources
@@ -80,7 +81,7 @@ class RunOptions:
 
     batch_size: most images per forward pass; read_workers: reading threads;
     decode_workers: post-processing workers (None:
-    :func:`~aepose.pipeline.engine.default_decode_workers` when there is more than one image
+    :func:`~aepose.pipeline.workers.default_decode_workers` when there is more than one image
     or any video, else 0); keep_images: put each image in its Prediction; min_score: people
     scoring below it are left out (None: none are).
 

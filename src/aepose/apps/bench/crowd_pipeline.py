@@ -16,8 +16,9 @@ from aepose.apps.bench.job import Job
 from aepose.apps.bench.weights import bench_model, reset_compiler
 from aepose.config import with_test_settings
 from aepose.data.transforms import test_sizes
-from aepose.pipeline.engine import Result, Stages, prepare, stream
+from aepose.pipeline.engine import Result, stream
 from aepose.pipeline.network import FastNetwork
+from aepose.pipeline.stages import Stages, prepare
 from aepose.pipeline.timer import StageTimer
 
 __all__ = ["PARTS", "crowd_pipeline", "pipeline_facts", "run_stream"]

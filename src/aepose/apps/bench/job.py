@@ -15,8 +15,8 @@ from torch import nn
 
 from aepose.config import Config, get_preset
 from aepose.errors import AeposeError
-from aepose.pipeline.engine import default_decode_workers
 from aepose.pipeline.network import check_compile_mode
+from aepose.pipeline.workers import default_decode_workers
 from aepose.precision import PRECISIONS
 
 __all__ = ["Job", "check_dtype", "cudnn_autotune", "device_of", "make_job"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 from aepose.apps.bench.crowd_pipeline import PARTS, crowd_pipeline, pipeline_facts, run_stream
 from aepose.apps.bench.job import Job
 from aepose.apps.bench.measure import Outcome, measure
-from aepose.pipeline.engine import Result, decode_pool
+from aepose.pipeline.engine import Result
 from aepose.pipeline.timer import StageTimer
+from aepose.pipeline.workers import decode_pool
 
 __all__ = ["time_pipeline"]
 

@@ -50,7 +50,7 @@ def run_benchmark(
     generated images of ``image_size`` (W, H) run as one batch; pipeline: images per
     forward pass, of ``images`` per iteration (default 32) streamed with
     ``decode_workers`` post-processing workers (default
-    :func:`~aepose.pipeline.engine.default_decode_workers`)); ``input_size`` S of the
+    :func:`~aepose.pipeline.workers.default_decode_workers`)); ``input_size`` S of the
     square network input for forward/train/decode (default: the preset's; e2e always uses the
     preset's test sizing); ``people``: people drawn in the decode stage's maps. ``dtype``,
     ``compile`` (a mode of :data:`aepose.pipeline.predictor.COMPILE_MODES`, None for eager) and
