@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from aepose.apps.predict import PredictSummary
     from aepose.config import Config
     from aepose.engine.distributed import DistInfo
-    from aepose.io import RunLock
     from aepose.pipeline.predictor import Predictor
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
@@ -409,12 +408,16 @@ def _cmd_test(args: argparse.Namespace) -> None:
         return
     if args.weights is None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
-    from aepose.engine.distributed import broadcast_object, init_distributed, shutdown
+    from aepose.engine.distributed import (
+        broadcast_object,
+        claim_run_folder_on_all_ranks,
+        init_distributed,
+        shutdown,
+    )
     from aepose.engine.eval_loop import evaluate_model
     from aepose.models.checkpoint import load_with_config
 
     info = init_distributed(args.device)
-    lock = None
     try:
         network, cfg = load_with_config(args.weights, preset=args.preset, device=info.device)
         cfg = _test_config(cfg, args)
@@ -423,46 +426,30 @@ def _cmd_test(args: argparse.Namespace) -> None:
         out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
         # Everything that can refuse the outputs does so now, not after the evaluation.
-        lock = _claim_test_folder(out, info, args.overwrite)
-        result = evaluate_model(
-            model, cfg, ann, images, info, batch_size=args.batch_size, workers=args.workers,
-            decode_workers=args.decode_workers, results_file=out / "results.json",
-            progress=sys.stderr.isatty())
-        _check_images_found(result.images, result.skipped, ann, images)
-        if info.is_main:
-            report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
-                      "scales": list(cfg.test.scales), "flip": cfg.test.flip,
-                      "test": dataclasses.asdict(cfg.test), "images": result.images,
-                      "people": result.people, "seconds": result.seconds,
-                      "skipped": list(result.skipped), "metrics": result.metrics}
-            _finish_test(report, cfg.data.dataset, out / "metrics.json")
+        with claim_run_folder_on_all_ranks(out, info, _refuse_outputs(args.overwrite)):
+            result = evaluate_model(
+                model, cfg, ann, images, info, batch_size=args.batch_size,
+                workers=args.workers, decode_workers=args.decode_workers,
+                results_file=out / "results.json", progress=sys.stderr.isatty())
+            _check_images_found(result.images, result.skipped, ann, images)
+            if info.is_main:
+                report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
+                          "scales": list(cfg.test.scales), "flip": cfg.test.flip,
+                          "test": dataclasses.asdict(cfg.test), "images": result.images,
+                          "people": result.people, "seconds": result.seconds,
+                          "skipped": list(result.skipped), "metrics": result.metrics}
+                _finish_test(report, cfg.data.dataset, out / "metrics.json")
     finally:
-        if lock is not None:
-            lock.release()
         shutdown()
 
 
-def _claim_test_folder(out: Path, info: DistInfo, overwrite: bool) -> RunLock | None:
-    """Rank 0 locks ``out`` (proving it writable) and refuses to replace an earlier run's
-    files without ``--overwrite``; every rank learns the verdict, so all stop together."""
-    from aepose.engine.distributed import broadcast_object
-    from aepose.io import RunLock
+def _refuse_outputs(overwrite: bool) -> Callable[[Path], None]:
+    """The claim's check: an earlier run's files in the folder, unless told to replace them."""
+    def refuse(folder: Path) -> None:
+        for name in ("metrics.json", "results.json"):
+            _refuse_existing(folder / name, overwrite)
 
-    lock, problem = None, None
-    if info.is_main:
-        try:
-            lock = RunLock(out)
-            lock.acquire()
-            for name in ("metrics.json", "results.json"):
-                _refuse_existing(out / name, overwrite)
-        except AeposeError as error:
-            if lock is not None:
-                lock.release()
-            lock, problem = None, str(error)
-    problem = broadcast_object(problem, info)
-    if problem is not None:
-        raise AeposeError(problem)
-    return lock
+    return refuse
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
@@ -653,7 +640,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from aepose.engine.distributed import resolve_device
+    from aepose.device import resolve_device
     from aepose.io import check_writable, write_text
 
     resolve_device(args.device)  # a device this machine lacks: one line, before timing
