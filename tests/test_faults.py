@@ -152,7 +152,7 @@ def test_test_into_a_read_only_folder_stops_before_the_evaluation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(aepose_io, "_reserve", _read_only)
-    monkeypatch.setattr("aepose.engine.eval_loop.evaluate_model", _never("the evaluation"))
+    monkeypatch.setattr("aepose.apps.test.evaluate_model", _never("the evaluation"))
     code, _, err = run_cli(capsys, *_test_args(setup, tmp_path / "out"))
     assert_one_line(code, err)
     assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err

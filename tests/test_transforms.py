@@ -87,10 +87,11 @@ def test_test_sizes_centre_rounds_half_to_even_and_scales_sort_descending() -> N
 
 
 def test_library_classes_named_test_are_not_collected(tmp_path: Path) -> None:
-    """pyproject's python_classes: a test module that imports TestConfig or TestSizes
-    collects only its own tests, without a collection warning."""
+    """pyproject's python_classes: a test module that imports TestConfig, TestSizes or
+    TestOptions collects only its own tests, without a collection warning."""
     module = tmp_path / "test_imports.py"
-    module.write_text("from aepose.config import TestConfig\n"
+    module.write_text("from aepose.apps.test import TestOptions\n"
+                      "from aepose.config import TestConfig\n"
                       "from aepose.data import TestSizes\n\n\n"
                       "def test_own() -> None:\n    pass\n")
     done = subprocess.run(
