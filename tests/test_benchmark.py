@@ -34,7 +34,8 @@ from aepose.codec.candidates import nms_heatmaps
 from aepose.codec.decode import decode_poses
 from aepose.config import get_preset
 from aepose.data.dataset import normalize_image
-from aepose.data.transforms import resize_align, test_sizes
+from aepose.data.transforms import resize_align
+from aepose.data.transforms import test_sizes as compute_test_sizes
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
 from aepose.models import build_model
@@ -132,7 +133,7 @@ def test_pipeline_row_reports_stage_rates_and_overlap() -> None:
 def test_mimic_trained_maps_gives_the_asked_candidates_and_tag_spread() -> None:
     cfg = get_preset(HIGHER)
     model = realistic_weights(build_model(cfg))
-    sizes = test_sizes(*SMALL_IMAGE, cfg.data.input_size)
+    sizes = compute_test_sizes(*SMALL_IMAGE, cfg.data.input_size)
     batch = torch.stack([normalize_image(resize_align(im, sizes))
                          for im in crowd_images(2, SMALL_IMAGE, seed=1)])
     mimic_trained_maps(model, cfg, batch, candidates=12, tag_std=0.2)

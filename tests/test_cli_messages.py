@@ -176,7 +176,7 @@ def test_benchmark_json_is_checked_before_timing(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("timed although --json cannot be written")
 
-    monkeypatch.setattr("aepose.apps.bench.run_benchmark", never)
+    monkeypatch.setattr("aepose.apps.bench.command.run_benchmark", never)
     (tmp_path / "file").write_text("")
     code, _, err = run_cli(capsys, "benchmark", "--preset", TINY, "--json",
                            str(tmp_path / "file" / "rows.json"))
@@ -226,7 +226,7 @@ def test_train_stopped_by_ctrl_c_exits_130_naming_the_checkpoint(
     from aepose.engine.train import TrainResult
 
     ckpt = tmp_path / "run" / "last.pth"
-    monkeypatch.setattr("aepose.engine.train.train", lambda cfg, options: TrainResult(
+    monkeypatch.setattr("aepose.apps.train.train", lambda cfg, options: TrainResult(
         ckpt.parent, ckpt, 1, 7, True, {}))
     extra = ["--stop-after", stop_after] if stop_after else []
     result = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(tmp_path), *extra)
@@ -240,6 +240,6 @@ def test_ctrl_c_anywhere_is_one_line_and_130(
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("aepose.hub.download", interrupt)
+    monkeypatch.setattr("aepose.apps.models.download", interrupt)
     code, _, err = run_cli(capsys, "download", "hrnet_w32_aic_512")
     assert code == 130 and err == "aepose: interrupted\n"

@@ -61,15 +61,18 @@ def test_import_aepose_is_lazy_and_names_still_work() -> None:
 
 
 @pytest.mark.parametrize(("command", "policy"), [("predict", "PASSIVE"), ("train", "unset")])
-def test_streaming_commands_let_openmp_wait_passively(command: str, policy: str) -> None:
+def test_streaming_commands_let_openmp_wait_passively(
+    command: str, policy: str, tmp_path: Path
+) -> None:
     """predict and test run decode workers beside the network: OpenMP must not spin on the
     cores they need; training has no such workers and keeps OpenMP's default."""
     argv = {"predict": ["predict", "missing.jpg", "--weights", "missing.pth"],
             "train": ["train", "--preset", "missing", "--data-root", "."]}[command]
     code = ("import os, sys; from aepose.apps.cli import main; main(sys.argv[1:]); "
             "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+    # In tmp_path: predict makes its default output folder (runs/predict-TIMESTAMP) there.
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""})
+                          timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""}, cwd=tmp_path)
     assert done.stdout.split()[-1:] == [policy], done.stderr
 
 

@@ -118,7 +118,8 @@ def test_fuzzed_export_numbers(
 
 
 def test_export_opset_99_names_the_range(capsys: pytest.CaptureFixture[str]) -> None:
-    import onnx
+    onnx = pytest.importorskip("onnx", reason="the range ends at the newest opset onnx knows "
+                               "(pip install 'aepose[export]')")
 
     code, _, err = run_cli(capsys, "export", "--weights", "w.pth", "--output", "m.onnx",
                            "--opset", "99")

@@ -1,4 +1,5 @@
-"""resolve_device: the one default-device rule, and an unavailable device in one line."""
+"""aepose.device: the one default-device rule, and an unavailable device in one line; the
+run-folder claim every rank agrees on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 from helpers import run_cli
 
-from aepose.engine.distributed import init_distributed, resolve_device
+from aepose.device import default_device, resolve_device
+from aepose.engine.distributed import DistInfo, claim_run_folder_on_all_ranks, init_distributed
 from aepose.errors import AeposeError
 
 
@@ -16,6 +18,13 @@ def test_default_is_cuda_when_available_else_cpu() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device(None).type == resolve_device("").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_default_device_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda")
 
 
 @pytest.mark.parametrize(("name", "message"), [
@@ -49,3 +58,20 @@ def test_a_missing_gpu_index_names_the_ones_there(monkeypatch: pytest.MonkeyPatc
                        r"cuda:0 to cuda:1"):
         resolve_device("cuda:7")
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_one_rank_claims_the_run_folder_and_holds_it(tmp_path: Path) -> None:
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    with claim_run_folder_on_all_ranks(tmp_path / "run", info) as folder:
+        assert folder == tmp_path / "run"
+        with pytest.raises(AeposeError, match="in use by another aepose run"), \
+                claim_run_folder_on_all_ranks(folder, info):
+            pass
+    assert not any(folder.iterdir())  # released, lock file and all
+
+    def refuse(folder: Path) -> None:
+        raise AeposeError(f"{folder} holds an earlier run")
+
+    with pytest.raises(AeposeError, match="run holds an earlier run"), \
+            claim_run_folder_on_all_ranks(folder, info, refuse):
+        pass

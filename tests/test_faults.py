@@ -144,7 +144,7 @@ def test_predict_on_a_full_disk_keeps_every_finished_image(
     assert err.rstrip().endswith(f"the images finished before it are in "
                                  f"{out / 'predictions.jsonl'}")
     assert len(_jsonl(out / "predictions.jsonl")) == IMAGES
-    assert sorted(p.name for p in out.iterdir()) == [".aepose.lock", "predictions.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl"]
 
 
 def test_test_into_a_read_only_folder_stops_before_the_evaluation(
@@ -152,7 +152,7 @@ def test_test_into_a_read_only_folder_stops_before_the_evaluation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(aepose_io, "_reserve", _read_only)
-    monkeypatch.setattr("aepose.engine.eval_loop.evaluate_model", _never("the evaluation"))
+    monkeypatch.setattr("aepose.apps.test.evaluate_model", _never("the evaluation"))
     code, _, err = run_cli(capsys, *_test_args(setup, tmp_path / "out"))
     assert_one_line(code, err)
     assert f"cannot write to {tmp_path / 'out'}: Read-only file system" in err
@@ -178,7 +178,7 @@ def test_test_on_a_full_disk_prints_the_table_and_keeps_the_results(
                         "left on device\n")
     assert stdout.split()[:2] == ["AP", "AP50"]
     assert isinstance(json.loads((out / "results.json").read_text()), list)
-    assert sorted(p.name for p in out.iterdir()) == [".aepose.lock", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
 def _never(what: str):  # type: ignore[no-untyped-def]

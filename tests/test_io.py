@@ -215,5 +215,61 @@ def test_run_lock_is_exclusive_within_a_process_and_reusable(tmp_path: Path) -> 
         RunLock(tmp_path).acquire()
     with RunLock(tmp_path):  # released on exit
         pass
+    assert listing(tmp_path) == []  # the lock file goes with the lock
+    (tmp_path / "file").write_text("")
     with pytest.raises(AeposeError, match="not a folder"):
-        RunLock(tmp_path / io.LOCK_NAME).acquire()
+        RunLock(tmp_path / "file").acquire()
+
+
+def test_a_killed_holder_leaves_a_stale_file_that_the_next_run_takes_over(
+    tmp_path: Path,
+) -> None:
+    holder = _hold_lock(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert listing(tmp_path) == [io.LOCK_NAME]  # kill -9: no chance to delete it
+    with RunLock(tmp_path):
+        assert (tmp_path / io.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert listing(tmp_path) == []
+
+
+def test_a_lock_taken_on_a_deleted_file_is_taken_again_on_the_new_one(tmp_path: Path) -> None:
+    """The holder deletes the file when it releases: a waiter that opened the old file
+    must not count the lock it then gets on it (a third process could lock the new one)."""
+    path = tmp_path / "x.lock"
+    first, second = io.FileLock(path), io.FileLock(path)
+    first.acquire(lambda fd: pytest.fail("nobody holds it yet"))
+    seen: list[int] = []
+
+    def release_first(fd: int) -> None:  # called while ``first`` holds it: let it go
+        seen.append(os.fstat(fd).st_ino)
+        first.release()
+
+    fd = second.acquire(release_first)
+    assert second.held and not first.held and len(seen) == 1
+    assert os.fstat(fd).st_ino == os.stat(path).st_ino  # the file at the path, not the old one
+    second.release()
+    assert not path.exists()
+
+
+def test_claim_run_folder_refuses_under_the_lock_and_lets_go_on_refusal(tmp_path: Path) -> None:
+    checked: list[bool] = []
+
+    def refuse_old(folder: Path) -> None:
+        checked.append((folder / io.LOCK_NAME).is_file())  # called with the lock held
+        if (folder / "old.json").exists():
+            raise AeposeError(f"{folder} holds old.json")
+
+    with io.claim_run_folder(tmp_path / "run", refuse_old) as folder:
+        assert folder == tmp_path / "run" and checked == [True]
+        (folder / "old.json").write_text("{}")
+        with pytest.raises(AeposeError, match="in use by another aepose run"), \
+                io.claim_run_folder(folder, refuse_old):
+            pass
+        assert checked == [True]  # a folder in use is refused before the check
+    with pytest.raises(AeposeError, match=r"holds old\.json"), \
+            io.claim_run_folder(tmp_path / "run", refuse_old):
+        pass
+    assert listing(tmp_path / "run") == ["old.json"]  # refused: the lock is gone at once
+    with io.claim_run_folder(tmp_path / "run"):  # no check: any folder will do
+        pass

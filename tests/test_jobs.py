@@ -245,7 +245,7 @@ def test_predict_on_two_ranks_writes_one_merged_output(
     assert [i["file_name"] for i in two["images"]] == [i["file_name"] for i in one["images"]]
     assert two["images"] == one["images"] and sum(len(i["people"]) for i in one["images"]) > 0
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
-        ".aepose.lock", "predictions.json", "results.json"]
+        "predictions.json", "results.json"]
 
 
 def test_predict_results_score_like_test(

@@ -16,7 +16,8 @@ from aepose.codec.decode import decode_poses
 from aepose.codec.targets import encode_targets
 from aepose.config import DATASET_FILES
 from aepose.data.coco import load_annotations
-from aepose.data.transforms import apply_affine, back_project, resize_matrix, test_sizes
+from aepose.data.transforms import apply_affine, back_project, resize_matrix
+from aepose.data.transforms import test_sizes as compute_test_sizes
 from aepose.engine.evaluation import evaluate_keypoints, results_from_poses
 from aepose.keypoints import get_spec
 from aepose.synth import SceneParams, generate_dataset
@@ -52,7 +53,7 @@ def test_ideal_maps_decode_to_ap_one(tmp_path: Path, dataset: str) -> None:
     records = []
     people = 0
     for image in annotations.images:
-        sizes = test_sizes(image.width, image.height, 512, (1,))
+        sizes = compute_test_sizes(image.width, image.height, 512, (1,))
         joints = image.joints.copy()
         joints[..., :2] = apply_affine(joints[..., :2], resize_matrix(sizes))
         joints[joints[..., 2] == 0] = 0

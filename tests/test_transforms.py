@@ -8,6 +8,9 @@ and heatmap resolutions), the flip, and the test-time resize followed by back-pr
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,6 @@ import numpy.typing as npt
 import pytest
 
 from aepose.data import (
-    TestSizes,
     apply_affine,
     back_project,
     bottom_up_affine,
@@ -32,7 +34,8 @@ from aepose.data import (
 from aepose.data import test_sizes as compute_test_sizes
 from aepose.keypoints import AIC, CROWDPOSE
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / ".." / "shared" / "fixtures"
 # cv2's bilinear warp quantises sub-pixel positions to 1/32 px of the SOURCE image
 # (INTER_BITS = 5); in the output that is 1/32 times the magnification.
 CV_SUBPIXEL = 1 / 32
@@ -83,9 +86,23 @@ def test_test_sizes_centre_rounds_half_to_even_and_scales_sort_descending() -> N
     assert compute_test_sizes(335, 427).center == (168, 214)  # 167.5 -> 168, 213.5 -> 214
 
 
-def test_test_sizes_is_not_collected_by_pytest() -> None:
-    assert compute_test_sizes.__test__ is False  # type: ignore[attr-defined]
-    assert TestSizes.__test__ is False
+def test_library_classes_named_test_are_not_collected(tmp_path: Path) -> None:
+    """pyproject's python_classes: a test module that imports TestConfig, TestSizes or
+    TestOptions collects only its own tests, without a collection warning."""
+    module = tmp_path / "test_imports.py"
+    module.write_text("from aepose.apps.test import TestOptions\n"
+                      "from aepose.config import TestConfig\n"
+                      "from aepose.data import TestSizes\n\n\n"
+                      "def test_own() -> None:\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-c", str(ROOT / "pyproject.toml"), "-W", "error::pytest.PytestCollectionWarning",
+         str(module)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+    assert len(collected) == 1 and collected[0].endswith("::test_own"), done.stdout
 
 
 # ------------------------------------------------------- §4.6 back-projection and resize

@@ -609,7 +609,7 @@ def test_cli_video_options_reach_the_run(clip: Path, tmp_path: Path,
     import torch
     from helpers import run_cli
 
-    from aepose.apps.cli import _video_options, build_parser
+    from aepose.apps.cli import _predict_options, build_parser
 
     torch.save({"model": lively(TINY, seed=1).eval().state_dict(),
                 "config": dataclasses.asdict(get_preset(TINY))}, tmp_path / "w.pth")
@@ -625,8 +625,8 @@ def test_cli_video_options_reach_the_run(clip: Path, tmp_path: Path,
         ["predict", "0", "--weights", "w.pth", "--smooth", "--smooth-beta", "2",
          "--track-max-age", "5", "--track-min-score", "0.3", "--duration", "1.5",
          "--no-drop"])
-    options = _video_options(args)
-    assert options["track"] and options["drop"] is False and options["duration_s"] == 1.5
-    tracker = options["tracker"]
+    options = _predict_options(args)
+    assert options.track and options.drop is False and options.duration_s == 1.5
+    tracker = options.tracker
     assert (tracker.smooth, tracker.one_euro.beta, tracker.max_age) == (True, 2.0, 5)
     assert tracker.min_score == 0.3

@@ -137,8 +137,6 @@ class TrainConfig:
 class TestConfig:
     """Test-time settings of mmpose's ``test_cfg`` and test pipeline (reference.md §1.5, §1.7)."""
 
-    __test__ = False  # not a pytest test class
-
     scales: tuple[float, ...] = (1.0,)
     flip: bool = True
     max_people: int = 30

@@ -1,4 +1,4 @@
-"""The one exception type that reaches users as a single line."""
+"""The exception types that reach users as a single line, and that line."""
 
 
 class AeposeError(ValueError):
@@ -9,3 +9,19 @@ class AeposeError(ValueError):
     traceback; library callers can catch it like any exception. A ValueError, so callers
     that catch bad values that way (configs, tracker inputs) keep working.
     """
+
+
+class Interrupted(Exception):  # noqa: N818  (a stop, not an error)
+    """Ctrl-C stopped a command after it saved what had finished; the message says where.
+
+    The CLI prints ``aepose: interrupted; <message>`` and exits with status 130 (the
+    shell's convention for SIGINT).
+    """
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: an OS error by its file and the OS's words."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    return " ".join(str(error).split())

@@ -26,7 +26,6 @@ downloads a given file: the others wait on ``NAME.lock`` (``flock``) and then fi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import logging
@@ -42,6 +41,7 @@ from tqdm import tqdm
 
 from aepose.config import PRESETS, WEIGHTS_BASE, WEIGHTS_URLS, did_you_mean
 from aepose.errors import AeposeError
+from aepose.io import FileLock
 
 logger = logging.getLogger("aepose")
 
@@ -244,26 +244,15 @@ def _download(url: str, target: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``target``'s ``.lock`` file; removed on release."""
-    lock = target.with_name(f"{target.name}.lock")
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("waiting for another process downloading %s", target.name)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        # The previous holder unlinks the lock file before releasing it; if that happened
-        # after our open, we hold a lock on a file nobody else sees: start over on the new one.
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                break
-        os.close(fd)
+    """Hold the :class:`~aepose.io.FileLock` of ``target``'s ``.lock`` file, waiting for a
+    process that holds it (it is deleted on release)."""
+    lock = FileLock(target.with_name(f"{target.name}.lock"))
+    lock.acquire(lambda _: logger.info("waiting for another process downloading %s",
+                                       target.name))
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
+        lock.release()
 
 
 def _transfer(url: str, part: Path, target: Path) -> None:

@@ -9,8 +9,10 @@ is untouched. An operating-system failure (read-only file system, a path under a
 full disk, a name too long) becomes one :class:`~aepose.errors.AeposeError` line naming the
 file and the reason.
 
-:func:`check_writable` proves a folder writable before long work starts, and
-:class:`RunLock` refuses a second live run into a run folder.
+:func:`check_writable` proves a folder writable before long work starts;
+:func:`claim_run_folder` holds a run folder for one run (a :class:`RunLock`: a second live
+run into it is refused) and refuses an earlier run's outputs. :class:`FileLock` is the one
+file lock (run folders, the weights cache).
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from aepose.errors import AeposeError
 __all__ = [
     "LOCK_NAME",
     "AtomicFile",
+    "FileLock",
     "RunLock",
     "atomic_write",
     "check_writable",
+    "claim_run_folder",
     "interrupt_after",
     "read_json",
     "write_bytes",
@@ -242,44 +246,59 @@ def _remove_debris(folder: Path) -> None:
                 path.unlink()
 
 
-class RunLock:
-    """Exclusive use of a run folder by one live process, as a context manager.
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``fd`` is the file now at ``path`` (not one an earlier holder deleted)."""
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
-    The lock is an ``flock`` on ``FOLDER/.aepose.lock`` (which holds the owner's pid for the
-    message): the kernel drops it when the holder exits or dies, so a killed run never
-    leaves a stale lock. The file itself stays (removing it would let two processes lock
-    two different files under one name). Taking the lock deletes the temporary files
-    (``.aepose-<8 hex>.tmp*``) that a killed run left in the folder.
+
+class FileLock:
+    """An exclusive ``flock`` on the file ``path``, held by one live process at a time.
+
+    The one lock policy of aepose (run folders and the weights cache): the kernel drops the
+    ``flock`` when its holder exits or dies, so a killed process never leaves a stale lock,
+    only a stale file that the next holder takes over; a holder that releases deletes the
+    file, so a finished run leaves none. Deleting before closing, and checking after locking
+    that the file locked is still the one at ``path``, keeps two processes from ever holding
+    locks on two different files of one name.
     """
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock, or raise one line naming the folder and the holder's pid."""
-        check_writable(self.folder)
-        path = self.folder / LOCK_NAME
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
-        except OSError as err:
-            raise AeposeError(f"cannot lock {self.folder}: {_reason(err)}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    def acquire(self, on_busy: Callable[[int], None]) -> int:
+        """Take the lock and return its open descriptor (of ``path``, created if missing).
+
+        While another process holds it, ``on_busy(fd)`` is called: it raises to give up
+        (``fd`` is closed then), or returns to wait for the holder.
+        """
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    on_busy(fd)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                # The holder before deletes the file; locked after that, this is a lock on
+                # a file nobody else sees: start over on the one at ``path``.
+                if _same_file(self.path, fd):
+                    self._fd = fd
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
             os.close(fd)
-            raise AeposeError(
-                f"{self.folder} is in use by another aepose run (pid {holder}); wait for it "
-                "to finish or choose another output folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._fd = fd
-        _remove_debris(self.folder)
 
     def release(self) -> None:
-        """Give the lock up (closing the file releases the flock)."""
+        """Delete the file and give the lock up (closing the file releases the flock)."""
         if self._fd is not None:
+            self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
 
@@ -287,6 +306,45 @@ class RunLock:
     def held(self) -> bool:
         """Whether this object holds the lock now."""
         return self._fd is not None
+
+
+class RunLock:
+    """Exclusive use of a run folder by one live process, as a context manager.
+
+    The lock is a :class:`FileLock` on ``FOLDER/.aepose.lock``, which holds the owner's pid
+    for the message a second run gets. Taking the lock deletes the temporary files
+    (``.aepose-<8 hex>.tmp*``) that a killed run left in the folder.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._lock = FileLock(self.folder / LOCK_NAME)
+
+    def acquire(self) -> None:
+        """Take the lock, or raise one line naming the folder and the holder's pid."""
+        check_writable(self.folder)
+        try:
+            fd = self._lock.acquire(self._refuse)
+        except OSError as err:
+            raise AeposeError(f"cannot lock {self.folder}: {_reason(err)}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _remove_debris(self.folder)
+
+    def _refuse(self, fd: int) -> None:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        raise AeposeError(
+            f"{self.folder} is in use by another aepose run (pid {holder}); wait for it "
+            "to finish or choose another output folder")
+
+    def release(self) -> None:
+        """Give the lock up and delete the lock file."""
+        self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._lock.held
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -299,3 +357,22 @@ class RunLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@contextmanager
+def claim_run_folder(folder: str | Path,
+                     refuse: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Hold ``folder`` for one run of ``train``, ``test`` or ``predict``; yields it.
+
+    Everything that could refuse the run's outputs does so here, before any work: a folder
+    that cannot be written (one line naming it and the reason), one that another live run
+    holds (:class:`RunLock`), and then whatever ``refuse(folder)`` raises as
+    :class:`~aepose.errors.AeposeError` while the lock is held: an earlier run's outputs this
+    run would mix with or replace (it may also delete outputs it is told to replace). On a
+    refusal the lock is given up at once; otherwise it is held until the block ends, and its
+    file is deleted then.
+    """
+    with RunLock(folder) as lock:
+        if refuse is not None:
+            refuse(lock.folder)
+        yield lock.folder

@@ -1,21 +1,23 @@
 """``aepose`` command line: one subcommand per job, worked examples in every ``--help``.
 
+This module parses and dispatches: the parser and its value checks, and one ``_cmd_x`` per
+command that turns the parsed namespace into the options of the app module that runs it
+(:mod:`aepose.apps.test`, :mod:`aepose.apps.train`, ...). Every ending is one stderr line
+and an exit status (:func:`main`).
+
 Start-up is kept short: this module imports only the configuration (plain dataclasses) at
-module level; each command imports torch and the modules it runs inside its function, so
-``aepose --help`` and ``aepose models`` never load torch.
+module level; each command imports its app module, and with it torch, inside its function,
+so ``aepose --help`` and ``aepose models`` never load torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import math
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,18 +46,11 @@ from aepose.config import (
     did_you_mean,
     override_keys,
 )
-from aepose.errors import AeposeError
+from aepose.errors import AeposeError, Interrupted, one_line
 from aepose.keypoints import KEYPOINT_SPECS
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from aepose.apps.predict import PredictSummary
-    from aepose.config import Config
-    from aepose.engine.distributed import DistInfo
-    from aepose.io import RunLock
-    from aepose.pipeline.predictor import Predictor
+if TYPE_CHECKING:  # the command imports it when it runs
+    from aepose.apps.predict import PredictOptions
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})
@@ -65,10 +60,6 @@ _SET_SECTIONS = {"train": ("train", "model", "data", "test"),
                  "demo": ("train", "model", "data", "test"),
                  "test": ("test",), "predict": ("test",)}
 _NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's own test for negative numbers
-
-
-class _Interrupted(Exception):  # noqa: N818  (a stop, not an error)
-    """Ctrl-C after a command saved what had finished; the message says where (exit 130)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -247,141 +238,50 @@ def onnx_opset(text: str) -> int:
 _MIN_ONNX_OPSET = 16
 
 
-def _cmd_models(args: argparse.Namespace) -> None:
-    # Stored costs and a look in the cache folder: no network is built, torch is not imported.
-    from aepose.apps.profile import preset_cost
-    from aepose.hub import cached_file
+# One _cmd_x per command: the namespace becomes the options of the app module that runs the
+# command, imported here so that the parser and --help need none of them.
 
-    header = f"{'preset':32} {'data':10} {'K':>3} {'input':>5} {'outputs':>9} {'params':>8}"
-    header += f" {'GFLOPs':>7} {'cached':>6}  released weights"
-    print(header)
-    print("-" * len(header))
-    for name, cfg in PRESETS.items():
-        params, gflops = preset_cost(cfg)
-        flops = f"{gflops:>7.2f}" if args.flops else f"{'-':>7}"
-        cached = cached_file(name)
-        in_cache = "-" if cached is None else "yes" if cached.is_file() else "no"
-        outputs = "/".join(str(s) for s in cfg.data.heatmap_sizes)
-        print(f"{name:32} {cfg.data.dataset:10} {cfg.model.num_keypoints:>3} "
-              f"{cfg.data.input_size:>5} {outputs:>9} {params / 1e6:>7.2f}M {flops} "
-              f"{in_cache:>6}  {cfg.checkpoint or '-'}")
-    print("\nGFLOPs: one image at the preset's input size, multiply-add = 2 FLOPs. "
-          "cached: released weights in the cache (aepose download NAME).")
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from aepose.apps.models import print_models
+
+    print_models(flops=args.flops)
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from aepose.hub import hash_report
-    from aepose.models.checkpoint import (
-        detect_architecture,
-        matching_presets,
-        read_checkpoint,
-        resolve_config,
-    )
+    from aepose.apps.info import describe_weights
 
-    # A damaged file is still described (info is a diagnostic): its hash line says MISMATCH,
-    # and loading it anywhere else is refused.
-    ckpt = read_checkpoint(args.weights, verify=False)
-    print(f"file:          {ckpt.path}")
-    print(f"hash:          {hash_report(ckpt.path)}")
-    arch = detect_architecture(ckpt.state_dict, ckpt.path)
-    params = sum(v.numel() for k, v in ckpt.state_dict.items()
-                 if v.is_floating_point() and not k.endswith(("running_mean", "running_var")))
-    print(f"layout:        {ckpt.kind} ({len(ckpt.state_dict)} state_dict entries, "
-          f"{params:,} parameters)")
-    print(f"architecture:  {arch.describe()}")
-    print(f"outputs:       {len(arch.with_ae)} (tags on output(s) "
-          f"{', '.join(str(i) for i, ae in enumerate(arch.with_ae) if ae)})")
-    name, _, how = resolve_config(ckpt)
-    print(f"preset:        {name} ({how})")
-    others = [n for n in matching_presets(arch) if n != name]
-    if others:
-        print(f"also fits:     {', '.join(others)}")
-    for key in ("epoch", "iter", "iteration", "mmcv_version", "time", "version"):
-        if key in ckpt.meta:
-            print(f"{key + ':':15}{ckpt.meta[key]}")
+    describe_weights(args.weights)
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from aepose.hub import cached_file, download
+    from aepose.apps.models import download_weights
 
-    names = [n for n in PRESETS if cached_file(n)] if args.names == ["all"] else args.names
-    for name in names:
-        print(f"{name}: {download(name)}", flush=True)
+    download_weights(args.names)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from aepose.synth import generate_dataset, parse_size, split_counts, write_sequences
+    from aepose.apps.synth import SynthOptions, run_synth
 
-    if args.video:
-        clips = write_sequences(
-            args.out_dir, args.spec, clips=1 if args.images is None else args.images,
-            frames=args.frames, people=args.people, size=args.frame_size,
-            seed=args.seed, fps=args.fps, overwrite=args.overwrite,
-        )
-        for clip in clips:
-            print(f"{clip.video}  {clip.frames} frames  {clip.people} people  "
-                  f"seed {clip.seed}  truth {clip.truth.name}")
-        return
-    train, val = split_counts(200 if args.images is None else args.images)
-    summary = generate_dataset(
-        args.out_dir, args.spec, train_images=train, val_images=val, seed=args.seed,
-        size=parse_size(args.size), overwrite=args.overwrite,
-    )
-    for split in summary.splits:
-        easy, medium, hard = split.crowd_buckets()
-        print(f"{split.name:5} {split.images:6} images {split.people:7} people  "
-              f"crowdIndex easy/medium/hard {easy}/{medium}/{hard}  -> {split.annotation_file}")
-    print(f"use it as --data-root {summary.root}")
+    run_synth(SynthOptions(
+        out_dir=Path(args.out_dir), spec=args.spec, images=args.images, seed=args.seed,
+        size=args.size, overwrite=args.overwrite, video=args.video, frames=args.frames,
+        people=args.people, frame_size=args.frame_size, fps=args.fps))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from aepose.config import apply_overrides, get_preset
-    from aepose.engine.distributed import shutdown
-    from aepose.engine.train import TrainOptions, train
-    from aepose.models.checkpoint import read_checkpoint
+    from aepose.apps.train import run_train
+    from aepose.engine.train import TrainOptions
 
-    if args.preset is None and args.resume is None:
-        raise AeposeError("train needs --preset (or --resume CHECKPOINT)")
-    resume = Path(args.resume) if args.resume else None
-    if args.preset is not None:
-        cfg = get_preset(args.preset)
-    else:
-        saved = read_checkpoint(args.resume).config
-        if saved is None:
-            raise AeposeError(f"{resume}: has no embedded config; pass --preset")
-        cfg = saved
-    cfg = apply_overrides(cfg, args.overrides)
     options = TrainOptions(
-        data_root=Path(args.data_root), out=Path(args.out) if args.out else None, resume=resume,
-        dtype=args.dtype, channels_last=args.channels_last,
+        data_root=Path(args.data_root), out=Path(args.out) if args.out else None,
+        resume=Path(args.resume) if args.resume else None, dtype=args.dtype,
+        channels_last=args.channels_last,
         pretrained=Path(args.pretrained) if args.pretrained else None, device=args.device,
         seed=args.seed, deterministic=args.deterministic, log_interval=args.log_interval,
         stop_after=args.stop_after,
     )
-    try:
-        result = train(cfg, options)
-    finally:
-        shutdown()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    # train() reports a --stop-after stop and a Ctrl-C alike; only the latter is exit 130.
-    if result.interrupted and result.iteration != args.stop_after:
-        raise _Interrupted(f"checkpoint {result.checkpoint} (epoch {result.epoch}, iteration "
-                           f"{result.iteration}); continue with --resume {result.checkpoint}")
-    state = "stopped early" if result.interrupted else "finished"
-    print(f"{state} after epoch {result.epoch}, iteration {result.iteration}; "
-          f"checkpoint {result.checkpoint}")
-
-
-def _fast(model: nn.Module, args: argparse.Namespace) -> nn.Module:
-    """The network with the requested GPU fast paths (unchanged for the fp32 defaults)."""
-    mode = _compile_mode(args)
-    if args.dtype == "fp32" and not args.channels_last and mode is None:
-        return model
-    from aepose.pipeline.network import FastNetwork
-
-    return FastNetwork(model, dtype=args.dtype, channels_last=args.channels_last,
-                       compile=mode).eval()
+    run_train(args.preset, args.overrides, options)
 
 
 def _compile_mode(args: argparse.Namespace) -> str | None:
@@ -389,250 +289,38 @@ def _compile_mode(args: argparse.Namespace) -> str | None:
     return args.compile_mode or ("default" if args.compile else None)
 
 
-def _test_config(cfg: Config, args: argparse.Namespace) -> Config:
-    """``cfg`` with the command line's test settings: ``--set test.x=y`` first, then
-    ``--scales``, ``--no-flip`` and ``--stage-average`` (the weights fix the rest)."""
-    from aepose.config import apply_overrides, with_test_settings
-
-    foreign = [o for o in args.overrides if not o.startswith("test.")]
-    if foreign:
-        raise AeposeError(f"--set here takes test settings only (test.x=y), got {foreign[0]!r}")
-    cfg = apply_overrides(cfg, args.overrides)
-    return with_test_settings(cfg, scales=args.scales, flip=False if args.no_flip else None,
-                              stage_average=args.stage_average)
-
-
 def _cmd_test(args: argparse.Namespace) -> None:
-    if args.results:
-        _rescore(args)
-        return
-    if args.weights is None:
-        raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
-    from aepose.engine.distributed import broadcast_object, init_distributed, shutdown
-    from aepose.engine.eval_loop import evaluate_model
-    from aepose.models.checkpoint import load_with_config
+    from aepose.apps.test import TestOptions, run_test
 
-    info = init_distributed(args.device)
-    lock = None
-    try:
-        network, cfg = load_with_config(args.weights, preset=args.preset, device=info.device)
-        cfg = _test_config(cfg, args)
-        model = _fast(network, args)
-        ann, images = _test_files(cfg, args)
-        out = Path(args.out or f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
-        out = Path(broadcast_object(str(out), info))
-        # Everything that can refuse the outputs does so now, not after the evaluation.
-        lock = _claim_test_folder(out, info, args.overwrite)
-        result = evaluate_model(
-            model, cfg, ann, images, info, batch_size=args.batch_size, workers=args.workers,
-            decode_workers=args.decode_workers, results_file=out / "results.json",
-            progress=sys.stderr.isatty())
-        _check_images_found(result.images, result.skipped, ann, images)
-        if info.is_main:
-            report = {"preset": cfg.name, "weights": str(args.weights), "ann": str(ann),
-                      "scales": list(cfg.test.scales), "flip": cfg.test.flip,
-                      "test": dataclasses.asdict(cfg.test), "images": result.images,
-                      "people": result.people, "seconds": result.seconds,
-                      "skipped": list(result.skipped), "metrics": result.metrics}
-            _finish_test(report, cfg.data.dataset, out / "metrics.json")
-    finally:
-        if lock is not None:
-            lock.release()
-        shutdown()
-
-
-def _claim_test_folder(out: Path, info: DistInfo, overwrite: bool) -> RunLock | None:
-    """Rank 0 locks ``out`` (proving it writable) and refuses to replace an earlier run's
-    files without ``--overwrite``; every rank learns the verdict, so all stop together."""
-    from aepose.engine.distributed import broadcast_object
-    from aepose.io import RunLock
-
-    lock, problem = None, None
-    if info.is_main:
-        try:
-            lock = RunLock(out)
-            lock.acquire()
-            for name in ("metrics.json", "results.json"):
-                _refuse_existing(out / name, overwrite)
-        except AeposeError as error:
-            if lock is not None:
-                lock.release()
-            lock, problem = None, str(error)
-    problem = broadcast_object(problem, info)
-    if problem is not None:
-        raise AeposeError(problem)
-    return lock
-
-
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise AeposeError(f"{path} exists (an earlier run's); choose another --out or pass "
-                          "--overwrite")
-
-
-def _test_files(cfg: Config, args: argparse.Namespace) -> tuple[Path, Path]:
-    """The annotation file and image folder: given, or where the dataset layout puts them.
-
-    ``--ann`` alone: the images are the preset's val folder under the dataset root that holds
-    the annotation file (ROOT/annotations/x.json -> ROOT/<val_images>). A missing folder is
-    refused here, before the network runs.
-    """
-    if args.ann is None and args.data_root is None:
-        raise AeposeError("test needs --data-root (or --ann FILE [--images DIR])")
-    ann = Path(args.ann) if args.ann else Path(args.data_root) / cfg.data.val_ann
-    if args.images:
-        images = Path(args.images)
-    elif args.data_root:
-        images = Path(args.data_root) / cfg.data.val_images
-    else:
-        images = _dataset_root(ann, cfg.data.val_ann) / cfg.data.val_images
-    if not images.is_dir():
-        raise AeposeError(f"no images: {images} is not a folder (the images of {ann}); pass "
-                          "--images DIR")
-    return ann, images
-
-
-def _dataset_root(ann: Path, layout_ann: str) -> Path:
-    """The dataset root that holds ``ann`` when it sits where the layout's annotation file
-    does (``annotations/`` under the root), else the annotation file's folder."""
-    layout = Path(layout_ann).parent.parts
-    folders = ann.absolute().parent.parts
-    if layout and folders[len(folders) - len(layout):] == layout:
-        root = ann.parent
-        for _ in layout:
-            root = root.parent
-        return root
-    return ann.parent
-
-
-def _check_images_found(decoded: int, skipped: Sequence[str], ann: Path, images: Path) -> None:
-    """An evaluation in which no image could be read is an error, not an all-zero table."""
-    if decoded > 0:
-        return
-    if not skipped:
-        raise AeposeError(f"{ann} lists no images to evaluate")
-    raise AeposeError(f"none of the {len(skipped)} images of {ann} could be read in {images} "
-                      f"(first: {skipped[0]}); pass --images DIR")
-
-
-def _rescore(args: argparse.Namespace) -> None:
-    """Score a saved results file. Without --out the metrics go beside it as
-    ``metrics-rescored.json``, so an evaluation's own ``metrics.json`` is never replaced."""
-    from aepose.config import get_preset
-    from aepose.engine.evaluation import evaluate_keypoints
-
-    cfg = get_preset(args.preset) if args.preset else None
-    if args.ann:
-        ann = Path(args.ann)
-    elif cfg is not None and args.data_root:
-        ann = Path(args.data_root) / cfg.data.val_ann
-    else:
-        raise AeposeError("--results needs --ann FILE, or --data-root with --preset")
-    spec = args.spec or (cfg.data.dataset if cfg else None)
-    if spec is None:
-        raise AeposeError("--results with --ann needs --spec (aic, crowdpose or coco) or --preset")
-    target = Path(args.out) / "metrics.json" if args.out else \
-        Path(args.results).parent / "metrics-rescored.json"
-    _refuse_existing(target, args.overwrite)
-    from aepose.io import check_writable
-
-    check_writable(target.parent)
-    metrics = evaluate_keypoints(ann, args.results, spec)
-    _finish_test({"ann": str(ann), "results": str(args.results), "metrics": metrics}, spec,
-                 target)
-
-
-def _finish_test(report: dict[str, Any], spec: str, target: Path) -> None:
-    """Print the table first (a failed write then costs no result), then save it."""
-    from aepose.engine.evaluation import format_table
-    from aepose.io import write_text
-
-    print(format_table(report["metrics"], spec), flush=True)
-    for problem in report.get("skipped", []):
-        print(f"skipped: {problem}", file=sys.stderr)
-    if "seconds" in report and report["seconds"] > 0:
-        print(f"{report['images']} images in {report['seconds']:.1f} s "
-              f"({report['images'] / report['seconds']:.1f} images/s on rank 0's share)")
-    write_text(target, json.dumps(report, indent=2) + "\n", what="metrics")
-    print(f"metrics: {target}")
-
-
-def _predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
-    """The Predictor of ``aepose predict``'s network, backend and test settings."""
-    from aepose.pipeline.predictor import Predictor
-
-    if args.backend == "onnxruntime":
-        from aepose.apps.export import onnx_predictor
-
-        # The network runs in ONNX Runtime; pre- and post-processing are the same code.
-        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else None
-        stored = onnx_predictor(args.weights, args.preset, providers=providers)
-        network, cfg = stored.model, stored.config
-    else:
-        if str(args.weights).endswith(".onnx"):
-            raise AeposeError(f"{args.weights} is an ONNX file: add --backend onnxruntime")
-        from aepose.models.checkpoint import load_with_config
-
-        loaded, cfg = load_with_config(args.weights, preset=args.preset, device=device)
-        network = _fast(loaded, args)
-    return Predictor(network, _test_config(cfg, args), pose_nms=args.pose_nms)
+    run_test(TestOptions(
+        weights=args.weights, preset=args.preset,
+        data_root=Path(args.data_root) if args.data_root else None,
+        ann=Path(args.ann) if args.ann else None,
+        images=Path(args.images) if args.images else None, results=args.results,
+        spec=args.spec, out=Path(args.out) if args.out else None, overwrite=args.overwrite,
+        overrides=tuple(args.overrides), scales=tuple(args.scales) if args.scales else None,
+        flip=False if args.no_flip else None, stage_average=args.stage_average,
+        dtype=args.dtype, channels_last=args.channels_last, compile_mode=_compile_mode(args),
+        device=args.device, batch_size=args.batch_size, workers=args.workers,
+        decode_workers=args.decode_workers, progress=sys.stderr.isatty()))
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from aepose.engine.distributed import init_distributed, shutdown
+    from aepose.apps.predict import PredictCommand, predict_command
 
-    # init_distributed checks the device (resolve_device): one line when it is missing.
-    info = init_distributed(args.device)
-    try:
-        summary = _predict_on_this_rank(args, info)
-    finally:
-        shutdown()
-    if not info.is_main:
-        return
-    # Skipped inputs were reported (once each) as they happened.
-    print(summary.describe())
-    print(f"predictions: {summary.json_path}")
-    if summary.interrupted:
-        raise _Interrupted(f"the {summary.images} finished images/frames are in "
-                           f"{summary.json_path}")
-    if summary.stopped_by is not None:
-        raise AeposeError(f"{summary.stopped_by}; the {summary.images} finished "
-                          f"images/frames are in {summary.json_path}")
-    if summary.images == 0:
-        raise AeposeError(f"nothing could be predicted ({len(summary.problems)} input(s) "
-                          "skipped, see above)")
+    predict_command(PredictCommand(
+        sources=tuple(args.sources), weights=str(args.weights),
+        out=Path(args.out) if args.out else None, preset=args.preset, backend=args.backend,
+        device=args.device, pose_nms=args.pose_nms, overrides=tuple(args.overrides),
+        scales=tuple(args.scales) if args.scales else None,
+        flip=False if args.no_flip else None, stage_average=args.stage_average,
+        dtype=args.dtype, channels_last=args.channels_last, compile_mode=_compile_mode(args),
+        options=_predict_options(args)))
 
 
-def _predict_on_this_rank(args: argparse.Namespace, info: DistInfo) -> PredictSummary:
-    """This rank's share of ``aepose predict`` (all of it without torchrun)."""
-    from aepose.apps.predict import PredictOptions, run_predict
-    from aepose.engine.distributed import broadcast_object
-    from aepose.io import check_writable
-
-    out = Path(broadcast_object(
-        args.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}", info))
-    check_writable(out)  # before the weights are loaded: an unwritable --out costs nothing
-    predictor = _predictor(args, info.device)
-    options = PredictOptions(
-        batch_size=args.batch_size, read_workers=args.workers,
-        decode_workers=args.decode_workers, draw=not args.no_draw,
-        keypoint_threshold=args.threshold, min_score=args.min_score,
-        weights=str(args.weights), overwrite=args.overwrite, progress=sys.stderr.isatty(),
-        **_video_options(args))
-    partial = out / "predictions.jsonl"
-    earlier = partial.exists()
-    try:
-        return run_predict(args.sources, predictor, out, options, info)
-    except (AeposeError, OSError) as error:
-        # Images finished before the failure are in this run's JSONL: say so.
-        if earlier or not partial.is_file():
-            raise
-        raise AeposeError(f"{_one_line(error)}; the images finished before it are in "
-                          f"{partial}") from None
-
-
-def _video_options(args: argparse.Namespace) -> dict[str, Any]:
-    """PredictOptions' tracking and frame-source fields from ``predict``'s video options."""
+def _predict_options(args: argparse.Namespace) -> PredictOptions:
+    """``predict``'s run options, video and tracking ones included."""
+    from aepose.apps.predict import PredictOptions
     from aepose.tracking.one_euro import OneEuroConfig
     from aepose.tracking.tracker import TrackerConfig
 
@@ -640,54 +328,31 @@ def _video_options(args: argparse.Namespace) -> dict[str, Any]:
     tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,
                             min_similarity=args.track_min_similarity,
                             min_score=args.track_min_score)
-    return {"track": args.track, "tracker": tracker, "max_frames": args.max_frames,
-            "duration_s": args.duration, "drop": False if args.no_drop else None}
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception as one line: an OS error by its file and the OS's words."""
-    if isinstance(error, OSError) and error.strerror:
-        where = f"{error.filename}: " if error.filename else ""
-        return f"{where}{error.strerror}"
-    return " ".join(str(error).split())
+    return PredictOptions(
+        batch_size=args.batch_size, read_workers=args.workers,
+        decode_workers=args.decode_workers, draw=not args.no_draw,
+        keypoint_threshold=args.threshold, min_score=args.min_score,
+        weights=str(args.weights), overwrite=args.overwrite, progress=sys.stderr.isatty(),
+        track=args.track, tracker=tracker, max_frames=args.max_frames,
+        duration_s=args.duration, drop=False if args.no_drop else None)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from aepose.engine.distributed import resolve_device
-    from aepose.io import check_writable, write_text
+    from aepose.apps.bench.command import BenchmarkOptions, run_benchmarks
 
-    resolve_device(args.device)  # a device this machine lacks: one line, before timing
-    target = Path(args.json) if args.json else None
-    if target is not None:  # an unwritable --json costs one line, not the timings
-        if target.is_dir():
-            raise AeposeError(f"--json {target} is a folder; give a file name")
-        check_writable(target.parent)
-    from aepose.apps.bench import format_rows, run_benchmark
-
-    rows = [
-        run_benchmark(args.preset, stage=stage, device=args.device, batch_size=args.batch_size,
-                      dtype=args.dtype, compile=_compile_mode(args),
-                      channels_last=args.channels_last, repeats=args.repeats,
-                      warmup=args.warmup, input_size=args.input_size, flip=not args.no_flip,
-                      images=args.images, decode_workers=args.decode_workers)
-        for stage in args.stage
-    ]
-    print(format_rows(rows), flush=True)
-    if target is not None:
-        write_text(target, json.dumps([r.to_dict() for r in rows], indent=2) + "\n",
-                   what="benchmark rows")
+    run_benchmarks(BenchmarkOptions(
+        preset=args.preset, stages=tuple(args.stage), device=args.device,
+        batch_size=args.batch_size, dtype=args.dtype, compile_mode=_compile_mode(args),
+        channels_last=args.channels_last, repeats=args.repeats, warmup=args.warmup,
+        input_size=args.input_size, flip=not args.no_flip, images=args.images,
+        decode_workers=args.decode_workers, json=Path(args.json) if args.json else None))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from aepose.apps.export import export_onnx
-    from aepose.models.checkpoint import load_with_config
+    from aepose.apps.export import export_weights
 
-    model, cfg = load_with_config(args.weights, preset=args.preset)
-    path = export_onnx(model, args.output, config=cfg,
-                       input_size=args.input_size or cfg.data.input_size,
-                       dynamic=not args.static, opset=args.opset)
-    print(f"wrote {path} (input 'images' [B, 3, H, W]"
-          f"{', dynamic batch/height/width' if not args.static else ''}; config {cfg.name})")
+    export_weights(args.weights, args.output, preset=args.preset, input_size=args.input_size,
+                   dynamic=not args.static, opset=args.opset)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -1040,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_to_stderr()
     try:
         return _run(argv)
-    except _Interrupted as stop:
+    except Interrupted as stop:
         print(f"aepose: interrupted; {stop}", file=sys.stderr)
     except KeyboardInterrupt:
         print("aepose: interrupted", file=sys.stderr)
@@ -1113,6 +778,6 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"aepose: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # a failure no command foresaw still costs one line
-        print(f"aepose: error: {_one_line(error)}", file=sys.stderr)
+        print(f"aepose: error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0

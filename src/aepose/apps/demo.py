@@ -21,7 +21,8 @@ from torch import nn
 from aepose.choices import DEMO_EPOCHS, DEMO_MINUTES
 from aepose.config import Config, apply_overrides, get_preset, with_test_settings
 from aepose.data.coco import load_annotations, read_image
-from aepose.engine.distributed import DistInfo, init_distributed, resolve_device
+from aepose.device import resolve_device
+from aepose.engine.distributed import DistInfo, init_distributed
 from aepose.engine.eval_loop import evaluate_model
 from aepose.engine.evaluation import format_table
 from aepose.engine.train import TrainOptions, TrainResult, train

@@ -42,13 +42,15 @@ from torch import Tensor, nn
 from aepose.config import Config, ModelConfig, TestConfig, config_from_dict, get_preset
 from aepose.errors import AeposeError
 from aepose.io import atomic_write
+from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.predictor import Predictor
 
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
-__all__ = ["CONFIG_KEY", "INPUT_NAME", "OnnxNetwork", "export_onnx", "onnx_predictor"]
+__all__ = ["CONFIG_KEY", "INPUT_NAME", "OnnxNetwork", "export_onnx", "export_weights",
+           "onnx_predictor"]
 
 INPUT_NAME = "images"
 CONFIG_KEY = "aepose_config"
@@ -112,6 +114,21 @@ def export_onnx(
     if config is not None:
         _set_metadata(proto, CONFIG_KEY, json.dumps(dataclasses.asdict(config), sort_keys=True))
     return _save_checked(onnx, proto, path)
+
+
+def export_weights(weights: str, output: str | Path, *, preset: str | None = None,
+                   input_size: int | None = None, dynamic: bool = True,
+                   opset: int | None = None) -> Path:
+    """``aepose export``: the network of ``weights`` (a checkpoint, preset or release name;
+    its recipe is ``preset``, else the file's own or the one recognised) written as ONNX at
+    ``output`` by :func:`export_onnx` (``input_size`` default: the recipe's), with one line
+    saying what was written. Returns the file's path."""
+    model, cfg = load_with_config(weights, preset=preset)
+    path = export_onnx(model, output, config=cfg, input_size=input_size or cfg.data.input_size,
+                       dynamic=dynamic, opset=opset)
+    print(f"wrote {path} (input 'images' [B, 3, H, W]"
+          f"{', dynamic batch/height/width' if dynamic else ''}; config {cfg.name})")
+    return path
 
 
 def _destination(path: str | Path) -> Path:

@@ -28,13 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 import aepose
 from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
-from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
-from aepose.errors import AeposeError
-from aepose.io import RunLock, check_writable, interrupt_after
+from aepose.apps.settings import command_line_config, fast_network
+from aepose.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    broadcast_object,
+    claim_run_folder_on_all_ranks,
+    init_distributed,
+    shutdown,
+)
+from aepose.errors import AeposeError, Interrupted, one_line
+from aepose.io import check_writable, interrupt_after
+from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.draw import overlay, save_image
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
@@ -42,7 +52,7 @@ from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.writer import VideoWriter
 
-__all__ = ["PredictOptions", "PredictSummary", "run_predict"]
+__all__ = ["PredictCommand", "PredictOptions", "PredictSummary", "predict_command", "run_predict"]
 
 logger = logging.getLogger("aepose")
 
@@ -111,6 +121,95 @@ class PredictSummary:
                 f"({rate:.1f} images/s); ms per image: {stages or '-'}")
 
 
+@dataclass(frozen=True)
+class PredictCommand:
+    """``aepose predict`` as the command line gives it: the inputs, the weights and where
+    the network runs (``backend`` "torch" or "onnxruntime"; ``device`` None: the default
+    device), the test settings over the weights' own (``overrides`` ``test.x=y`` items, then
+    ``scales``, ``flip``, ``stage_average``; ``pose_nms`` an OKS threshold), the fast paths
+    (``dtype``, ``channels_last``, ``compile_mode``), the output folder (None:
+    runs/predict-TIMESTAMP) and the run's :class:`PredictOptions`."""
+
+    sources: tuple[str, ...]
+    weights: str
+    out: Path | None = None
+    preset: str | None = None
+    backend: str = "torch"
+    device: str | None = None
+    pose_nms: float | None = None
+    overrides: tuple[str, ...] = ()
+    scales: tuple[float, ...] | None = None
+    flip: bool | None = None
+    stage_average: str | None = None
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile_mode: str | None = None
+    options: PredictOptions = field(default_factory=PredictOptions)
+
+
+def predict_command(command: PredictCommand) -> None:
+    """Run ``aepose predict`` on this rank (under torchrun, its share) and, on rank 0, print
+    the closing summary. Stopped by Ctrl-C: :class:`~aepose.errors.Interrupted` naming where
+    the finished images are; stopped by an error, or nothing predicted: one AeposeError."""
+    info = init_distributed(command.device)  # checks the device: one line when it is missing
+    try:
+        summary = _predict_on_this_rank(command, info)
+    finally:
+        shutdown()
+    if not info.is_main:
+        return
+    # Skipped inputs were reported (once each) as they happened.
+    print(summary.describe())
+    print(f"predictions: {summary.json_path}")
+    if summary.interrupted:
+        raise Interrupted(f"the {summary.images} finished images/frames are in "
+                          f"{summary.json_path}")
+    if summary.stopped_by is not None:
+        raise AeposeError(f"{summary.stopped_by}; the {summary.images} finished "
+                          f"images/frames are in {summary.json_path}")
+    if summary.images == 0:
+        raise AeposeError(f"nothing could be predicted ({len(summary.problems)} input(s) "
+                          "skipped, see above)")
+
+
+def _predict_on_this_rank(command: PredictCommand, info: DistInfo) -> PredictSummary:
+    out = Path(broadcast_object(
+        str(command.out or f"runs/predict-{time.strftime('%Y%m%d-%H%M%S')}"), info))
+    check_writable(out)  # before the weights are loaded: an unwritable --out costs nothing
+    predictor = _predictor(command, info.device)
+    partial = out / PARTIAL_NAME
+    earlier = partial.exists()
+    try:
+        return run_predict(command.sources, predictor, out, command.options, info)
+    except (AeposeError, OSError) as error:
+        # Images finished before the failure are in this run's JSONL: say so.
+        if earlier or not partial.is_file():
+            raise
+        raise AeposeError(f"{one_line(error)}; the images finished before it are in "
+                          f"{partial}") from None
+
+
+def _predictor(command: PredictCommand, device: torch.device) -> Predictor:
+    """The Predictor of the command's network, backend and test settings."""
+    if command.backend == "onnxruntime":
+        from aepose.apps.export import onnx_predictor
+
+        # The network runs in ONNX Runtime; pre- and post-processing are the same code.
+        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else None
+        stored = onnx_predictor(command.weights, command.preset, providers=providers)
+        network, cfg = stored.model, stored.config
+    else:
+        if command.weights.endswith(".onnx"):
+            raise AeposeError(f"{command.weights} is an ONNX file: add --backend onnxruntime")
+        loaded, cfg = load_with_config(command.weights, preset=command.preset, device=device)
+        network = fast_network(loaded, dtype=command.dtype,
+                               channels_last=command.channels_last,
+                               compile_mode=command.compile_mode)
+    cfg = command_line_config(cfg, command.overrides, scales=command.scales,
+                              flip=command.flip, stage_average=command.stage_average)
+    return Predictor(network, cfg, pose_nms=command.pose_nms)
+
+
 def run_predict(
     sources: Sequence[str],
     predictor: Predictor,
@@ -131,7 +230,8 @@ def run_predict(
     summary = PredictSummary(Path(out_dir))
     inputs = expand_inputs(sources, unique=True)
     with ExitStack() as stack:
-        _claim_folder(stack, summary.out_dir, options.overwrite, info)
+        stack.enter_context(claim_run_folder_on_all_ranks(
+            summary.out_dir, info, lambda out: _refuse_old_outputs(out, options.overwrite)))
         positions = {item.name: item.position for item in inputs.items}
         with PredictionWriter(summary.out_dir, positions, info.rank) as writer:
             sink = _Sink(summary, writer, _unique_names(inputs.items), predictor, options)
@@ -145,22 +245,6 @@ def run_predict(
             except KeyboardInterrupt:
                 summary.interrupted = True  # Ctrl-C during the merge: it finished first
     return summary
-
-
-def _claim_folder(stack: ExitStack, out: Path, overwrite: bool, info: DistInfo) -> None:
-    """Rank 0 proves the folder writable, locks it and checks it holds no earlier run;
-    every rank stops with the same line if that fails."""
-    error = None
-    if info.is_main:
-        try:
-            check_writable(out)
-            stack.enter_context(RunLock(out))
-            _refuse_old_outputs(out, overwrite)
-        except AeposeError as failure:
-            error = str(failure)
-    error = broadcast_object(error, info)
-    if error is not None:
-        raise AeposeError(error)
 
 
 def _refuse_old_outputs(out: Path, overwrite: bool) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -336,8 +335,6 @@ class TestSizes:
     input_scales: (sx, sy) per entry of ``scales`` (equal to ``scale`` up to truncation).
     """
 
-    __test__: ClassVar[bool] = False  # not a pytest class despite the name
-
     base_size: tuple[int, int]
     center: tuple[int, int]
     scale: tuple[float, float]
@@ -397,9 +394,6 @@ def test_sizes(
         input_sizes=tuple(size for size, _ in per_scale),
         input_scales=tuple(sc for _, sc in per_scale),
     )
-
-
-test_sizes.__test__ = False  # type: ignore[attr-defined]  # keep pytest from collecting it
 
 
 def resize_matrix(sizes: TestSizes, scale_index: int = 0) -> npt.NDArray[np.float64]:

@@ -1,23 +1,28 @@
-"""torchrun integration: read the launcher's environment, nothing else.
+"""torchrun integration: the launcher's environment, and what every rank must agree on.
 
 ``torchrun`` sets RANK, WORLD_SIZE and LOCAL_RANK (and the rendezvous address); a plain
 ``python -m aepose`` run has none of them and is rank 0 of 1. NCCL is used on CUDA, gloo
-on the CPU.
+on the CPU. Rank 0 decides (a run folder's name, its claim) and the others learn its verdict.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from aepose.device import resolve_device
 from aepose.errors import AeposeError
+from aepose.io import claim_run_folder
 
-__all__ = ["DistInfo", "all_gather_objects", "broadcast_object", "init_distributed",
-           "resolve_device", "shutdown"]
+__all__ = ["DistInfo", "all_gather_objects", "broadcast_object", "claim_run_folder_on_all_ranks",
+           "init_distributed", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -40,41 +45,11 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str | None = None) -> torch.device:
-    """The device ``name`` asks for, checked to exist here; ``None`` or ``""``: CUDA when
-    available, else the CPU (the one default-device rule of aepose).
-
-    Accepts ``cpu``, ``cuda``, ``cuda:N`` and ``mps``. A malformed name, a device type aepose
-    does not run on, or a device this machine lacks raises one line saying so.
-    """
-    if not name:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise AeposeError(f"device {name!r} is not a device name; use cpu, cuda or cuda:N"
-                          ) from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AeposeError(f"device {name!r}: CUDA is not available on this machine (torch "
-                              f"{torch.__version__}); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise AeposeError(f"device {name!r}: this machine has {count} CUDA device(s), "
-                              f"cuda:0 to cuda:{count - 1}")
-        return device
-    if device.type == "mps" and torch.backends.mps.is_available():
-        return device
-    raise AeposeError(f"device {name!r} is not available here; use cpu or cuda")
-
-
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the process group torchrun describes (if any) and pick this rank's device.
 
     ``device`` is ``"cpu"``, ``"cuda"`` or None (CUDA when available), checked by
-    :func:`resolve_device`. Under torchrun each rank takes ``cuda:LOCAL_RANK``.
+    :func:`aepose.device.resolve_device`. Under torchrun each rank takes ``cuda:LOCAL_RANK``.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -113,3 +88,23 @@ def all_gather_objects(value: Any, info: DistInfo) -> list[Any]:
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, value)
     return out
+
+
+@contextmanager
+def claim_run_folder_on_all_ranks(folder: str | Path, info: DistInfo,
+                                  refuse: Callable[[Path], None] | None = None
+                                  ) -> Iterator[Path]:
+    """:func:`aepose.io.claim_run_folder` for a run on every rank: rank 0 claims ``folder``
+    (and holds it until the block ends); when it is refused, every rank raises the same
+    one-line AeposeError, so all stop together before any work."""
+    with ExitStack() as claim:
+        problem = None
+        if info.is_main:
+            try:
+                claim.enter_context(claim_run_folder(folder, refuse))
+            except AeposeError as error:
+                problem = str(error)
+        problem = broadcast_object(problem, info)
+        if problem is not None:
+            raise AeposeError(problem)
+        yield Path(folder)

@@ -16,8 +16,8 @@ position inside the epoch, RNG state and the config.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -43,11 +43,16 @@ from tqdm import tqdm
 import aepose
 from aepose.config import Config, TrainConfig
 from aepose.data.dataset import Batch, BottomUpDataset, collate
-from aepose.engine.distributed import DistInfo, broadcast_object, init_distributed
+from aepose.engine.distributed import (
+    DistInfo,
+    broadcast_object,
+    claim_run_folder_on_all_ranks,
+    init_distributed,
+)
 from aepose.engine.eval_loop import evaluate_model
 from aepose.engine.losses import compute_loss
 from aepose.errors import AeposeError
-from aepose.io import RunLock, write_text
+from aepose.io import write_text
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
@@ -461,7 +466,10 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     check_precision(options.dtype)
     info = init_distributed(options.device)
     cfg, run_dir, raw = _resolve_run(cfg, options, info)
-    with _claim_run_dir(run_dir, options, info):
+    # Refused in one line, on every rank, before any work: a folder that cannot be written,
+    # one another live run holds, and one that holds an earlier run (_refuse_reuse).
+    refuse = functools.partial(_refuse_reuse, options=options)
+    with claim_run_folder_on_all_ranks(run_dir, info, refuse):
         return _run_training(cfg, options, validate, info, run_dir, raw)
 
 
@@ -469,34 +477,9 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
 _RUN_FILES = ("metrics.jsonl", "config.yaml", "last.pth")
 
 
-@contextlib.contextmanager
-def _claim_run_dir(run_dir: Path, options: TrainOptions, info: DistInfo) -> Iterator[None]:
-    """Hold ``run_dir`` for this run (rank 0 holds a :class:`~aepose.io.RunLock`).
-
-    Refused in one line, on every rank, before any work: a folder that cannot be written, one
-    another live run holds, and one that holds an earlier run unless this run resumes from a
-    checkpoint inside it (a new run would mix its log and checkpoints with the old ones).
-    """
-    lock = RunLock(run_dir) if info.is_main else None
-    problem = None
-    if lock is not None:
-        try:
-            lock.acquire()
-            _refuse_reuse(run_dir, options)
-        except AeposeError as err:
-            lock.release()
-            problem = str(err)
-    problem = broadcast_object(problem, info)
-    if problem is not None:
-        raise AeposeError(problem)
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
-
-
 def _refuse_reuse(run_dir: Path, options: TrainOptions) -> None:
+    """An earlier run in ``run_dir`` is refused unless this run resumes from a checkpoint
+    inside it: a new run would mix its log and checkpoints with the old ones."""
     if options.resume is not None and options.resume.resolve().parent == run_dir.resolve():
         return  # continuing this folder's own run
     found = [name for name in _RUN_FILES if (run_dir / name).exists()]

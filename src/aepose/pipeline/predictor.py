@@ -27,6 +27,7 @@ from torch import nn
 from aepose.codec.pose_nms import oks_nms
 from aepose.config import Config, TestConfig, get_preset, with_test_settings
 from aepose.data.coco import read_image
+from aepose.device import default_device
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order, to_rgb
 from aepose.models.checkpoint import load_with_config
@@ -37,7 +38,6 @@ from aepose.pipeline.stages import Prepared, Stages, prepare
 __all__ = [
     "ImageInput",
     "Predictor",
-    "default_device",
     "load_rgb",
     "predict_images",
     "preprocess",
@@ -48,11 +48,6 @@ ImageInput = np.ndarray | str | Path
 
 # ---------------------------------------------------------------------------------------
 # Images in, poses out
-
-
-def default_device() -> torch.device:
-    """Where a network goes when no device is named: CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_rgb(image: ImageInput, channel_order: str = "bgr") -> np.ndarray:
@@ -204,7 +199,7 @@ class Predictor:
         The Config is ``preset``'s when given, else an aepose file's own embedded config,
         else the preset recognised from the weights; its test settings apply unless ``test``
         or keyword ``overrides`` replace them (see the class). ``device`` defaults to
-        :func:`default_device`.
+        :func:`aepose.device.default_device`.
         """
         model, config = load_with_config(path, preset=preset,
                                          device=device or default_device())
