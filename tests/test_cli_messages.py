@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import run_cli
 
-from aepose.apps.cli import COMMANDS
+from aepose.apps.arguments import HELP
 from aepose.apps.demo import DEMO_PRESET, DemoSettings
 from aepose.config import get_preset
 from aepose.models import build_model
@@ -186,7 +186,7 @@ def test_benchmark_json_is_checked_before_timing(
 
 def _examples(command: str) -> list[str]:
     """The example commands of ``aepose COMMAND --help``, continuation lines joined."""
-    text = COMMANDS[command][2].split("examples:\n", 1)[1].replace("\\\n", " ")
+    text = HELP[command][1].split("examples:\n", 1)[1].replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
