@@ -13,7 +13,8 @@ import torch
 
 from aepose.config import apply_overrides, get_preset
 from aepose.engine.distributed import DistInfo
-from aepose.engine.train import EpochSampler, TrainOptions, lr_factor, train
+from aepose.engine.loader import EpochSampler
+from aepose.engine.train import TrainOptions, lr_factor, train
 from aepose.errors import AeposeError
 from aepose.models.checkpoint import TRAINING_KEYS, load_model, read_training_state
 from aepose.synth import generate_dataset

@@ -18,31 +18,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
-import math
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 import aepose
 from aepose.config import Config, TrainConfig
-from aepose.data.dataset import Batch, BottomUpDataset, collate
+from aepose.data.dataset import Batch, BottomUpDataset
 from aepose.engine.distributed import (
     DistInfo,
     broadcast_object,
@@ -50,18 +45,19 @@ from aepose.engine.distributed import (
     init_distributed,
 )
 from aepose.engine.eval_loop import evaluate_model
+from aepose.engine.loader import build_loader
 from aepose.engine.losses import compute_loss
+from aepose.engine.train_log import TrainLog
 from aepose.errors import AeposeError
 from aepose.io import write_text
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
 
-__all__ = ["EpochSampler", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
+__all__ = ["TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
 
 logger = logging.getLogger("aepose")
 
-LOSS_TERMS = ("heatmap_loss", "push_loss", "pull_loss")
 
 # Called after each validation epoch with (model, epoch); returns metrics to log.
 Validator = Callable[[nn.Module, int], dict[str, float]]
@@ -109,57 +105,6 @@ def lr_factor(train: TrainConfig, iteration: int, iters_per_epoch: int) -> float
     if iteration < train.warmup_iters:
         factor *= 1 - (1 - iteration / train.warmup_iters) * (1 - train.warmup_ratio)
     return float(factor)
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one rank's share of an epoch: a permutation drawn from (seed, epoch),
-    padded by wrapping to a multiple of the world size and dealt out rank by rank, like
-    ``DistributedSampler``. ``skip`` leaves out the first items (resuming mid-epoch)."""
-
-    def __init__(self, size: int, info: DistInfo, seed: int) -> None:
-        self.size, self.info, self.seed = size, info, seed
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Select epoch ``epoch``'s permutation, leaving out its first ``skip`` items."""
-        self.epoch, self.skip = epoch, skip
-
-    def _indices(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        per_rank = math.ceil(self.size / self.info.world_size)
-        order += order[: per_rank * self.info.world_size - self.size]
-        return order[self.info.rank :: self.info.world_size][self.skip :]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices())
-
-    def __len__(self) -> int:
-        return max(0, math.ceil(self.size / self.info.world_size) - self.skip)
-
-
-def _worker_init(_: int) -> None:
-    # One OpenCV/torch thread per worker (reference: opencv_num_threads 0), and Ctrl-C is
-    # the main process's to handle: it stops after the current step and saves.
-    cv2.setNumThreads(0)
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _build_loader(
-    cfg: Config, options: TrainOptions, info: DistInfo
-) -> tuple[DataLoader[Any], BottomUpDataset, EpochSampler]:
-    dataset = BottomUpDataset.from_data_root(options.data_root, cfg.data, seed=options.seed)
-    if len(dataset) == 0:
-        raise AeposeError(f"{dataset.annotations.ann_file}: no training images with people")
-    sampler = EpochSampler(len(dataset), info, options.seed)
-    workers = cfg.train.workers
-    loader = DataLoader(
-        dataset, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=workers,
-        collate_fn=collate, pin_memory=info.device.type == "cuda", drop_last=False,
-        worker_init_fn=_worker_init, persistent_workers=workers > 0,
-    )
-    return loader, dataset, sampler
 
 
 def _load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None:
@@ -300,96 +245,6 @@ def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
     return _Run(cfg, info, model, net, optimizer, scheduler, scaler, run_dir)
 
 
-class _Log:
-    """Rank 0's outputs: bar, JSONL, TensorBoard. Loss values stay on the device until a
-    log interval ends, so the loop does not wait for the GPU after every step."""
-
-    def __init__(self, run: _Run, options: TrainOptions) -> None:
-        self.run, self.options = run, options
-        self.pending: list[Tensor] = []
-        self.images = 0
-        self.clock = time.perf_counter()
-        self.last: dict[str, float] = {}
-        self.bar: tqdm[Any] | None = None
-        self.writer = _tensorboard(run.run_dir) if run.info.is_main else None
-
-    def step(self, terms: dict[str, Tensor], images: int) -> None:
-        self.pending.append(torch.stack([terms[k].detach().float() for k in LOSS_TERMS]))
-        self.images += images
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def flush(self) -> None:
-        """Check the pending losses on every rank and log their means; stop on NaN/inf."""
-        if not self.pending:
-            return
-        values = torch.stack(self.pending)
-        bad = (~torch.isfinite(values)).any().to(torch.int32).reshape(1)
-        if self.run.info.distributed:
-            dist.all_reduce(bad)
-        if bad.item():
-            self._stop_non_finite(values.cpu())
-        means = values.mean(0).tolist()
-        seconds = time.perf_counter() - self.clock
-        record = dict(zip(LOSS_TERMS, means, strict=True))
-        record["loss"] = sum(means)
-        record["lr"] = self.run.optimizer.param_groups[0]["lr"]
-        record["images_per_s"] = self.images * self.run.info.world_size / max(seconds, 1e-9)
-        self.last = record
-        self.pending, self.images, self.clock = [], 0, time.perf_counter()
-        self.write("train", record)
-        if self.bar is not None:
-            self.bar.set_postfix(hm=f"{record['heatmap_loss']:.2e}",
-                                 push=f"{record['push_loss']:.2e}",
-                                 pull=f"{record['pull_loss']:.2e}",
-                                 img_s=f"{record['images_per_s']:.1f}")
-
-    def _stop_non_finite(self, values: Tensor) -> None:
-        rows = (~torch.isfinite(values)).any(dim=1).nonzero()
-        first = int(rows[0]) if len(rows) else len(values) - 1
-        iteration = self.run.iteration - len(values) + first
-        terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_TERMS, values[first].tolist(),
-                                                          strict=True))
-        raise AeposeError(
-            f"non-finite loss at iteration {iteration} (epoch {self.run.epoch}): {terms}; "
-            f"stopped without saving; the newest good checkpoint is in {self.run.run_dir}")
-
-    def write(self, kind: str, values: dict[str, float]) -> None:
-        if not self.run.info.is_main:
-            return
-        record = {"kind": kind, "epoch": self.run.epoch, "iteration": self.run.iteration,
-                  **values}
-        path = self.run.run_dir / "metrics.jsonl"
-        try:
-            with open(path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as err:
-            raise AeposeError(f"cannot write {path}: {err.strerror or err}; the newest "
-                              f"checkpoint is in {self.run.run_dir}") from None
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"{kind}/{key}", value, self.run.iteration)
-
-    def open_bar(self, total: int, initial: int) -> None:
-        show = self.run.info.is_main and self.options.progress
-        self.bar = tqdm(total=total, initial=initial, desc=f"epoch {self.run.epoch + 1}/"
-                        f"{self.run.cfg.train.epochs}", disable=not show, dynamic_ncols=True,
-                        leave=False)
-
-    def close_bar(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: the JSONL log has everything
-        return None
-    return SummaryWriter(str(run_dir))
-
-
 def train_step(
     cfg: Config,
     net: nn.Module,
@@ -497,7 +352,7 @@ def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None
     if options.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = not options.deterministic
-    loader, dataset, sampler = _build_loader(cfg, options, info)
+    loader, dataset, sampler = build_loader(cfg, options, info)
     run = _make_run(cfg, options, info, run_dir, max(1, len(loader)))
     if raw is not None:
         run.restore(raw)
@@ -508,7 +363,7 @@ def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None
                     options.data_root, len(dataset), info.world_size, info.device, run_dir)
     if validate is None and options.validate:
         validate = _default_validator(cfg, options, info)
-    log = _Log(run, options)
+    log = TrainLog(run, options)
     interrupted = False
     skipped = 0
     with _StopFlag() as stop:
@@ -585,7 +440,7 @@ def _check_images_read(run: _Run, read: list[int], dataset: BottomUpDataset) -> 
             f"above); check the image folder {dataset.annotations.image_dir}")
 
 
-def _end_epoch(run: _Run, log: _Log, validate: Validator | None, skipped: int) -> None:
+def _end_epoch(run: _Run, log: TrainLog, validate: Validator | None, skipped: int) -> None:
     train_cfg = run.cfg.train
     if run.info.distributed:
         # DDP copies rank 0's BatchNorm statistics into every rank before each forward, so
