@@ -82,6 +82,20 @@ def _compile_mode(args: argparse.Namespace) -> str | None:
     return args.compile_mode or ("default" if args.compile else None)
 
 
+def _test_overrides(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--set test.x=y`` items, then ``--scales``, ``--no-flip`` and ``--stage-average`` as
+    the same kind of item (applied later, so they win): the test settings travel as one list
+    to the config, which checks them."""
+    flags = []
+    if args.scales:
+        flags.append("test.scales=" + ",".join(repr(float(s)) for s in args.scales))
+    if args.no_flip:
+        flags.append("test.flip=false")
+    if args.stage_average:
+        flags.append(f"test.stage_average={args.stage_average}")
+    return (*args.overrides, *flags)
+
+
 def _cmd_test(args: argparse.Namespace) -> None:
     from aepose.apps.test import TestOptions, run_test
 
@@ -91,11 +105,10 @@ def _cmd_test(args: argparse.Namespace) -> None:
         ann=Path(args.ann) if args.ann else None,
         images=Path(args.images) if args.images else None, results=args.results,
         spec=args.spec, out=Path(args.out) if args.out else None, overwrite=args.overwrite,
-        overrides=tuple(args.overrides), scales=tuple(args.scales) if args.scales else None,
-        flip=False if args.no_flip else None, stage_average=args.stage_average,
-        dtype=args.dtype, channels_last=args.channels_last, compile_mode=_compile_mode(args),
-        device=args.device, batch_size=args.batch_size, workers=args.workers,
-        decode_workers=args.decode_workers, progress=sys.stderr.isatty()))
+        overrides=_test_overrides(args), dtype=args.dtype, channels_last=args.channels_last,
+        compile_mode=_compile_mode(args), device=args.device, batch_size=args.batch_size,
+        workers=args.workers, decode_workers=args.decode_workers,
+        progress=sys.stderr.isatty()))
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -104,9 +117,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     predict_command(PredictCommand(
         sources=tuple(args.sources), weights=str(args.weights),
         out=Path(args.out) if args.out else None, preset=args.preset, backend=args.backend,
-        device=args.device, pose_nms=args.pose_nms, overrides=tuple(args.overrides),
-        scales=tuple(args.scales) if args.scales else None,
-        flip=False if args.no_flip else None, stage_average=args.stage_average,
+        device=args.device, pose_nms=args.pose_nms, overrides=_test_overrides(args),
         dtype=args.dtype, channels_last=args.channels_last, compile_mode=_compile_mode(args),
         options=_predict_options(args)))
 

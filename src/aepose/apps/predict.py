@@ -125,8 +125,8 @@ class PredictSummary:
 class PredictCommand:
     """``aepose predict`` as the command line gives it: the inputs, the weights and where
     the network runs (``backend`` "torch" or "onnxruntime"; ``device`` None: the default
-    device), the test settings over the weights' own (``overrides`` ``test.x=y`` items, then
-    ``scales``, ``flip``, ``stage_average``; ``pose_nms`` an OKS threshold), the fast paths
+    device), the test settings over the weights' own (``overrides``: ``test.x=y`` items,
+    applied in order; ``pose_nms`` an OKS threshold), the fast paths
     (``dtype``, ``channels_last``, ``compile_mode``), the output folder (None:
     runs/predict-TIMESTAMP) and the run's :class:`PredictOptions`."""
 
@@ -138,9 +138,6 @@ class PredictCommand:
     device: str | None = None
     pose_nms: float | None = None
     overrides: tuple[str, ...] = ()
-    scales: tuple[float, ...] | None = None
-    flip: bool | None = None
-    stage_average: str | None = None
     dtype: str = "fp32"
     channels_last: bool = False
     compile_mode: str | None = None
@@ -205,8 +202,7 @@ def _predictor(command: PredictCommand, device: torch.device) -> Predictor:
         network = fast_network(loaded, dtype=command.dtype,
                                channels_last=command.channels_last,
                                compile_mode=command.compile_mode)
-    cfg = command_line_config(cfg, command.overrides, scales=command.scales,
-                              flip=command.flip, stage_average=command.stage_average)
+    cfg = command_line_config(cfg, command.overrides)
     return Predictor(network, cfg, pose_nms=command.pose_nms)
 
 

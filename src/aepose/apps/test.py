@@ -48,8 +48,8 @@ class TestOptions:
     ``data_root`` with ``preset``; ``spec`` names its keypoints when no preset does).
     out: folder for metrics.json and results.json (default runs/PRESET-test-TIMESTAMP; with
     ``results``, metrics-rescored.json beside the results file); overwrite: replace an
-    earlier run's files there. Test settings: ``overrides`` (``test.x=y``), ``scales``,
-    ``flip`` (None: the weights'), ``stage_average``. Speed: ``dtype``, ``channels_last``,
+    earlier run's files there. Test settings: ``overrides``, ``test.x=y`` items applied in
+    order over the weights' own. Speed: ``dtype``, ``channels_last``,
     ``compile_mode`` (None: eager), ``batch_size``, ``workers`` (reading threads),
     ``decode_workers`` (None: one per spare CPU core, at most 4); ``device`` (None: CUDA
     when available); ``progress``: a bar.
@@ -65,9 +65,6 @@ class TestOptions:
     out: Path | None = None
     overwrite: bool = False
     overrides: tuple[str, ...] = ()
-    scales: tuple[float, ...] | None = None
-    flip: bool | None = None
-    stage_average: str | None = None
     dtype: str = "fp32"
     channels_last: bool = False
     compile_mode: str | None = None
@@ -90,8 +87,7 @@ def run_test(options: TestOptions) -> None:
     try:
         network, cfg = load_with_config(options.weights, preset=options.preset,
                                         device=info.device)
-        cfg = command_line_config(cfg, options.overrides, scales=options.scales,
-                                  flip=options.flip, stage_average=options.stage_average)
+        cfg = command_line_config(cfg, options.overrides)
         model = fast_network(network, dtype=options.dtype, channels_last=options.channels_last,
                              compile_mode=options.compile_mode)
         ann, images = _test_files(cfg, options)
