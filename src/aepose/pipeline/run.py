@@ -220,10 +220,11 @@ class _Driver:
     def _stream(self, items: Any, read: Any, **settings: Any
                 ) -> Generator[Result[Any], None, None]:
         o = self.options
-        given: dict[str, Any] = {"batch_size": o.batch_size, "read_workers": o.read_workers,
-                 "keep_images": o.keep_images, "timer": self.timer,
-                 "decoders": self.pool} | settings
-        return stream(self.predictor.stages, items, read, **given)
+        given: dict[str, Any] = {
+            "batch_size": o.batch_size, "read_workers": o.read_workers,
+            "keep_images": o.keep_images, "timer": self.timer, "decoders": self.pool,
+        }
+        return stream(self.predictor.stages, items, read, **(given | settings))
 
     def _people(self, result: Result[Any]) -> list[Pose]:
         poses = self.predictor.poses(result.poses, result.scores)
