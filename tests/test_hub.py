@@ -10,21 +10,17 @@ check itself is never bypassed.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import logging
 import multiprocessing
-import re
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from helpers import run_cli
+from weights_server import Server, serving
 
 from aepose import AeposeError, load_model
 from aepose.apps.profile import PRESET_COSTS, model_cost
@@ -36,74 +32,6 @@ PRESET = "hrnet_w32_aic_512"  # its table entry is pointed at a generated file
 TINY = "hrnet_tiny_aic_128"  # the network of the generated file
 
 
-@dataclass
-class ServerState:
-    """What the test server does and what it saw."""
-
-    root: Path
-    honour_range: bool = True
-    cut_after: int | None = None  # bytes of the body to send before dropping the connection
-    chunk_delay: float = 0.0  # seconds between 64 KiB chunks (a slow server)
-    stall: float = 0.0  # seconds before answering at all (a stalled server)
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """GET with Range support, written for these tests (HTTP/1.0: one request per connection)."""
-
-    server: _Server
-
-    def do_GET(self) -> None:
-        state = self.server.state
-        state.requests.append((self.path, self.headers.get("Range")))
-        time.sleep(state.stall)
-        file = state.root / self.path.lstrip("/")
-        if not file.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data = file.read_bytes()
-        start = self._range_start(len(data))
-        if start is None:
-            return
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self._send(body if state.cut_after is None else body[: state.cut_after])
-
-    def _range_start(self, size: int) -> int | None:
-        """Send the status line for the request's range; None when answered already (416)."""
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if not match or not self.server.state.honour_range:
-            self.send_response(200)
-            return 0
-        start = int(match.group(1))
-        if start >= size:
-            self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{size}")
-            self.end_headers()
-            return None
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
-        return start
-
-    def _send(self, body: bytes) -> None:
-        for i in range(0, len(body), 1 << 16):
-            self.wfile.write(body[i: i + (1 << 16)])
-            time.sleep(self.server.state.chunk_delay)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, state: ServerState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
 @pytest.fixture(autouse=True)
 def _no_internet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Cache in tmp_path; the mirror is a closed local port unless a test serves one."""
@@ -113,16 +41,11 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Server]:
-    state = ServerState(root=tmp_path / "served")
-    (state.root / "bottom_up").mkdir(parents=True)
-    httpd = _Server(state)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    monkeypatch.setenv("AEPOSE_WEIGHTS_MIRROR", httpd.url + "/")
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
+    with serving(tmp_path / "served") as httpd:
+        (httpd.state.root / "bottom_up").mkdir()
+        monkeypatch.setenv("AEPOSE_WEIGHTS_MIRROR", httpd.url + "/")
+        yield httpd
 
 
 def _checkpoint_bytes(seed: int = 0) -> bytes:
@@ -133,7 +56,7 @@ def _checkpoint_bytes(seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def _serve_release(server: _Server, monkeypatch: pytest.MonkeyPatch, preset: str = PRESET,
+def _serve_release(server: Server, monkeypatch: pytest.MonkeyPatch, preset: str = PRESET,
                    seed: int = 0) -> tuple[str, bytes]:
     """Serve a generated file under a release-style name carrying its true hash, and point
     ``preset``'s table entry at it: (file name, content)."""
@@ -143,6 +66,11 @@ def _serve_release(server: _Server, monkeypatch: pytest.MonkeyPatch, preset: str
     (server.state.root / "bottom_up" / name).write_bytes(data)
     monkeypatch.setitem(WEIGHTS_URLS, preset, f"{WEIGHTS_BASE}/bottom_up/{name}")
     return name, data
+
+
+def url_key(url: str) -> str:
+    """The folder of a URL's own cache entry: 16 hex digits of the URL's SHA-256."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _cache_listing() -> list[str]:
@@ -190,7 +118,7 @@ def test_cache_folder_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 # --- names and URLs ------------------------------------------------------------------------
 
 def test_preset_name_downloads_once_verifies_and_loads(
-        server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     model = load_model(PRESET)  # the generated file holds the tiny network
     assert model.config == PRESETS[TINY].model
@@ -200,7 +128,7 @@ def test_preset_name_downloads_once_verifies_and_loads(
     assert server.state.requests == [(f"/bottom_up/{name}", None)]  # fetched once
 
 
-def test_release_file_name_and_url(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_file_name_and_url(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     assert resolve_weights(name).read_bytes() == data
     # The official URL goes to the mirror; a URL elsewhere is fetched as it is.
@@ -210,7 +138,11 @@ def test_release_file_name_and_url(server: _Server, monkeypatch: pytest.MonkeyPa
     (server.state.root / "elsewhere").mkdir()
     (server.state.root / "elsewhere" / other_name).write_bytes(other)
     path = resolve_weights(f"{server.url}/elsewhere/{other_name}")
-    assert path == cache_dir() / other_name and path.read_bytes() == other
+    # Not a file of the table: an entry of its own, keyed by the URL (the mirror's files by
+    # their official URL, so that both share it).
+    official = f"{WEIGHTS_BASE}/elsewhere/{other_name}"
+    assert path == cache_dir() / "urls" / url_key(official) / other_name
+    assert path.read_bytes() == other
     assert len(server.state.requests) == 2
 
 
@@ -225,7 +157,7 @@ def test_names_without_released_weights(monkeypatch: pytest.MonkeyPatch) -> None
 
 # --- integrity -----------------------------------------------------------------------------
 
-def test_hash_mismatch_deletes_and_says_so(server: _Server) -> None:
+def test_hash_mismatch_deletes_and_says_so(server: Server) -> None:
     (server.state.root / "bottom_up" / "model-deadbeef_20200101.pth").write_bytes(b"x" * 5000)
     url = f"{server.url}/bottom_up/model-deadbeef_20200101.pth"
     with pytest.raises(AeposeError) as info:
@@ -263,7 +195,7 @@ def test_info_reports_the_hash(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 
 # --- resuming ------------------------------------------------------------------------------
 
-def test_resume_a_partial_download(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_a_partial_download(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     cache_dir().mkdir(parents=True)
     (cache_dir() / f".{name}.part").write_bytes(data[:1000])
@@ -272,7 +204,7 @@ def test_resume_a_partial_download(server: _Server, monkeypatch: pytest.MonkeyPa
     assert _cache_listing() == [name]
 
 
-def test_dropped_connection_then_resume(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dropped_connection_then_resume(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     server.state.cut_after = 70_000
     with pytest.raises(AeposeError) as info:
@@ -286,7 +218,7 @@ def test_dropped_connection_then_resume(server: _Server, monkeypatch: pytest.Mon
 
 
 def test_server_ignoring_range_restarts_from_zero(
-        server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     server.state.honour_range = False
     cache_dir().mkdir(parents=True)
@@ -296,7 +228,7 @@ def test_server_ignoring_range_restarts_from_zero(
 
 
 def test_whole_partial_file_gets_416_and_restarts(
-        server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     cache_dir().mkdir(parents=True)
     (cache_dir() / f".{name}.part").write_bytes(data + b"extra")
@@ -307,7 +239,7 @@ def test_whole_partial_file_gets_416_and_restarts(
 # --- failures: one line naming the URL and where to put the file ---------------------------
 
 def test_offline_names_the_file_and_the_folder(
-        server: _Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AEPOSE_OFFLINE", "1")
     with pytest.raises(AeposeError) as info:
         resolve_weights("hrnet_w32_aic_512")  # the real table entry
@@ -323,17 +255,21 @@ def test_offline_names_the_file_and_the_folder(
     assert resolve_weights(PRESET) == cache_dir() / name and server.state.requests == []
 
 
-def test_404_is_one_line_naming_the_url(server: _Server) -> None:
+def test_404_is_one_line_naming_the_url(server: Server) -> None:
     url = f"{server.url}/bottom_up/missing-0123abcd_20200101.pth"
     with pytest.raises(AeposeError) as info:
         resolve_weights(url)
     message = _one_line(info)
-    target = cache_dir() / "missing-0123abcd_20200101.pth"
-    assert message == (f"cannot download {url} (HTTP 404 Not Found); without network, download "
-                       f"it elsewhere and put it at {target}")
+    # The server answered: no "without network"; it is the mirror, so the line names it.
+    name = "missing-0123abcd_20200101.pth"
+    target = cache_dir() / "urls" / url_key(f"{WEIGHTS_BASE}/bottom_up/{name}") / name
+    assert message == (f"cannot download {url}: the server answered HTTP 404 Not Found; "
+                       f"AEPOSE_WEIGHTS_MIRROR={server.url} is in use: check that it serves "
+                       f"bottom_up/{name}, or unset it to download from {WEIGHTS_BASE}; a copy "
+                       f"fetched elsewhere goes at {target}")
 
 
-def test_refused_and_stalled_connections(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_and_stalled_connections(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AEPOSE_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(AeposeError) as info:
         resolve_weights("hrnet_w32_aic_512")
@@ -369,7 +305,7 @@ def _fetch_in_child(url: str, barrier: Any, results: Any) -> None:
     results.put((str(resolve_weights(url)), handler.messages))
 
 
-def test_two_processes_fetch_one_file(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_fetch_one_file(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     name, data = _serve_release(server, monkeypatch)
     url = f"{server.url}/bottom_up/{name}"
     server.state.chunk_delay = 0.1  # about 1 s per download: the second must wait for the first
@@ -396,7 +332,7 @@ def _models_rows(out: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.strip()}
 
 
-def test_download_and_cached_column(capsys: pytest.CaptureFixture[str], server: _Server,
+def test_download_and_cached_column(capsys: pytest.CaptureFixture[str], server: Server,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run_cli(capsys, "models")
     rows = _models_rows(out)

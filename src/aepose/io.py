@@ -25,6 +25,7 @@ import re
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -264,36 +265,51 @@ class FileLock:
     only a stale file that the next holder takes over; a holder that releases deletes the
     file, so a finished run leaves none. Deleting before closing, and checking after locking
     that the file locked is still the one at ``path``, keeps two processes from ever holding
-    locks on two different files of one name.
+    locks on two different files of one name. The holder writes its pid into the file, for
+    the messages of the processes it keeps waiting (:meth:`holder`).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
 
-    def acquire(self, on_busy: Callable[[int], None]) -> int:
+    def acquire(self, on_busy: Callable[[int], None], *, poll_s: float | None = None) -> int:
         """Take the lock and return its open descriptor (of ``path``, created if missing).
 
         While another process holds it, ``on_busy(fd)`` is called: it raises to give up
-        (``fd`` is closed then), or returns to wait for the holder.
+        (``fd`` is closed then), or returns to wait. Without ``poll_s`` it is called once and
+        the wait lasts until the holder lets go; with ``poll_s`` the lock is tried again every
+        ``poll_s`` seconds and ``on_busy`` is called before each try, so that it can bound
+        the wait (by time, or by what the holder is seen doing).
         """
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                if not _try_lock(fd):
                     on_busy(fd)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    if poll_s is None:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                    else:
+                        while not _try_lock(fd):
+                            time.sleep(poll_s)
+                            on_busy(fd)
                 # The holder before deletes the file; locked after that, this is a lock on
                 # a file nobody else sees: start over on the one at ``path``.
                 if _same_file(self.path, fd):
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
                     self._fd = fd
                     return fd
             except BaseException:
                 os.close(fd)
                 raise
             os.close(fd)
+
+    @staticmethod
+    def holder(fd: int) -> str:
+        """The pid the holder wrote into the lock file open as ``fd`` ("unknown" while the
+        file is still empty)."""
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
 
     def release(self) -> None:
         """Delete the file and give the lock up (closing the file releases the flock)."""
@@ -306,6 +322,15 @@ class FileLock:
     def held(self) -> bool:
         """Whether this object holds the lock now."""
         return self._fd is not None
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the ``flock`` of ``fd`` if no other process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class RunLock:
@@ -324,18 +349,15 @@ class RunLock:
         """Take the lock, or raise one line naming the folder and the holder's pid."""
         check_writable(self.folder)
         try:
-            fd = self._lock.acquire(self._refuse)
+            self._lock.acquire(self._refuse)
         except OSError as err:
             raise AeposeError(f"cannot lock {self.folder}: {_reason(err)}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         _remove_debris(self.folder)
 
     def _refuse(self, fd: int) -> None:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         raise AeposeError(
-            f"{self.folder} is in use by another aepose run (pid {holder}); wait for it "
-            "to finish or choose another output folder")
+            f"{self.folder} is in use by another aepose run (pid {FileLock.holder(fd)}); wait "
+            "for it to finish or choose another output folder")
 
     def release(self) -> None:
         """Give the lock up and delete the lock file."""
