@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import cv2
 import pytest
@@ -58,3 +62,25 @@ def lively(preset: str, seed: int = 0, *, bn_statistics: bool = False) -> nn.Mod
                 nn.init.uniform_(module.running_mean, -0.2, 0.2)
                 nn.init.uniform_(module.running_var, 0.5, 2.0)
     return model
+
+
+class Hang(Exception):  # noqa: N818  (a test failure, not an error of the code)
+    """A call that did not return in time (raised by :func:`within`)."""
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Fail with :class:`Hang` if the block runs longer than ``seconds`` (main thread only):
+    a call that loops forever fails its test instead of hanging the suite. SIGALRM
+    interrupts Python code between bytecodes, which is where aepose's loops spin."""
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise Hang(f"no return within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,9 +1,12 @@
 """aepose.io: atomic writes that fail in one line and leave nothing behind, JSON reading,
-writability checks and run-folder locks (across processes, and after a kill)."""
+strict JSON writing (NaN and infinities refused naming the file, by every writer of
+results and predictions), writability checks and run-folder locks (across processes, and
+after a kill)."""
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import subprocess
@@ -11,11 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aepose import io
+from aepose.apps.predictions import PredictionWriter, merge_predictions
+from aepose.engine.evaluation import write_results
 from aepose.errors import AeposeError
 from aepose.io import RunLock, atomic_write, check_writable, read_json, write_bytes, write_json
+from aepose.pipeline.pose import Pose
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,6 +151,53 @@ def test_read_json_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_bytes(b"\xff\xfe{")
     with pytest.raises(AeposeError, match="not valid JSON"):
         read_json(tmp_path / "bad.json", "results")
+
+
+NOT_JSON = "is not a JSON number (NaN and infinities have no JSON form)"
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    ({"people": [{"score": math.inf}]}, "people[0].score = inf"),
+    ([{"keypoints": [1.0, math.nan, 2.0]}], "[0].keypoints[1] = nan"),
+    (-math.inf, "the value = -inf")], ids=["dict", "list", "number"])
+def test_write_json_refuses_non_finite_numbers_naming_the_file(
+        tmp_path: Path, data: object, where: str) -> None:
+    # json.dumps writes them as NaN and Infinity, which strict JSON readers refuse.
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(AeposeError) as error:
+        write_json(target, data, what="results")
+    assert one_line(error) == f"cannot write results {target}: {where} {NOT_JSON}"
+    assert target.read_text() == "old" and listing(tmp_path) == ["out.json"]
+
+
+def test_json_text_leaves_other_faults_to_the_caller() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference") as error:
+        io.json_text(loop, "x.json")
+    assert not isinstance(error.value, AeposeError)
+
+
+def test_results_and_predictions_refuse_non_finite_numbers(tmp_path: Path) -> None:
+    with pytest.raises(AeposeError) as error:
+        write_results(tmp_path / "results.json", [{"image_id": 1, "score": math.nan}])
+    assert one_line(error) == (f"cannot write {tmp_path / 'results.json'}: "
+                               f"[0].score = nan {NOT_JSON}")
+    with PredictionWriter(tmp_path, {"a.png": 0}) as writer, \
+            pytest.raises(AeposeError) as error:
+        writer.add({"file_name": "a.png"}, [Pose(np.ones((3, 3), np.float32), math.inf)])
+    assert one_line(error) == (f"cannot write {tmp_path / 'predictions.jsonl'}: "
+                               f"people[0].score = inf {NOT_JSON}")
+    # A partial file holding a NaN (as Python's json writes it) is not merged into one.
+    (tmp_path / "predictions.jsonl").write_text(
+        '{"order": [0, 0], "file_name": "a.png", "people": [{"keypoints": [[1, 1, 1]], '
+        '"score": NaN, "bbox": [1, 1, 0, 0]}]}\n')
+    with pytest.raises(AeposeError) as error:
+        merge_predictions(tmp_path, {"preset": "x"})
+    assert one_line(error) == (f"cannot write {tmp_path / 'predictions.json'}: "
+                               f"people[0].score = nan {NOT_JSON}")
+    assert not (tmp_path / "predictions.json").exists()
 
 
 def _hold_lock(folder: Path) -> subprocess.Popen[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ __all__ = [
     "check_writable",
     "claim_run_folder",
     "interrupt_after",
+    "json_text",
     "read_json",
     "write_bytes",
     "write_json",
@@ -215,10 +217,54 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False,
                indent: int | None = None, what: str = "") -> Path:
     """Write ``data`` as JSON to ``path`` atomically (see :func:`atomic_write`).
 
-    The text is made in memory first, so data that is not JSON (a set, say) raises its
-    TypeError before anything touches the disk.
+    The text is made in memory first (:func:`json_text`), so data that is not JSON (a set,
+    say) raises its TypeError, and a NaN or infinite number its AeposeError, before
+    anything touches the disk.
     """
-    return write_text(path, json.dumps(data, sort_keys=sort_keys, indent=indent), what=what)
+    name = f"{what} {path}" if what else str(path)
+    return write_text(path, json_text(data, name, sort_keys=sort_keys, indent=indent),
+                      what=what)
+
+
+def json_text(data: Any, name: str | Path, *, sort_keys: bool = False,
+              indent: int | None = None) -> str:
+    """``data`` as JSON text, for the file ``name``: results, predictions and every
+    :func:`write_json` file (numbers from a network among them) are made here.
+
+    ``json.dumps`` would write NaN and infinities as ``NaN`` and ``Infinity``, which are not
+    JSON (strict readers refuse the whole file): they raise one AeposeError naming the file
+    and where the number is (``people[0].score = inf``) instead.
+    """
+    try:
+        return json.dumps(data, sort_keys=sort_keys, indent=indent, allow_nan=False)
+    except ValueError:
+        where = _non_finite(data)
+        if where is None:  # another fault (a circular reference): the caller's bug
+            raise
+        raise AeposeError(f"cannot write {name}: {where} is not a JSON number (NaN and "
+                          "infinities have no JSON form)") from None
+
+
+def _non_finite(data: Any) -> str | None:
+    """``path = value`` of the first NaN or infinite float in ``data`` (depth first, in
+    order), or None. A loop (a list holding itself) is walked once."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    seen: set[int] = set()
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where or 'the value'} = {value}"
+        if id(value) in seen:
+            continue
+        if isinstance(value, dict):
+            children = [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            continue
+        seen.add(id(value))
+        stack.extend(reversed(children))
+    return None
 
 
 def check_writable(folder: str | Path) -> Path:

@@ -8,7 +8,8 @@ its ``people``) and ``results.json`` (the same people as flat COCO result record
 ``image_id`` is the number a file is named by when every image is named by a number, as
 COCO's and CrowdPose's are, so that ``aepose test --results`` scores them), both written
 atomically, and removes the partial files. The images are streamed from the
-partial files, never all held in memory.
+partial files, never all held in memory. Every line and file is strict JSON: a NaN or
+infinite number is refused naming the file (:func:`aepose.io.json_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from aepose.io import atomic_write
+from aepose.io import atomic_write, json_text
 from aepose.pipeline.pose import Pose
 
 __all__ = ["PARTIAL_NAME", "PredictionWriter", "merge_predictions", "partial_file"]
@@ -57,7 +58,7 @@ class PredictionWriter:
         assert self.file is not None, "use the writer in a with block"
         order = [self.positions[entry["file_name"]], entry.get("frame", 0)]
         record = {"order": order, **entry, "people": [p.to_dict() for p in people]}
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(json_text(record, self.path) + "\n")
         self.file.flush()
 
 
@@ -66,8 +67,10 @@ def merge_predictions(out: Path, header: dict[str, Any], world_size: int = 1) ->
     2, ... in input order) and results.json, then remove them; returns predictions.json."""
     parts = [partial_file(out, rank) for rank in range(world_size)]
     path = atomic_write(out / "predictions.json",
-                        lambda tmp: _write_predictions(tmp, header, parts), what="predictions")
-    atomic_write(out / "results.json", lambda tmp: _write_results(tmp, parts),
+                        lambda tmp: _write_predictions(tmp, out / "predictions.json", header,
+                                                       parts), what="predictions")
+    atomic_write(out / "results.json",
+                 lambda tmp: _write_results(tmp, out / "results.json", parts),
                  what="COCO results")
     for part in parts:
         part.unlink(missing_ok=True)
@@ -91,17 +94,18 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def _write_predictions(tmp: Path, header: dict[str, Any], parts: list[Path]) -> None:
-    head = json.dumps({**header, "images": []}, indent=1)
+def _write_predictions(tmp: Path, name: Path, header: dict[str, Any],
+                       parts: list[Path]) -> None:
+    head = json_text({**header, "images": []}, name, indent=1)
     opening, closing = head.rsplit("[]", 1)
     with tmp.open("w", encoding="utf-8") as f:
         f.write(opening + "[")
         for n, entry in enumerate(_entries(parts)):
-            f.write(("," if n else "") + "\n  " + json.dumps(entry))
+            f.write(("," if n else "") + "\n  " + json_text(entry, name))
         f.write("\n ]" + closing + "\n")
 
 
-def _write_results(tmp: Path, parts: list[Path]) -> None:
+def _write_results(tmp: Path, name: Path, parts: list[Path]) -> None:
     ids = _dataset_ids(parts)
     with tmp.open("w", encoding="utf-8") as f:
         f.write("[")
@@ -110,7 +114,7 @@ def _write_results(tmp: Path, parts: list[Path]) -> None:
             image_id = ids[entry["id"]] if ids is not None else entry["id"]
             for person in entry["people"]:
                 record = Pose.from_dict(person).to_coco(image_id)
-                f.write(("" if first else ",") + "\n" + json.dumps(record))
+                f.write(("" if first else ",") + "\n" + json_text(record, name))
                 first = False
         f.write("\n]\n")
 

@@ -21,10 +21,17 @@ def munkres_assignment(cost: np.ndarray) -> np.ndarray:
     minima; step 2 stars, row by row, the first zero in a column without a star; then
     columns with stars are covered and, until all are, uncovered zeros are primed (steps 4
     and 6) and an alternating path of primes and stars is flipped (step 5).
+
+    Raises ValueError for a cost holding NaN or infinities (as SciPy's solver does for NaN),
+    or one whose values span more than float64 holds (beyond 1e308): either would leave the
+    steps without a zero, looping forever.
     """
     num_rows, n = cost.shape
     if num_rows > n:
         raise ValueError(f"cost needs at least as many columns as rows, got {cost.shape}")
+    if not np.isfinite(cost).all():
+        # A NaN (or inf - inf) leaves no zero to star or prime: the steps would loop forever.
+        raise ValueError("cost holds NaN or infinite values")
     c = np.zeros((n, n))
     c[:num_rows] = cost
     c -= c.min(axis=1, keepdims=True)
@@ -76,6 +83,9 @@ def _prime_zeros(
         row, col = _find_zero(free, start_row, start_col)
         if row < 0:
             smallest = c[np.ix_(~row_cov, ~col_cov)].min()
+            if not np.isfinite(smallest):
+                # Costs near float64's limit overflowed; inf - inf would leave no zero.
+                raise ValueError("cost values span more than float64 can hold")
             c[row_cov] += smallest
             c[:, ~col_cov] -= smallest
             zero = c == 0

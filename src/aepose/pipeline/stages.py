@@ -32,7 +32,7 @@ from aepose.codec.aggregate import (
     image_outputs,
     run_scales,
 )
-from aepose.codec.decode import Decoder
+from aepose.codec.decode import Decoder, MapValueError
 from aepose.config import Config, ModelConfig
 from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
@@ -74,7 +74,12 @@ class Decoded:
 @dataclass(frozen=True)
 class PostProcess:
     """aggregate -> decode -> back-project for one image's network outputs; picklable, so
-    it can run in worker processes. Settings are bound at construction."""
+    it can run in worker processes. Settings are bound at construction.
+
+    Outputs holding NaN or infinities are refused in one line naming the output, and so are
+    aggregated maps holding them or magnitudes beyond the decoder's
+    :data:`~aepose.codec.decode.MAX_MAGNITUDE` (huge finite outputs that overflow when
+    averaged, or that would overflow the scores)."""
 
     layout: ModelConfig
     flip_index: tuple[int, ...] | None
@@ -90,7 +95,13 @@ class PostProcess:
             outputs, sizes.scales, sizes.base_size, self.layout, flip_index=self.flip_index,
             stage_average=self.stage_average)
         clock.lap("aggregate", heatmaps.device)
-        poses, scores = self.decoder(heatmaps[0], tags[0])
+        try:
+            poses, scores = self.decoder(heatmaps[0], tags[0])
+        except MapValueError as error:
+            # The decoder checks the aggregated maps: finite raw outputs (checked above) can
+            # still overflow when flip and scale averaging add them up.
+            raise AeposeError(f"the network's {error.maps} after aggregation {error.problem} "
+                              "(broken weights or an overflow in reduced precision)") from None
         clock.lap("decode", heatmaps.device)
         poses[..., :2] = back_project(poses[..., :2], sizes)
         clock.lap("back-project", heatmaps.device)

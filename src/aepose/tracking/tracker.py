@@ -174,6 +174,21 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _ragged(keypoints: object, k: int) -> str:
+    """The first person of a list whose keypoints are not [k, 3] numbers, in words; "" if
+    ``keypoints`` is no list of people or none is (the fault is elsewhere)."""
+    if not isinstance(keypoints, list | tuple):
+        return ""
+    for p, person in enumerate(keypoints):
+        try:
+            shape = np.asarray(person, dtype=np.float64).shape
+        except (TypeError, ValueError):
+            return f"person {p}'s keypoints are not an array of numbers"
+        if shape != (k, 3):
+            return f"person {p}'s keypoints have shape {shape}"
+    return ""
+
+
 class PoseTracker:
     """Gives each person in a video a track ID that persists across frames.
 
@@ -216,12 +231,14 @@ class PoseTracker:
     ) -> list[TrackedPose]:
         """Track one frame's poses.
 
-        A keypoint whose x, y or score is NaN or infinite is missing, as one scoring under
-        ``keypoint_threshold``: it enters neither pairing nor the tracks' motion nor the
-        smoothing, and a person left with fewer than ``min_keypoints`` valid keypoints
-        starts no track. A NaN or infinite person score is under ``min_score``. Such
-        values are reported back as given: the tracker reports poses, it does not repair
-        them.
+        A keypoint whose x, y or score is NaN or infinite (beyond float32's range included,
+        as the reported float32 keypoints hold it), or that is exactly (0, 0, 0) (the
+        decoder's empty joint), is missing, as one scoring under ``keypoint_threshold``: it
+        enters neither pairing nor the tracks' motion nor the smoothing, and a person left
+        with fewer than ``min_keypoints`` valid keypoints starts no track (an all-zero or
+        all-NaN person never does). A NaN or infinite person score is under
+        ``min_score``. Such values are reported back as given: the tracker reports poses,
+        it does not repair them.
 
         Args:
             keypoints: [P, K, 3] x, y, score (image pixels); P may be 0, as [0, K, 3] or
@@ -244,11 +261,15 @@ class PoseTracker:
         time_s = self._next_time_s(timestamp_ms)
         self.frame += 1
         self._time_s = time_s
+        with np.errstate(over="ignore"):  # beyond float32's range: reported as inf
+            out: np.ndarray = points.astype(np.float32)
         # Non-finite values are zeroed where used (they are masked out anyway) so that no
-        # NaN reaches the OKS sums, the boxes or the track table.
-        finite = np.isfinite(points).all(axis=2)
+        # NaN reaches the OKS sums, the boxes or the track table; below float32's range,
+        # squared distances and box areas stay finite in float64.
+        finite = np.isfinite(out).all(axis=2)
         xy = np.where(finite[..., None], points[:, :, :2], 0.0)
-        valid = finite & (points[:, :, 2] >= self.config.keypoint_threshold)
+        empty = (points == 0).all(axis=2)
+        valid = finite & ~empty & (points[:, :, 2] >= self.config.keypoint_threshold)
         strong = np.isfinite(person_scores) & (person_scores >= self.config.min_score)
         self._drop_old_tracks()
         rows, cols = self._assign(xy, valid, strong)
@@ -261,11 +282,10 @@ class PoseTracker:
         ids[born] = self.next_id + np.arange(len(born))
         self.next_id += len(born)
         self.tracks = self.tracks.append(ids[born], xy[born], valid[born], self.frame)
-        out = points.astype(np.float32)
         if self.config.smooth:
             smoothed = self._smooth(ids, xy, valid, time_s)
             # Missing keypoints pass unsmoothed, as given (xy has their non-finite zeroed).
-            out[:, :, :2] = np.where(valid[..., None], smoothed, points[:, :, :2])
+            out[:, :, :2] = np.where(valid[..., None], smoothed, out[:, :, :2])
         return [TrackedPose(int(i), out[p], float(person_scores[p]), p)
                 for p, i in enumerate(ids.tolist())]
 
@@ -276,10 +296,10 @@ class PoseTracker:
         k = len(self.sigmas)
         arrays = [np.asarray(p.keypoints) for p in poses]
         for i, a in enumerate(arrays):
-            if a.ndim != 2 or a.shape[0] != k or a.shape[1] < 3:
+            if a.shape != (k, 3):
                 raise AeposeError(f"PoseTracker.update_poses: pose {i}'s keypoints must be "
                                   f"[{k}, 3] (x, y, score), got shape {a.shape}")
-        points = np.stack([a[:, :3] for a in arrays]) if poses else np.zeros((0, k, 3))
+        points = np.stack(arrays) if poses else np.zeros((0, k, 3))
         return self.update(points, [float(p.score) for p in poses], timestamp_ms)
 
     # -- internals ----------------------------------------------------------------------
@@ -294,7 +314,8 @@ class PoseTracker:
             points = np.asarray(keypoints, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise AeposeError(f"{what}: {expected}, got {_type_name(keypoints)} that is not "
-                              f"an array of numbers ({error})") from None
+                              f"an array of numbers ({_ragged(keypoints, k) or error})"
+                              ) from None
         if points.shape == (0,):  # [] or np.zeros(0): a frame without people
             points = points.reshape(0, k, 3)
         if points.ndim != 3 or points.shape[1:] != (k, 3):
