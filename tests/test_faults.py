@@ -288,6 +288,26 @@ def test_ctrl_c_of_predict_writes_what_finished_and_exits_130(
     assert f"predictions: {out / 'predictions.json'}" in stdout
 
 
+def test_sigterm_of_predict_writes_what_finished_and_exits_143(
+    setup: Setup, tmp_path: Path, slow_run: object
+) -> None:
+    # Containers, schedulers and torchrun stop jobs with SIGTERM: handled as Ctrl-C.
+    out = tmp_path / "out"
+    run = slow_run(_predict_args(setup, out))  # type: ignore[operator]
+    run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 2)
+    seen = _lines(out / "predictions.jsonl")
+    run.signal(signal.SIGTERM)
+    code, _, err = run.finish()
+    assert code == 143 and "Traceback" not in err, err
+    last = err.rstrip("\n").splitlines()[-1]
+    match = re.fullmatch(r"aepose: terminated; the (\d+) finished images/frames are in (.*)",
+                         last)
+    assert match and Path(match.group(2)) == out / "predictions.json", last
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert seen <= len(images) == int(match.group(1)) < IMAGES
+    assert not (out / "predictions.jsonl").exists() and not (out / ".aepose.lock").exists()
+
+
 def test_ctrl_c_of_test_ends_in_one_line_and_exits_130(
     setup: Setup, tmp_path: Path, slow_run: object
 ) -> None:

@@ -264,6 +264,26 @@ def test_interrupt_after_holds_ctrl_c_until_the_block_ends() -> None:
     assert finished == [True, True]
 
 
+def test_sigterm_raises_terminated_and_is_held_like_ctrl_c() -> None:
+    from aepose.errors import Terminated
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        io.terminate_as_interrupt()
+        finished = []
+        with pytest.raises(Terminated), io.interrupt_after():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # held here, like Ctrl-C
+            finished.append(True)
+        assert finished == [True] and io.terminated()
+        with pytest.raises(KeyboardInterrupt):  # Terminated is one: Ctrl-C's paths apply
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        io._TERMINATED.clear()
+
+
 def test_run_lock_is_exclusive_within_a_process_and_reusable(tmp_path: Path) -> None:
     with RunLock(tmp_path), pytest.raises(AeposeError, match="in use by another aepose run"):
         RunLock(tmp_path).acquire()

@@ -19,6 +19,11 @@ class Interrupted(Exception):  # noqa: N818  (a stop, not an error)
     """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how containers, schedulers and torchrun stop a job) reached a command that
+    handles it as Ctrl-C: what finished is kept. The CLI exits with status 143."""
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one line: an OS error by its file and the OS's words."""
     if isinstance(error, OSError) and error.strerror:

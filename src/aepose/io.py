@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
-from aepose.errors import AeposeError
+from aepose.errors import AeposeError, Terminated
 
 __all__ = [
     "LOCK_NAME",
@@ -45,7 +45,10 @@ __all__ = [
     "claim_run_folder",
     "interrupt_after",
     "json_text",
+    "note_terminated",
     "read_json",
+    "terminate_as_interrupt",
+    "terminated",
     "write_bytes",
     "write_json",
     "write_text",
@@ -67,28 +70,63 @@ def _temporary_name(folder: Path, suffix: str = "") -> Path:
 _TEMPORARY = re.compile(r"\.aepose-[0-9a-f]{8}\.tmp(\.\w+)?")  # names _temporary_name makes
 
 
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM raises :class:`~aepose.errors.Terminated` (a KeyboardInterrupt) in
+    the main thread, so every command keeps its finished work on SIGTERM as on Ctrl-C.
+    Call it from the main thread, before worker processes are forked (they reset it)."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def terminated() -> bool:
+    """Whether SIGTERM stopped this process's command (it then ends with status 143)."""
+    return _TERMINATED.is_set()
+
+
+def note_terminated() -> None:
+    """Record that SIGTERM stopped the command (for a handler of its own, as training's)."""
+    _TERMINATED.set()
+
+
+_TERMINATED = threading.Event()
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    _TERMINATED.set()
+    raise Terminated
+
+
+_HELD = {signal.SIGINT: (signal.default_int_handler, KeyboardInterrupt),
+         signal.SIGTERM: (_terminate, Terminated)}
+"""Signals :func:`interrupt_after` holds when they are set to raise: the handler that
+raises, and what it raises."""
+
+
 @contextmanager
 def interrupt_after() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise ``KeyboardInterrupt``.
+    """Hold Ctrl-C (SIGINT), and SIGTERM where :func:`terminate_as_interrupt` made it raise,
+    until the block ends, then raise ``KeyboardInterrupt`` (or ``Terminated``).
 
     For writes that must not be cut in two: an interrupt inside PyAV's encode-and-mux of a
     frame lost packets the encoder had already given up (a frame missing from the middle
     of a video), and one while results are merged left the previous run's files in place.
-    Blocks are short, so the wait is too. Outside the main thread, or where SIGINT does not
-    raise ``KeyboardInterrupt`` (another handler is installed), the block runs as it is.
+    Blocks are short, so the wait is too. Outside the main thread, or for a signal whose
+    handler does not raise (another handler is installed), the block runs as it is.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held = [s for s, (handler, _) in _HELD.items() if signal.getsignal(s) is handler]
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if signal.SIGTERM in caught:
+            _TERMINATED.set()
         if caught:
-            raise KeyboardInterrupt
+            raise _HELD[signal.Signals(caught[0])][1]
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -17,12 +17,14 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aepose.apps.arguments import build_parser, refuse_ignored
 from aepose.errors import AeposeError, Interrupted, one_line
+from aepose.io import terminate_as_interrupt, terminated
 
 if TYPE_CHECKING:  # the command imports it when it runs
     from aepose.apps.predict import PredictOptions
@@ -186,15 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aepose`` console script; returns the exit status.
 
     Every ending is one stderr line: ``aepose: error: ...`` (1), a malformed command line (2),
-    ``aepose: interrupted...`` after Ctrl-C (130, the shell's convention for SIGINT).
+    ``aepose: interrupted...`` after Ctrl-C (130, the shell's convention for SIGINT) and
+    ``aepose: terminated...`` after SIGTERM (143), which every command handles as Ctrl-C:
+    what finished is kept.
     """
     _log_to_stderr()
+    if threading.current_thread() is threading.main_thread():
+        terminate_as_interrupt()
+    message = ""
     try:
         return _run(argv)
     except Interrupted as stop:
-        print(f"aepose: interrupted; {stop}", file=sys.stderr)
+        message = f"; {stop}"
     except KeyboardInterrupt:
-        print("aepose: interrupted", file=sys.stderr)
+        pass
+    if terminated():
+        print(f"aepose: terminated{message}", file=sys.stderr)
+        return 143
+    print(f"aepose: interrupted{message}", file=sys.stderr)
     return 130
 
 

@@ -49,7 +49,7 @@ from aepose.engine.loader import build_loader
 from aepose.engine.losses import compute_loss
 from aepose.engine.train_log import TrainLog
 from aepose.errors import AeposeError
-from aepose.io import write_text
+from aepose.io import note_terminated, write_text
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
@@ -288,27 +288,33 @@ def _train_batch(run: _Run, batch: Batch, options: TrainOptions) -> dict[str, Te
 
 
 class _StopFlag:
-    """Ctrl-C asks the loop to stop after the current step (a second one kills)."""
+    """Ctrl-C or SIGTERM asks the loop to stop after the current step and save (a second
+    Ctrl-C kills); schedulers and containers stop jobs with SIGTERM."""
 
     def __init__(self) -> None:
         self.raised = False
-        self.previous: Any = None
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle)
+                             for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: no signal handling
-            self.previous = None
+            self.previous = {}
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.raised = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        logger.warning("interrupted: stopping after this step and saving a checkpoint")
+        name = "interrupted"
+        if signum == signal.SIGTERM:
+            note_terminated()
+            name = "terminated"
+        logger.warning("%s: stopping after this step and saving a checkpoint", name)
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def train(cfg: Config, options: TrainOptions, validate: Validator | None = None) -> TrainResult:

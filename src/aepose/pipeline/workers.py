@@ -83,8 +83,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 def _worker_init(parent: int) -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the run; workers stay quiet.
+    # Ctrl-C and SIGTERM reach the whole process group (a terminal, torchrun): the parent
+    # stops the run and keeps what finished; workers stay quiet and exit with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent)
     # One core each: the workers share the machine with the network and with each other.
     torch.set_num_threads(1)
