@@ -227,8 +227,8 @@ def _add_predict_arguments(p: Parser) -> None:
     _add_video_arguments(p)
     _add_pipeline_arguments(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
-                   "then a file from 'aepose export')")
+                   help="run the network in PyTorch (default) or ONNX Runtime (the default "
+                   "for --weights NAME.onnx, a file from 'aepose export')")
 
 
 def _add_video_arguments(p: Parser) -> None:
@@ -317,7 +317,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     subparsers["models"].add_argument(
         "--no-flops", dest="flops", action="store_false", help="leave out the GFLOPs column")
     subparsers["info"].add_argument(
-        "weights", help="checkpoint file (mmpose or aepose), preset name, release name or URL")
+        "weights", help="checkpoint file (mmpose or aepose), ONNX file (from 'aepose export'), "
+        "preset name, release name or URL")
     subparsers["download"].add_argument(
         "names", nargs="+", metavar="NAME",
         help="preset name, mmpose release file name or http(s) URL; 'all': every release")
