@@ -7,8 +7,11 @@ asserts on a timing value, only on relations between the numbers and on computed
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
+import re
 import shutil
 from typing import Any
 
@@ -28,6 +31,7 @@ from aepose.apps.bench import (
     realistic_weights,
     run_benchmark,
 )
+from aepose.apps.bench.measure import MAX_REPEATS, MIN_REPEATS, TIME_BUDGET_S, keep_timing
 from aepose.apps.profile import model_cost
 from aepose.codec.aggregate import aggregate_maps
 from aepose.codec.candidates import nms_heatmaps
@@ -207,3 +211,77 @@ def test_format_rows_is_an_aligned_table() -> None:
     assert first[:8] == ["e2e", SIMPLE, "cpu", "fp32", "2", "no", "yes", "160x120"]
     assert "12.5" in first and "80.0" in first and "60.0" in first
     assert format_rows([]).split()[0] == "stage"
+
+
+# ---------------------------------------------------------------------------------------
+# Defaults that finish in about a minute, and progress lines
+
+
+def test_keep_timing_fills_the_time_budget_within_its_bounds() -> None:
+    def timed(seconds_each: float, repeats: int | None = None) -> int:
+        done = 0
+        while keep_timing(done, done * seconds_each, repeats):
+            done += 1
+        return done
+
+    assert timed(0.6) == 16  # 16 x 0.6 = 9.6 s; a 17th would pass 10 s
+    assert timed(0.001) == MAX_REPEATS == 20
+    assert timed(30.0) == MIN_REPEATS == 3  # a median needs three, however slow
+    assert timed(0.6, repeats=2) == 2 and timed(30.0, repeats=7) == 7  # given: exactly
+    assert timed(TIME_BUDGET_S / 5) == 5
+
+
+def test_default_settings_bound_each_stage_near_ten_seconds() -> None:
+    """Not a timed test: the defaults of the command line and of run_benchmark, and what
+    they plan for iterations of a given length (the old defaults, 5 warm-up and 20 timed
+    iterations, ran 25 x 24 s = 10 minutes for an iteration slowed to 24 s)."""
+    from aepose.apps.arguments import build_parser
+    from aepose.apps.bench.job import make_job, pipeline_images
+
+    args = build_parser()[0].parse_args(["benchmark", "--preset", SIMPLE])
+    assert (args.stage, args.repeats, args.warmup, args.images) == (["forward"], None, None,
+                                                                    None)
+    parameters = inspect.signature(run_benchmark).parameters
+    assert parameters["repeats"].default is None and parameters["warmup"].default is None
+    job = make_job(SIMPLE, stage="forward", device="cpu", batch_size=1, dtype="fp32",
+                   compile=None, channels_last=False, repeats=None, warmup=None,
+                   input_size=None, image_size=(640, 480), flip=True, people=30, images=None,
+                   decode_workers=None)
+    assert (job.repeats, job.warmup) == (None, 1)
+    for seconds_each in (0.01, 0.6, 2.0, 5.0):  # tiny .. HRNet-w48 at 512 on 2 cores
+        done = 0
+        while keep_timing(done, done * seconds_each, job.repeats):
+            done += 1
+        assert (job.warmup + done) * seconds_each <= TIME_BUDGET_S + 2 * 5.0
+    # The pipeline streams 32 images per iteration, 8 for a heavy network on the CPU.
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pipeline_images(get_preset(HIGHER), cpu) == 32
+    assert pipeline_images(get_preset("hrnet_w32_aic_512"), cpu) == 8
+    assert pipeline_images(get_preset("hrnet_w32_aic_512"), cuda) == 32
+
+
+def test_every_stage_says_what_it_is_doing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="aepose"):
+        row = run_benchmark(SIMPLE, stage="forward", **FAST)
+    label = f"benchmark forward {SIMPLE} (cpu, fp32, batch 2): "
+    lines = [r.getMessage() for r in caplog.records]
+    assert all(line.startswith(label) for line in lines)
+    assert [line.removeprefix(label) for line in lines[:3]] == [
+        "preparing", "warm-up, 1 iteration", "timing 2 iterations"]
+    assert re.fullmatch(r"done in \d+ s: [0-9.e+-]+ ms per image over 2 timed iterations",
+                        lines[-1].removeprefix(label))
+    assert row.repeats == 2 and "network alone: 2 random 128x128 input(s) per pass" in row.note
+
+
+def test_command_prints_progress_on_stderr_and_the_table_on_stdout(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    code, out, err = run_cli(capsys, "benchmark", "--preset", SIMPLE, "--stage", "decode",
+                             "--repeats", "1", "--warmup", "0", "--input-size", "64")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["stage", "preset"]
+    lines = err.splitlines()
+    assert len(lines) >= 3 and all(
+        line.startswith(f"benchmark decode {SIMPLE} (cpu, fp32, batch 1): ") for line in lines)
+    assert "preparing" in lines[0] and "done in" in lines[-1]

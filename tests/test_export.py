@@ -4,15 +4,18 @@ config, and one-line errors. Skipped when the ``export`` extra is not installed.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from filelock import FileLock, Timeout
-from helpers import lively
+from helpers import lively, run_cli
 from torch import Tensor, nn
 
 from aepose import AeposeError, get_preset
@@ -23,12 +26,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
-from aepose.apps.export import (  # noqa: E402  (after the skips: needs the optional packages)
-    CONFIG_KEY,
-    OnnxNetwork,
-    export_onnx,
-    onnx_predictor,
-)
+from aepose.apps.export import export_onnx  # noqa: E402  (after the skips: optional packages)
+from aepose.pipeline.onnx_network import CONFIG_KEY, OnnxNetwork  # noqa: E402
 
 HIGHER = "higherhrnet_tiny_crowdpose_128"
 SIMPLE = "hrnet_tiny_aic_128"
@@ -125,7 +124,7 @@ def test_predictor_gives_the_same_poses(exported: Exported) -> None:
     config = get_preset(exported.preset)
     noise = np.random.default_rng(3).integers(0, 256, (100, 150, 3), dtype=np.uint8)
     images = [_crowd_image(0, 200, 160), noise, _crowd_image(1, 120, 180)]
-    onnx_poses = onnx_predictor(exported.path, threads=1, channel_order="rgb").predict_batch(
+    onnx_poses = Predictor.from_checkpoint(exported.path, channel_order="rgb").predict_batch(
         images)
     torch_poses = Predictor(exported.model, config, channel_order="rgb").predict_batch(images)
     assert all(len(poses) > 0 for poses in torch_poses)  # people found: a real comparison
@@ -143,14 +142,14 @@ def test_file_without_config_needs_a_preset(exported: Exported, tmp_path: Path) 
     onnx.save_model(model, str(bare))
     assert OnnxNetwork.load(bare).config is None
     with pytest.raises(AeposeError, match=f"bare.onnx: has no {CONFIG_KEY} metadata"):
-        onnx_predictor(bare)
-    assert onnx_predictor(bare, exported.preset).config == get_preset(exported.preset)
+        Predictor.from_checkpoint(bare)
+    assert Predictor.from_checkpoint(bare, exported.preset).config == get_preset(exported.preset)
 
 
 def test_config_of_another_network_is_refused(exported: Exported) -> None:
     other = HIGHER if exported.preset == SIMPLE else SIMPLE
     with pytest.raises(AeposeError, match=f"{exported.path.name}: holds the network of"):
-        onnx_predictor(exported.path, other)
+        Predictor.from_checkpoint(exported.path, other)
     with pytest.raises(AeposeError, match="describes a different network"):
         export_onnx(exported.model, exported.path.with_name("x.onnx"), config=get_preset(other))
 
@@ -245,3 +244,108 @@ def test_weights_giving_non_finite_outputs_are_not_exported(tmp_path: Path, pois
                        r"values on a test input \(broken weights\); nothing was exported$"):
         export_onnx(model, tmp_path / "m.onnx", input_size=64)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# ONNX as a first-class path: Predictor.from_checkpoint, aepose info, aepose predict
+
+
+def test_from_checkpoint_runs_an_onnx_file_with_its_stored_settings(
+    onnx_files: dict[str, Path],
+) -> None:
+    path = onnx_files[SIMPLE]
+    predictor = Predictor.from_checkpoint(str(path), flip=False, detection_threshold=0.2)
+    assert isinstance(predictor.model, OnnxNetwork) and predictor.model.path == path
+    assert predictor.model.session.get_providers() == ["CPUExecutionProvider"]
+    stored = get_preset(SIMPLE)
+    # The file's Config, with the keyword overrides applied on top of its test settings.
+    assert predictor.config == dataclasses.replace(stored, test=dataclasses.replace(
+        stored.test, flip=False, detection_threshold=0.2))
+    assert predictor.spec.name == stored.data.dataset and predictor.device.type == "cpu"
+    image = _crowd_image(4, 160, 128)
+    torch_poses = Predictor(lively(SIMPLE, bn_statistics=True).eval(), predictor.config)(image)
+    onnx_poses = predictor(image)
+    assert len(onnx_poses) == len(torch_poses) > 0
+    for a, b in zip(onnx_poses, torch_poses, strict=True):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, rtol=0, atol=1e-4)
+
+
+def test_info_prints_what_the_onnx_metadata_says(
+    onnx_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "info", str(onnx_files[HIGHER]))
+    assert (code, err) == (0, "")
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert lines["file"].strip() == str(onnx_files[HIGHER])
+    assert re.fullmatch(r"ONNX \(IR version \d+; opset ai\.onnx \d+.*\)", lines["format"].strip())
+    assert lines["input"].strip() == "images [batch, 3, height, width] float32"
+    assert [o.split(" [")[0] for o in lines["outputs"].strip().split("] float32")[:-1]] == [
+        "output0", ", output1"]
+    assert lines["preset"].strip() == f"{HIGHER} (stored in the file's metadata)"
+    assert lines["keypoints"].strip() == "crowdpose (14)"
+    assert lines["input size"].strip() == "128"
+    test = get_preset(HIGHER).test
+    assert lines["test"].strip().startswith(f"scales={test.scales}, flip={test.flip}, "
+                                            f"max_people={test.max_people}, ")
+    # A file without the metadata, and one that is no ONNX model: one line each.
+    model = onnx.load(str(onnx_files[HIGHER]))
+    del model.metadata_props[:]
+    onnx.save_model(model, str(tmp_path / "bare.onnx"))
+    code, out, _ = run_cli(capsys, "info", str(tmp_path / "bare.onnx"))
+    assert code == 0 and f"preset:        none stored (no {CONFIG_KEY} metadata)" in out
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
+    code, out, err = run_cli(capsys, "info", str(tmp_path / "junk.onnx"))
+    assert (code, out) == (1, "")
+    assert re.fullmatch(r"aepose: error: \S+junk\.onnx: not a loadable ONNX model \(.+\)\n", err)
+
+
+def test_predict_runs_onnx_weights_without_being_told_the_backend(
+    onnx_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aepose.pipeline.draw import save_image
+
+    save_image(tmp_path / "in" / "crowd.png", _crowd_image(5, 160, 128))
+    weights = str(onnx_files[HIGHER])
+    runs = {}
+    for name, extra in (("detected", ()), ("told", ("--backend", "onnxruntime"))):
+        code, _, err = run_cli(capsys, "predict", str(tmp_path / "in"), "--weights", weights,
+                               "--device", "cpu", "--no-draw", "--out", str(tmp_path / name),
+                               *extra)
+        assert code == 0, err
+        runs[name] = json.loads((tmp_path / name / "predictions.json").read_text())
+    assert runs["detected"]["model"]["preset"] == HIGHER
+    assert runs["detected"]["images"] == runs["told"]["images"]
+    assert runs["detected"]["images"][0]["people"]  # people found: a real comparison
+    # PyTorch's fast paths would be ignored by ONNX Runtime: refused in one line.
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "in"), "--weights", weights,
+                           "--dtype", "bf16", "--out", str(tmp_path / "bf16"))
+    assert code == 1 and err.splitlines() == [
+        f"aepose: error: --dtype bf16: not for an ONNX network ({weights} runs in ONNX "
+        "Runtime, in float32)"]
+
+
+def test_export_refuses_an_onnx_file_as_weights(
+    onnx_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "export", "--weights", str(onnx_files[SIMPLE]), "--output",
+                           str(tmp_path / "again.onnx"))
+    assert code == 1 and err == (f"aepose: error: {onnx_files[SIMPLE]}: is an ONNX file "
+                                 "already; export takes PyTorch weights\n")
+
+
+def test_no_module_below_apps_imports_apps() -> None:
+    """The ONNX Runtime network lives in pipeline/ so that Predictor can use it: nothing
+    outside apps/ (the top layer) may import from it."""
+    root = Path(__file__).resolve().parents[1] / "src" / "aepose"
+    offenders = []
+    for module in root.rglob("*.py"):
+        if module.parent.name == "apps" or "apps" in module.relative_to(root).parts:
+            continue
+        if module.name == "__main__.py":  # the entry point runs the command line
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{module.relative_to(root)}: {n}" for n in names
+                          if n.startswith("aepose.apps")]
+    assert offenders == []

@@ -107,13 +107,23 @@ def test_readme_has_the_documented_blocks() -> None:
     code = "\n".join(code for _, code in BLOCKS)
     for call in ("aepose.predict(", "Predictor.from_checkpoint(", "channel_order=",
                  "aepose.preprocess(", "decode_poses(", ".to_coco(", ".to_dict(", ".draw(",
-                 "evaluate_keypoints("):
+                 "evaluate_keypoints(", "export_weights("):
         assert call in code, f"README's Python blocks no longer show {call}"
 
 
-@pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[i for i, _ in BLOCKS])
+def _needs_export(code: str) -> bool:
+    """Whether a block exports to ONNX: it needs the ``export`` extra and takes seconds."""
+    return "aepose.apps.export" in code
+
+
+@pytest.mark.parametrize("code", [
+    pytest.param(code, id=name, marks=[pytest.mark.slow] if _needs_export(code) else [])
+    for name, code in BLOCKS])
 def test_readme_block_runs(code: str, mirror: str, workdir: Path,
                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if _needs_export(code):
+        for extra in ("onnx", "onnxscript", "onnxruntime"):
+            pytest.importorskip(extra, reason="pip install 'aepose[export]'")
     monkeypatch.setenv("AEPOSE_WEIGHTS_MIRROR", mirror)
     monkeypatch.setenv("AEPOSE_HOME", str(tmp_path / "home"))  # each block downloads afresh
     monkeypatch.delenv("AEPOSE_OFFLINE", raising=False)

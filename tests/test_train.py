@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -276,9 +278,62 @@ def test_a_run_without_a_readable_image_stops(tmp_path: Path) -> None:
     root = tmp_path / "data"
     generate_dataset(root, "crowdpose", train_images=4, val_images=1, seed=1, size=(128, 128))
     for image in (root / "images").iterdir():
-        image.unlink()
+        image.write_bytes(b"not an image")  # there, but unreadable: found only by reading
     with pytest.raises(AeposeError, match=r"no training image could be read in epoch 1 "
                        r"\(see the warnings above\); check the image folder .*images"):
         train(tiny("train.epochs=2"), options(root, tmp_path / "run",  # type: ignore[arg-type]
                                               validate=False))
     assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def _first_train_image(root: Path) -> str:
+    """The file name of the first image of the training annotations, in their order."""
+    annotations = json.loads((root / get_preset(TINY).data.train_ann).read_text())
+    return str(annotations["images"][0]["file_name"])
+
+
+def test_all_images_missing_stop_before_the_first_epoch_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    root = tmp_path / "data"
+    generate_dataset(root, "crowdpose", train_images=4, val_images=1, seed=1, size=(128, 128))
+    for image in (root / "images").iterdir():
+        image.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_cli(capsys, "train", "--preset", TINY, "--data-root", str(root),
+                                 "--out", str(tmp_path / "run"), "--device", "cpu")
+    images = root / "images"
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [f"aepose: error: all 4 training images are missing (first: "
+                                f"{images / _first_train_image(root)}); check the image "
+                                f"folder {images}"]
+    assert [str(w.message) for w in caught] == []  # no per-file warning before it
+    assert list((tmp_path / "run").iterdir()) == []  # stopped before writing anything
+
+
+@pytest.mark.slow
+def test_some_images_missing_are_reported_once_and_skipped(
+    crowd: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(crowd, root)
+    first = _first_train_image(root)
+    names = sorted(p.name for p in (root / "images").iterdir())
+    gone = [first, *[n for n in names if n != first][:2]]
+    for name in gone:
+        (root / "images" / name).unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(tiny("train.epochs=2", "train.batch_size=8"), options(  # type: ignore[arg-type]
+            root, tmp_path / "run", validate=False))
+    assert result.epoch == 2
+    lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert lines == [f"3 of 16 training images are missing (first: {root / 'images' / first}); "
+                     "they are skipped"]
+    assert [str(w.message) for w in caught if "training image" in str(w.message)] == []
+    epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()
+              if '"epoch"' in line and '"kind": "epoch"' in line]
+    assert [e["skipped_images"] for e in epochs] == [3.0, 6.0]  # counted, every epoch

@@ -3,10 +3,13 @@ problem line, native log lines, image sequences."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -28,8 +31,9 @@ def test_corrupt_truncated_and_missing_videos_raise_naming_the_file(tmp_path: Pa
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     good = tmp_path / "good.mp4"
     write_squares(good)
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.mp4"  # cut inside the index, which comes first
+    truncated.write_bytes(data[: data.find(b"moov") + 100])
     for path in (corrupt, truncated):
         with pytest.raises(AeposeError, match=f"video file {path} cannot be opened"):
             iter_video_frames(path)  # raises on the call, before any next()
@@ -37,6 +41,16 @@ def test_corrupt_truncated_and_missing_videos_raise_naming_the_file(tmp_path: Pa
             video_info(path)
     with pytest.raises(AeposeError, match=r"video file .*missing\.mp4 not found"):
         iter_video_frames(tmp_path / "missing.mp4")
+    # Cut inside the frames: the whole index opens, and the loss is named when reading.
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    frames = iter_video_frames(cut)
+    try:
+        read = [index for index, _ in frames]
+    except AeposeError as error:
+        assert str(error) == f"video file {cut} has no decodable frames"
+    else:
+        assert len(read) < 5 and frames.problem is not None and str(cut) in frames.problem
 
 
 def test_video_without_decodable_frames_raises_when_iterated(tmp_path: Path) -> None:
@@ -337,3 +351,80 @@ def test_image_sequence_problems_are_one_line_each(
     assert expand_sources([str(padded / "%d_%d.png")]).problems == (
         f"{padded / '%d_%d.png'}: more than one frame-number field (%d) in the "
         "image-sequence pattern",)
+
+
+# ---------------------------------------------------------------------------------------
+# MP4s over plain HTTP (a server that ignores Range requests)
+
+
+class _NoRangeHandler(http.server.SimpleHTTPRequestHandler):
+    """``python -m http.server``'s handler: answers every request with the whole file."""
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def plain_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """(folder, its URL) on 127.0.0.1, served without Range support; stops itself."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(_NoRangeHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _noise_frames(count: int) -> list[npt.NDArray[np.uint8]]:
+    """Frames of random noise: they barely compress, so the clip outgrows FFmpeg's read
+    buffer (32 KiB), which would otherwise hide the missing seek."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _read_url(url: str) -> list[int]:
+    _, reader = open_video(expand_sources([url]).items[0])
+    return [index for index, _ in reader]
+
+
+def test_clips_aepose_writes_are_read_over_http_without_range(
+    plain_server: tuple[Path, str]
+) -> None:
+    folder, url = plain_server
+    with VideoWriter(folder / "noise.mp4", fps=25, width=160, height=120) as writer:
+        for frame in _noise_frames(10):
+            writer.write(frame)
+    assert (folder / "noise.mp4").stat().st_size > 64 * 1024
+    assert _read_url(f"{url}/noise.mp4") == list(range(10))
+
+
+def test_index_at_the_end_over_http_without_range_is_named_in_one_line(
+    plain_server: tuple[Path, str]
+) -> None:
+    folder, url = plain_server
+    # Written as most encoders do by default: the index (moov) after the frames (mdat).
+    with av.open(str(folder / "late.mp4"), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for frame in _noise_frames(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    data = (folder / "late.mp4").read_bytes()
+    assert data.find(b"mdat") < data.find(b"moov")
+    with pytest.raises(AeposeError) as error:
+        _read_url(f"{url}/late.mp4")
+    assert str(error.value) == (
+        f"stream {url}/late.mp4: the server ignores HTTP Range requests and this MP4 has its "
+        "index (moov atom) after the frames, so the frames cannot be reached; serve it from a "
+        "server that supports Range requests, or move the index to the front (ffmpeg -i "
+        "IN.mp4 -c copy -movflags +faststart OUT.mp4)")
+    # Not every unreadable remote file is blamed on the server: garbage keeps its own line.
+    (folder / "junk.mp4").write_bytes(np.random.default_rng(1).bytes(200_000))
+    with pytest.raises(AeposeError, match=r"junk\.mp4 (cannot be opened|has no decodable)"):
+        _read_url(f"{url}/junk.mp4")

@@ -143,3 +143,27 @@ def test_video_writer_fits_frames_of_another_size_when_asked(tmp_path: Path) -> 
     assert tall[:, :20].mean() < 10 and tall[:, 44:].mean() < 10
     assert wide[20:28, 4:60].mean() == pytest.approx(200, abs=8)
     assert wide[:14].mean() < 10 and wide[34:].mean() < 10
+
+
+def _top_level_boxes(path: Path) -> list[str]:
+    """The types of an MP4 file's top-level ISO-BMFF boxes, in file order."""
+    data, boxes, offset = path.read_bytes(), [], 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        boxes.append(data[offset + 4:offset + 8].decode("ascii"))
+        if size == 1:
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        assert size >= 8, boxes
+        offset += size
+    assert offset == len(data)  # the boxes tile the file
+    return boxes
+
+
+def test_index_comes_before_the_frames(tmp_path: Path) -> None:
+    """faststart: a reader that cannot seek (HTTP without Range) meets the index first."""
+    path = tmp_path / "fast.mp4"
+    write_squares(path)
+    boxes = _top_level_boxes(path)
+    assert boxes[0] == "ftyp" and boxes.count("moov") == boxes.count("mdat") == 1
+    assert boxes.index("moov") < boxes.index("mdat")
+    assert len(list(iter_video_frames(path))) == 5

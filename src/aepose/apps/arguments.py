@@ -227,8 +227,8 @@ def _add_predict_arguments(p: Parser) -> None:
     _add_video_arguments(p)
     _add_pipeline_arguments(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="run the network in PyTorch (default) or ONNX Runtime (--weights is "
-                   "then a file from 'aepose export')")
+                   help="run the network in PyTorch (default) or ONNX Runtime (the default "
+                   "for --weights NAME.onnx, a file from 'aepose export')")
 
 
 def _add_video_arguments(p: Parser) -> None:
@@ -284,13 +284,17 @@ def _add_benchmark_arguments(p: Parser) -> None:
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--repeats", type=positive_int, default=20, help="timed iterations (median)")
-    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed iterations first")
+    p.add_argument("--repeats", type=positive_int,
+                   help="timed iterations, reported by their median (default: as many as fit "
+                   "in about 10 s, 3 to 20)")
+    p.add_argument("--warmup", type=non_negative_int,
+                   help="untimed iterations first (default 1; 3 with --compile)")
     p.add_argument("--input-size", type=input_size_int,
                    help="square input side (default preset's)")
     p.add_argument("--no-flip", action="store_true", help="e2e without the flip test")
     p.add_argument("--images", type=positive_int,
-                   help="pipeline: generated images streamed per iteration (default 32)")
+                   help="pipeline: generated images streamed per iteration (default 32; 8 for "
+                   "a network over 10 GFLOPs on the CPU)")
     p.add_argument("--decode-workers", type=workers_int, metavar="N",
                    help="pipeline: decode workers (default: one per spare CPU core, at most 4)")
     p.add_argument("--json", help="also write the rows to this JSON file (checked before "
@@ -317,7 +321,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     subparsers["models"].add_argument(
         "--no-flops", dest="flops", action="store_false", help="leave out the GFLOPs column")
     subparsers["info"].add_argument(
-        "weights", help="checkpoint file (mmpose or aepose), preset name, release name or URL")
+        "weights", help="checkpoint file (mmpose or aepose), ONNX file (from 'aepose export'), "
+        "preset name, release name or URL")
     subparsers["download"].add_argument(
         "names", nargs="+", metavar="NAME",
         help="preset name, mmpose release file name or http(s) URL; 'all': every release")

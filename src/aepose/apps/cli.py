@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # the command imports it when it runs
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})
-_STREAMING_COMMANDS = frozenset({"test", "predict"})  # decode workers beside the network
+# Decode workers beside the network (benchmark: its pipeline stage, and its other stages
+# measured in the same process alike).
+_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark"})
 
 # One _cmd_x per command: the namespace becomes the options of the app module that runs the
 # command, imported here so that the parser and --help need none of them.

@@ -1,15 +1,15 @@
-"""ONNX export of the network, and an ONNX Runtime backend that stands in for it.
+"""ONNX export of the network (``aepose export``).
 
-Only the network goes into the ONNX file: flip and scale aggregation, grouping and
-back-projection stay in :mod:`aepose.pipeline.engine`, which runs unchanged on top of
-:class:`OnnxNetwork` (any module with ``model(x) -> list[Tensor]`` and no parameters works
-there). The file carries the full :class:`~aepose.config.Config` as JSON in its
-``metadata_props`` under :data:`CONFIG_KEY`, so a predictor can be built from it alone.
+Only the network goes into the ONNX file; ONNX Runtime runs it as
+:class:`~aepose.pipeline.onnx_network.OnnxNetwork` under the unchanged pipeline
+(``Predictor.from_checkpoint("model.onnx")``, ``aepose predict --weights model.onnx``). The
+file carries the full :class:`~aepose.config.Config` as JSON in its ``metadata_props`` under
+:data:`~aepose.pipeline.onnx_network.CONFIG_KEY`, so a predictor can be built from it alone.
 
-Graph interface: input ``images`` float32 [B, 3, H, W] (normalised RGB, H and W multiples of
-32; the test-time sizes of :mod:`aepose.pipeline.engine` are multiples of 64); outputs
-``output0``, ``output1``, ... in the network's order, stride 4 first: [B, K + K_tag, H/4, W/4]
-(and [B, K, H/2, W/2] for HigherHRNet). Legend: B batch, K keypoints, K_tag = K or 0.
+Graph interface (see :mod:`aepose.pipeline.onnx_network`): input ``images`` float32
+[B, 3, H, W] (normalised RGB, H and W multiples of 32; the pipeline's test-time sizes are
+multiples of 64); outputs ``output0``, ``output1``, ... in the network's order, stride 4
+first. Legend: B batch.
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). With torch 2.13
 the TorchScript exporter is deprecated (warns that it will be removed) and labels
@@ -27,11 +27,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib
 import json
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -39,41 +38,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from aepose.config import Config, ModelConfig, TestConfig, config_from_dict, get_preset
+from aepose.config import Config, ModelConfig
 from aepose.errors import AeposeError
 from aepose.io import atomic_write
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.onnx_network import CONFIG_KEY, INPUT_NAME, is_onnx_file, optional_module
 
 if TYPE_CHECKING:
     import onnx
-    import onnxruntime
 
-__all__ = ["CONFIG_KEY", "INPUT_NAME", "OnnxNetwork", "export_onnx", "export_weights",
-           "onnx_predictor"]
-
-INPUT_NAME = "images"
-CONFIG_KEY = "aepose_config"
-CPU_PROVIDERS = ("CPUExecutionProvider",)
+__all__ = ["export_onnx", "export_weights"]
 
 # torch.export specialises a dim whose example value is 0 or 1; the example batch avoids it.
 _EXAMPLE_BATCH = 2
 _STRIDE = 32  # coarsest HRNet branch: input sides must divide by it
-
-
-def _optional(module: str) -> ModuleType:
-    """Import an optional dependency of the ``export`` extra, or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise AeposeError(
-            f"{module} is not installed; ONNX export and inference need "
-            "pip install 'aepose[export]' (onnx, onnxscript, onnxruntime)"
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------
-# Export
 
 
 def export_onnx(
@@ -92,8 +70,8 @@ def export_onnx(
             module keeps its mode, dtype and device. The copy is exported in eval mode, fp32,
             on the CPU.
         path: destination ``.onnx`` file; missing parent folders are created.
-        config: stored as JSON under :data:`CONFIG_KEY` so :meth:`OnnxNetwork.load` and
-            :func:`onnx_predictor` recover it; its ``model`` must equal ``model.config``
+        config: stored as JSON under :data:`CONFIG_KEY` so ``OnnxNetwork.load`` and
+            ``Predictor.from_checkpoint`` recover it; its ``model`` must equal ``model.config``
             where the model has one.
         input_size: side of the square example input [B, 3, S, S], a multiple of 32; with
             ``dynamic=False`` it is the only size (and 1 the only batch) the file accepts.
@@ -103,8 +81,8 @@ def export_onnx(
 
     The written file passes ``onnx.checker.check_model(full_check=True)``.
     """
-    onnx = _optional("onnx")
-    _optional("onnxscript")  # the dynamo exporter's translator; fail early with the hint
+    onnx = optional_module("onnx")
+    optional_module("onnxscript")  # the dynamo exporter's translator; fail early with the hint
     _check_input_size(input_size)
     net = _export_copy(model, config)
     path = _destination(path)
@@ -123,6 +101,8 @@ def export_weights(weights: str, output: str | Path, *, preset: str | None = Non
     its recipe is ``preset``, else the file's own or the one recognised) written as ONNX at
     ``output`` by :func:`export_onnx` (``input_size`` default: the recipe's), with one line
     saying what was written. Returns the file's path."""
+    if is_onnx_file(weights):
+        raise AeposeError(f"{weights}: is an ONNX file already; export takes PyTorch weights")
     model, cfg = load_with_config(weights, preset=preset)
     path = export_onnx(model, output, config=cfg, input_size=input_size or cfg.data.input_size,
                        dynamic=dynamic, opset=opset)
@@ -227,164 +207,3 @@ def _save_checked(onnx: ModuleType, proto: onnx.ModelProto, path: Path) -> Path:
         onnx.checker.check_model(str(tmp), full_check=True)
 
     return atomic_write(path, save_and_check, what="ONNX model")
-
-
-# ---------------------------------------------------------------------------------------
-# ONNX Runtime backend
-
-
-class OnnxNetwork(nn.Module):
-    """An ONNX Runtime session behind the network interface: ``forward(images) -> list``.
-
-    It has no parameters, so :mod:`aepose.pipeline.engine` decodes its maps on the CPU whatever
-    the execution provider; it is always in eval mode (``train(True)`` raises).
-
-    Attributes:
-        session: the ``onnxruntime.InferenceSession``.
-        path: the file it was loaded from (``None`` when built from a session).
-        config: the Config stored at export under :data:`CONFIG_KEY`, or ``None``.
-        input_name, output_names: the graph's input and outputs, in order.
-    """
-
-    def __init__(
-        self,
-        session: onnxruntime.InferenceSession,
-        *,
-        path: Path | None = None,
-        config: Config | None = None,
-    ):
-        super().__init__()
-        where = path or "ONNX model"
-        inputs = session.get_inputs()
-        if len(inputs) != 1:
-            raise AeposeError(f"{where}: has {len(inputs)} inputs; a pose network has one "
-                              "(images [B, 3, H, W])")
-        self.session = session
-        self.path = path
-        self.config = config
-        self.input_name: str = inputs[0].name
-        self.output_names: list[str] = [o.name for o in session.get_outputs()]
-        self.training = False
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        providers: Sequence[str] | None = None,
-        *,
-        threads: int | None = None,
-    ) -> OnnxNetwork:
-        """Open an ONNX file; ``providers`` defaults to CPU (e.g. ``["CUDAExecutionProvider",
-        "CPUExecutionProvider"]`` for a GPU), ``threads`` sets ONNX Runtime's intra-op
-        threads (``None``: its default, one per core)."""
-        ort = _optional("onnxruntime")
-        path = Path(path)
-        if not path.is_file():
-            what = "is a directory" if path.is_dir() else "no such file"
-            raise AeposeError(f"{path}: {what}; expected an ONNX model file")
-        session = _session(ort, path, _checked_providers(ort, providers), threads)
-        return cls(session, path=path, config=_stored_config(session, path))
-
-    def forward(self, images: Tensor) -> list[Tensor]:
-        """[B, 3, H, W] normalised RGB on any device -> the graph's outputs as float32 CPU
-        tensors, e.g. [[B, 2K, H/4, W/4], [B, K, H/2, W/2]] for HigherHRNet."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise AeposeError(f"{self._where()}: expects images [B, 3, H, W], got "
-                              f"{tuple(images.shape)}")
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        try:
-            outputs = self.session.run(self.output_names, {self.input_name: array})
-        except Exception as error:  # ORT's error classes derive from Exception directly
-            reason = str(error).splitlines()[0][:200]
-            raise AeposeError(f"{self._where()}: ONNX Runtime failed on input "
-                              f"{tuple(images.shape)} ({reason})") from None
-        return [torch.from_numpy(out) for out in outputs]
-
-    def train(self, mode: bool = True) -> OnnxNetwork:
-        """Stay in eval mode: the graph's BatchNorm statistics are frozen constants."""
-        if mode:
-            raise AeposeError(f"{self._where()}: an ONNX network cannot be trained")
-        return super().train(False)
-
-    def extra_repr(self) -> str:
-        """File and execution providers, shown by ``repr``."""
-        return f"path={self.path}, providers={self.session.get_providers()}"
-
-    def _where(self) -> str:
-        return str(self.path) if self.path is not None else "ONNX model"
-
-
-def _checked_providers(ort: ModuleType, providers: Sequence[str] | None) -> list[str]:
-    """The requested providers, all available in this onnxruntime build (ORT itself only
-    warns and falls back to the CPU, which would hide a missing CUDA install)."""
-    chosen = list(CPU_PROVIDERS if providers is None else providers)
-    available = ort.get_available_providers()
-    missing = [p for p in chosen if p not in available]
-    if missing or not chosen:
-        raise AeposeError(f"execution providers {missing or chosen} are not available in "
-                          f"this onnxruntime; available: {', '.join(available)}")
-    return chosen
-
-
-def _session(
-    ort: ModuleType, path: Path, providers: list[str], threads: int | None
-) -> onnxruntime.InferenceSession:
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    try:
-        session: onnxruntime.InferenceSession = ort.InferenceSession(
-            str(path), sess_options=options, providers=providers
-        )
-    except Exception as error:  # InvalidProtobuf, InvalidArgument, Fail: plain Exceptions
-        reason = str(error).splitlines()[0][:200]
-        raise AeposeError(f"{path}: not a loadable ONNX model ({reason})") from None
-    return session
-
-
-def _stored_config(session: onnxruntime.InferenceSession, path: Path) -> Config | None:
-    """The Config written by :func:`export_onnx`, or ``None`` for a file without one."""
-    text = session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
-    if text is None:
-        return None
-    try:
-        return config_from_dict(json.loads(text))
-    except (json.JSONDecodeError, AeposeError, TypeError, ValueError) as error:
-        raise AeposeError(f"{path}: unreadable {CONFIG_KEY} metadata ({error})") from None
-
-
-def onnx_predictor(
-    path: str | Path,
-    config: Config | str | None = None,
-    *,
-    providers: Sequence[str] | None = None,
-    threads: int | None = None,
-    test: TestConfig | None = None,
-    pose_nms: float | None = None,
-    channel_order: str = "bgr",
-    **overrides: Any,
-) -> Predictor:
-    """A :class:`~aepose.pipeline.predictor.Predictor` whose network is the ONNX file at ``path``.
-
-    ``config`` is a Config or a preset name; ``None`` takes the one stored in the file (an
-    error if there is none). A given config must describe the stored network, if any.
-    ``test``, ``pose_nms``, ``channel_order`` (of the arrays it is given: BGR by default)
-    and test-setting ``overrides`` (``scales=``, ``flip=`` ...) are the Predictor's, as for
-    the torch backend; ``providers`` and ``threads`` are :meth:`OnnxNetwork.load`'s.
-    """
-    network = OnnxNetwork.load(path, providers, threads=threads)
-    chosen = _predictor_config(network, config)
-    return Predictor(network, chosen, test=test, pose_nms=pose_nms,
-                     channel_order=channel_order, **overrides)
-
-
-def _predictor_config(network: OnnxNetwork, config: Config | str | None) -> Config:
-    stored = network.config
-    chosen = get_preset(config) if isinstance(config, str) else config or stored
-    if chosen is None:
-        raise AeposeError(f"{network._where()}: has no {CONFIG_KEY} metadata; pass a preset "
-                          "name or a Config")
-    if stored is not None and chosen.model != stored.model:
-        raise AeposeError(f"{network._where()}: holds the network of {stored.name!r}; "
-                          f"config {chosen.name!r} describes a different one")
-    return chosen

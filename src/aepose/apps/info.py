@@ -1,17 +1,23 @@
 """``aepose info``: what a weights file is, whether its hash checks out and which preset
-fits it."""
+fits it; for an ONNX file, what its graph takes and gives and what its metadata says."""
 
 from __future__ import annotations
 
-from aepose.hub import hash_report
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from aepose.errors import AeposeError
+from aepose.hub import hash_report, resolve_weights
 from aepose.models.checkpoint import (
     detect_architecture,
     matching_presets,
     read_checkpoint,
     resolve_config,
 )
+from aepose.pipeline.onnx_network import CONFIG_KEY, is_onnx_file, optional_module, stored_config
 
-__all__ = ["describe_weights"]
+__all__ = ["describe_onnx", "describe_weights"]
 
 # Metadata keys of mmpose and aepose files worth showing, in this order.
 _META_KEYS = ("epoch", "iter", "iteration", "mmcv_version", "time", "version")
@@ -20,8 +26,12 @@ _META_KEYS = ("epoch", "iter", "iteration", "mmcv_version", "time", "version")
 def describe_weights(weights: str) -> None:
     """Print the file, its hash verdict, layout, architecture, outputs, preset and metadata.
 
-    ``weights``: a checkpoint file (mmpose or aepose), preset name, release name or URL.
+    ``weights``: a checkpoint file (mmpose or aepose), preset name, release name or URL; a
+    name ending in ``.onnx`` is described by :func:`describe_onnx`.
     """
+    if is_onnx_file(weights):
+        describe_onnx(weights)
+        return
     # A damaged file is still described (info is a diagnostic): its hash line says MISMATCH,
     # and loading it anywhere else is refused.
     ckpt = read_checkpoint(weights, verify=False)
@@ -43,3 +53,49 @@ def describe_weights(weights: str) -> None:
     for key in _META_KEYS:
         if key in ckpt.meta:
             print(f"{key + ':':15}{ckpt.meta[key]}")
+
+
+def describe_onnx(weights: str | Path) -> None:
+    """Print an ONNX file's opset, producer, input and outputs (names, shapes with their
+    symbolic dims) and the Config stored in its metadata: preset, keypoints, input size and
+    test settings. Needs the ``onnx`` package (the ``export`` extra), not ONNX Runtime."""
+    onnx = optional_module("onnx")
+    path = resolve_weights(weights, verify=False)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise AeposeError(f"{path}: {what}; expected an ONNX model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # DecodeError and friends: any unreadable protobuf
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise AeposeError(f"{path}: not a loadable ONNX model ({reason})") from None
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    print(f"file:          {path}")
+    print(f"hash:          {hash_report(path)}")
+    print(f"format:        ONNX (IR version {model.ir_version}; opset {opsets}; produced by "
+          f"{model.producer_name or '?'} {model.producer_version})".rstrip())
+    for label, values in (("input", model.graph.input), ("outputs", model.graph.output)):
+        print(f"{label + ':':15}{', '.join(_value(v) for v in values)}")
+    metadata = {p.key: p.value for p in model.metadata_props}
+    cfg = stored_config(metadata.get(CONFIG_KEY), path)
+    if cfg is None:
+        print(f"preset:        none stored (no {CONFIG_KEY} metadata): predicting needs "
+              "--preset NAME")
+        return
+    print(f"preset:        {cfg.name} (stored in the file's metadata)")
+    print(f"keypoints:     {cfg.data.dataset} ({cfg.model.num_keypoints})")
+    print(f"input size:    {cfg.data.input_size}")
+    print(f"test:          {_settings(dataclasses.asdict(cfg.test))}")
+
+
+def _value(info: Any) -> str:
+    """``name [dims] type`` of a graph input or output (``onnx.ValueInfoProto``)."""
+    tensor = info.type.tensor_type
+    dims = [d.dim_param or str(d.dim_value) for d in tensor.shape.dim]
+    kind = {1: "float32", 10: "float16", 16: "bfloat16"}.get(tensor.elem_type,
+                                                              f"type {tensor.elem_type}")
+    return f"{info.name} [{', '.join(dims)}] {kind}"
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in values.items())

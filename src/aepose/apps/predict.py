@@ -46,6 +46,7 @@ from aepose.errors import AeposeError, Interrupted, one_line
 from aepose.io import check_writable, interrupt_after
 from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.draw import overlay, save_image
+from aepose.pipeline.onnx_network import is_onnx_file
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
 from aepose.pipeline.timer import StageTimer
@@ -187,23 +188,31 @@ def _predict_on_this_rank(command: PredictCommand, info: DistInfo) -> PredictSum
 
 
 def _predictor(command: PredictCommand, device: torch.device) -> Predictor:
-    """The Predictor of the command's network, backend and test settings."""
-    if command.backend == "onnxruntime":
-        from aepose.apps.export import onnx_predictor
-
+    """The Predictor of the command's network, backend and test settings. Weights named
+    ``*.onnx`` run in ONNX Runtime, as ``--backend onnxruntime`` asks."""
+    if command.backend == "onnxruntime" or is_onnx_file(command.weights):
+        _refuse_torch_fast_paths(command)
         # The network runs in ONNX Runtime; pre- and post-processing are the same code.
-        providers = ["CUDAExecutionProvider"] if device.type == "cuda" else None
-        stored = onnx_predictor(command.weights, command.preset, providers=providers)
+        stored = Predictor.from_checkpoint(command.weights, command.preset, device)
         network, cfg = stored.model, stored.config
     else:
-        if command.weights.endswith(".onnx"):
-            raise AeposeError(f"{command.weights} is an ONNX file: add --backend onnxruntime")
         loaded, cfg = load_with_config(command.weights, preset=command.preset, device=device)
         network = fast_network(loaded, dtype=command.dtype,
                                channels_last=command.channels_last,
                                compile_mode=command.compile_mode)
     cfg = command_line_config(cfg, command.overrides)
     return Predictor(network, cfg, pose_nms=command.pose_nms)
+
+
+def _refuse_torch_fast_paths(command: PredictCommand) -> None:
+    """--dtype, --channels-last and --compile act on a PyTorch network only: given with an
+    ONNX one they would be ignored, so they are refused in one line."""
+    given = [option for option, on in (("--dtype " + command.dtype, command.dtype != "fp32"),
+                                       ("--channels-last", command.channels_last),
+                                       ("--compile", command.compile_mode is not None)) if on]
+    if given:
+        raise AeposeError(f"{', '.join(given)}: not for an ONNX network ({command.weights} "
+                          "runs in ONNX Runtime, in float32)")
 
 
 def run_predict(

@@ -191,6 +191,16 @@ class BottomUpDataset(Dataset[TrainSample | None]):
     def __len__(self) -> int:
         return len(self.annotations.images)
 
+    def missing_images(self) -> list[Path]:
+        """The image files of the annotations that do not exist, in annotation order (one
+        ``stat`` each). They stay items (skipped and counted when read, so the epochs keep
+        their order), but are taken as reported: the caller names them in one line, and
+        reading one later warns no more."""
+        paths = [self.annotations.image_path(record) for record in self.annotations.images]
+        missing = [path for path in paths if not path.is_file()]
+        self._warned.update(str(path) for path in missing)
+        return missing
+
     def __getitem__(self, index: int) -> TrainSample | None:
         """Item ``index`` of the current epoch, or None when its image or mask is unreadable."""
         record = self.annotations.images[index]

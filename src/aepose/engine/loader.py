@@ -3,6 +3,7 @@ that reads it (:func:`build_loader`)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from aepose.errors import AeposeError
 if TYPE_CHECKING:
     from aepose.engine.train import TrainOptions
 
-__all__ = ["EpochSampler", "build_loader"]
+__all__ = ["EpochSampler", "build_loader", "check_images"]
+
+logger = logging.getLogger("aepose")
 
 
 class EpochSampler(Sampler[int]):
@@ -64,6 +67,7 @@ def build_loader(
     dataset = BottomUpDataset.from_data_root(options.data_root, cfg.data, seed=options.seed)
     if len(dataset) == 0:
         raise AeposeError(f"{dataset.annotations.ann_file}: no training images with people")
+    check_images(dataset, info)
     sampler = EpochSampler(len(dataset), info, options.seed)
     workers = cfg.train.workers
     loader = DataLoader(
@@ -72,3 +76,20 @@ def build_loader(
         worker_init_fn=_worker_init, persistent_workers=workers > 0,
     )
     return loader, dataset, sampler
+
+
+def check_images(dataset: BottomUpDataset, info: DistInfo) -> None:
+    """Check that the training images exist, before the first epoch: when none does, stop in
+    one line naming how many are missing, the first one and the folder; when some are
+    missing, say so in one warning line (rank 0), and they are skipped in every epoch
+    (counted in ``skipped_images``) without a warning each."""
+    missing = dataset.missing_images()
+    if not missing:
+        return
+    total, folder = len(dataset), dataset.annotations.image_dir
+    count = f"all {total}" if len(missing) == total else f"{len(missing)} of {total}"
+    what = f"{count} training images are missing (first: {missing[0]})"
+    if len(missing) == total:
+        raise AeposeError(f"{what}; check the image folder {folder}")
+    if info.is_main:
+        logger.warning("%s; they are skipped", what)

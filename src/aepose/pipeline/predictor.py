@@ -29,9 +29,11 @@ from aepose.config import Config, TestConfig, get_preset, with_test_settings
 from aepose.data.coco import read_image
 from aepose.device import default_device
 from aepose.errors import AeposeError
+from aepose.hub import resolve_weights
 from aepose.image import check_channel_order, to_rgb
 from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.engine import Result, stream
+from aepose.pipeline.onnx_network import OnnxNetwork, is_onnx_file, providers_for
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.stages import Prepared, Stages, prepare
 
@@ -193,14 +195,24 @@ class Predictor:
         channel_order: str = "bgr",
         **overrides: Any,
     ) -> Predictor:
-        """Predictor for weights (mmpose 0.x, bare state_dict or aepose checkpoint): a file,
-        or a preset name, release file name or URL fetched into the cache (:mod:`aepose.hub`).
+        """Predictor for weights (mmpose 0.x, bare state_dict or aepose checkpoint, or an
+        ONNX file written by ``aepose export``): a file, or a preset name, release file name
+        or URL fetched into the cache (:mod:`aepose.hub`).
 
-        The Config is ``preset``'s when given, else an aepose file's own embedded config,
-        else the preset recognised from the weights; its test settings apply unless ``test``
-        or keyword ``overrides`` replace them (see the class). ``device`` defaults to
-        :func:`aepose.device.default_device`.
+        The Config is ``preset``'s when given, else the file's own (an aepose checkpoint's
+        embedded config, an ONNX file's metadata), else the preset recognised from the
+        weights; its test settings apply unless ``test`` or keyword ``overrides`` replace
+        them (see the class). ``device`` defaults to :func:`aepose.device.default_device`.
+
+        A name ending in ``.onnx`` runs in ONNX Runtime
+        (:class:`~aepose.pipeline.onnx_network.OnnxNetwork`, the ``export`` extra): on the
+        CPU, or through its CUDA execution provider when ``device`` is a CUDA device;
+        pre- and post-processing are the same code as for PyTorch weights.
         """
+        if is_onnx_file(path):
+            network = OnnxNetwork.load(resolve_weights(path), providers_for(device))
+            return cls(network, network.resolve_config(preset), test=test, pose_nms=pose_nms,
+                       channel_order=channel_order, **overrides)
         model, config = load_with_config(path, preset=preset,
                                          device=device or default_device())
         return cls(model, config, test=test, pose_nms=pose_nms, channel_order=channel_order,

@@ -8,7 +8,9 @@ training loop's own :func:`~aepose.engine.train.train_step`, the preset's
 Stages (:data:`STAGES`), one module each:
 
 ``forward`` (:mod:`.forward`)
-    the network alone, eval mode, on random normal input [B, 3, S, S].
+    the network alone, eval mode, on random normal input [B, 3, S, S]; ms per image is the
+    pass's time / B, as the pipeline row divides by its images (whose network, with flip,
+    takes two test-size inputs per image).
 ``train`` (:mod:`.training`)
     one optimiser step of the training loop on random inputs and targets already on the
     device; the data pipeline is not included.
@@ -24,7 +26,8 @@ Stages (:data:`STAGES`), one module each:
     processes overlapped), beside each stage's own rate and the overlap efficiency.
 
 The rest: :mod:`.job` checks a request, :mod:`.measure` holds the timing rule (warm-up, then
-the lower-median of synchronised iterations), :mod:`.weights` the random networks that
+the lower median of synchronised iterations: a given number, or as many as fit in about
+10 s) and the progress lines every stage gives, :mod:`.weights` the random networks that
 behave like trained ones (:func:`realistic_weights`, :func:`mimic_trained_maps`),
 :mod:`.inputs` the generated inputs, :mod:`.crowd_pipeline` the pipeline the e2e and
 pipeline rows share, :mod:`.rows` and :mod:`.table` the result and its table,

@@ -20,8 +20,9 @@ __all__ = ["BenchmarkOptions", "run_benchmarks"]
 class BenchmarkOptions:
     """What ``aepose benchmark`` times: ``stages`` of ``preset``'s network, each as
     :func:`~aepose.apps.bench.run_benchmark` takes them (``compile_mode`` is its
-    ``compile``; ``flip``: the e2e flip test), and ``json``: a file for the rows (checked
-    before timing, written whole or not at all)."""
+    ``compile``; ``flip``: the e2e flip test; ``repeats`` None: timed iterations for about
+    10 s; ``warmup`` None: 1, or 3 when compiled), and ``json``: a file for the rows
+    (checked before timing, written whole or not at all)."""
 
     preset: str
     stages: tuple[str, ...] = ("forward",)
@@ -30,8 +31,8 @@ class BenchmarkOptions:
     dtype: str = "fp32"
     compile_mode: str | None = None
     channels_last: bool = False
-    repeats: int = 20
-    warmup: int = 5
+    repeats: int | None = None
+    warmup: int | None = None
     input_size: int | None = None
     flip: bool = True
     images: int | None = None
@@ -40,7 +41,8 @@ class BenchmarkOptions:
 
 
 def run_benchmarks(options: BenchmarkOptions) -> None:
-    """Time every stage, print the table, then write the JSON rows (if asked)."""
+    """Time every stage (progress lines on stderr, through the ``aepose`` logger), print the
+    table, then write the JSON rows (if asked)."""
     resolve_device(options.device)  # a device this machine lacks: one line, before timing
     target = options.json
     if target is not None:  # an unwritable --json costs one line, not the timings

@@ -31,7 +31,7 @@ def time_decode(job: Job) -> Outcome:
         return {}
 
     with torch.inference_mode():
-        timing = measure(step, job.device, job.repeats, job.warmup)
+        timing = measure(step, job)
     facts = {"people_drawn": float(job.people), "people_per_image": statistics.mean(found)}
     note = f"{job.people}-person generated maps, L=2, decoded one image at a time"
     return Outcome(timing, job.square, uses_network=False, facts=facts, note=note)

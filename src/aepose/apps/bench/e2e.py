@@ -25,7 +25,7 @@ def time_e2e(job: Job) -> Outcome:
         last[:] = run_stream(stages, images, job, timer, read_workers=0)
         return {part: timer.seconds[part] for part in PARTS}
 
-    timing = measure(step, job.device, job.repeats, job.warmup)
+    timing = measure(step, job)
     facts = pipeline_facts(job, stages, last)
     note = (f"network input {int(facts['network_input_w'])}x{int(facts['network_input_h'])}, "
             f"single scale{', flip (2B per pass)' if job.flip else ''}, stages one after "

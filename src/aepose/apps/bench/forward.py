@@ -23,6 +23,10 @@ def time_forward(job: Job) -> Outcome:
         return {}
 
     with torch.inference_mode(), autocast(job.device.type, job.dtype):
-        timing = measure(step, job.device, job.repeats, job.warmup)
-    note = f"compiled (mode {job.compile}); compilation in the warm-up" if job.compile else ""
+        timing = measure(step, job)
+    # Per image of the B in a pass, as the pipeline row counts its images; the pipeline's
+    # network takes 2 inputs per image with flip, of the test size (its rate_network fact).
+    note = (f"network alone: {job.batch} random {job.square} input(s) per pass, no flip"
+            + (f"; compiled (mode {job.compile}), compilation in the warm-up"
+               if job.compile else ""))
     return Outcome(timing, job.square, flop_factor=1.0, note=note)

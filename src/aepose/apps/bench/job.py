@@ -6,6 +6,7 @@ Legend: B batch, S square input side.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -13,13 +14,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from aepose.apps.bench.measure import Progress
+from aepose.apps.profile import preset_cost
 from aepose.config import Config, get_preset
 from aepose.errors import AeposeError
 from aepose.pipeline.network import check_compile_mode
 from aepose.pipeline.workers import default_decode_workers
 from aepose.precision import PRECISIONS
 
-__all__ = ["Job", "check_dtype", "cudnn_autotune", "device_of", "make_job"]
+__all__ = ["COMPILED_WARMUP", "EAGER_WARMUP", "Job", "check_dtype", "cudnn_autotune",
+           "device_of", "make_job", "pipeline_images"]
+
+# Default warm-up iterations: one absorbs cuDNN's autotuning and the allocator's growth;
+# torch.compile compiles in the first call and captures CUDA graphs in a later one.
+EAGER_WARMUP, COMPILED_WARMUP = 1, 3
+# pipeline stage: generated images per iteration by default. 32 fill the stream well; a
+# network over HEAVY_GFLOPS per image on the CPU (HRNet-w32: 92) takes ~1 s per image
+# there, so 8 keep an iteration near 10 s.
+PIPELINE_IMAGES, HEAVY_PIPELINE_IMAGES, HEAVY_GFLOPS = 32, 8, 10.0
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class Job:
     batch: int
     compile: str | None
     channels_last: bool
-    repeats: int
+    repeats: int | None  # None: as many as fit in the time budget (aepose.apps.bench.measure)
     warmup: int
     input_size: int
     image_size: tuple[int, int]
@@ -41,6 +53,7 @@ class Job:
     people: int
     images: int  # e2e and pipeline: generated images per iteration
     decode_workers: int  # pipeline: post-processing workers
+    progress: Progress = dataclasses.field(compare=False, repr=False)
 
     @property
     def square(self) -> str:
@@ -62,8 +75,8 @@ def make_job(
     dtype: str,
     compile: str | None,
     channels_last: bool,
-    repeats: int,
-    warmup: int,
+    repeats: int | None,
+    warmup: int | None,
     input_size: int | None,
     image_size: tuple[int, int],
     flip: bool,
@@ -78,16 +91,29 @@ def make_job(
     check_dtype(dtype, torch_device)
     check_compile_mode(compile)
     cfg = get_preset(preset)
+    batch = _positive("batch_size", batch_size)
+    if images is None:
+        images = pipeline_images(cfg, torch_device) if stage == "pipeline" else batch
+    if warmup is None:
+        warmup = COMPILED_WARMUP if compile else EAGER_WARMUP
     return Job(
-        cfg=cfg, stage=stage, device=torch_device, dtype=dtype,
-        batch=_positive("batch_size", batch_size), compile=compile,
-        channels_last=bool(channels_last), repeats=_positive("repeats", repeats),
+        cfg=cfg, stage=stage, device=torch_device, dtype=dtype, batch=batch, compile=compile,
+        channels_last=bool(channels_last),
+        repeats=None if repeats is None else _positive("repeats", repeats),
         warmup=_positive("warmup", warmup, least=0), input_size=_input_size(cfg, input_size),
         image_size=_image_size(image_size), flip=bool(flip), people=_positive("people", people),
-        images=_positive("images", images or (32 if stage == "pipeline" else batch_size)),
+        images=_positive("images", images),
         decode_workers=_positive("decode_workers", default_decode_workers(torch_device)
                                  if decode_workers is None else decode_workers, least=0),
+        progress=Progress(f"{stage} {cfg.name} ({torch_device}, {dtype}, batch {batch})"),
     )
+
+
+def pipeline_images(cfg: Config, device: torch.device) -> int:
+    """The pipeline stage's default images per iteration: :data:`PIPELINE_IMAGES`, or
+    :data:`HEAVY_PIPELINE_IMAGES` for a network over :data:`HEAVY_GFLOPS` on the CPU."""
+    heavy = device.type == "cpu" and preset_cost(cfg)[1] > HEAVY_GFLOPS
+    return HEAVY_PIPELINE_IMAGES if heavy else PIPELINE_IMAGES
 
 
 def device_of(name: str) -> torch.device:

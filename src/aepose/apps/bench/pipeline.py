@@ -19,10 +19,6 @@ def time_pipeline(job: Job) -> Outcome:
     """The streamed pipeline (read threads, network, decode workers overlapped) beside the
     same pipeline run stage after stage, whose stage times give each stage's own rate."""
     stages, images = crowd_pipeline(job)
-    serial = StageTimer()
-    for _ in range(job.warmup + 1):
-        serial = StageTimer()
-        run_stream(stages, images, job, serial, read_workers=0)
     last: list[Result[int]] = []
     with decode_pool(job.device, job.decode_workers) as pool:
 
@@ -31,7 +27,11 @@ def time_pipeline(job: Job) -> Outcome:
                                  decoders=pool)
             return {}
 
-        timing = measure(step, job.device, job.repeats, job.warmup)
+        timing = measure(step, job)
+    # After the streamed iterations, which warmed the network up: one serial run.
+    job.progress.say(f"one serial run of the {len(images)} images (each stage's own rate)")
+    serial = StageTimer()
+    run_stream(stages, images, job, serial, read_workers=0)
     facts = pipeline_facts(job, stages, last)
     facts.update(_stage_rates(serial, len(images), job.decode_workers))
     facts["pipeline_images_per_s"] = len(images) / timing.total

@@ -72,7 +72,7 @@ def make_row(job: Job, out: Outcome) -> BenchRow:
         channels_last=job.channels_last and out.uses_network, input=out.input,
         images_per_s=1.0 / seconds, ms_per_image=seconds * 1000,
         parts={k: v * 1000 / per_iteration for k, v in out.timing.parts.items()},
-        peak_mem_mb=out.timing.peak_mb, tflops=tflops, repeats=job.repeats, facts=facts,
+        peak_mem_mb=out.timing.peak_mb, tflops=tflops, repeats=out.timing.repeats, facts=facts,
         note=out.note,
     )
 

@@ -35,8 +35,8 @@ def run_benchmark(
     dtype: str = "fp32",
     compile: str | None = None,
     channels_last: bool = False,
-    repeats: int = 20,
-    warmup: int = 5,
+    repeats: int | None = None,
+    warmup: int | None = None,
     input_size: int | None = None,
     image_size: tuple[int, int] = (640, 480),
     flip: bool = True,
@@ -48,13 +48,18 @@ def run_benchmark(
 
     ``batch_size`` images per iteration (decode: maps decoded one after the other; e2e:
     generated images of ``image_size`` (W, H) run as one batch; pipeline: images per
-    forward pass, of ``images`` per iteration (default 32) streamed with
+    forward pass, of ``images`` per iteration (default
+    :func:`~aepose.apps.bench.job.pipeline_images`: 32, or 8 for a network over 10 GFLOPs on
+    the CPU) streamed with
     ``decode_workers`` post-processing workers (default
     :func:`~aepose.pipeline.workers.default_decode_workers`)); ``input_size`` S of the
     square network input for forward/train/decode (default: the preset's; e2e always uses the
     preset's test sizing); ``people``: people drawn in the decode stage's maps. ``dtype``,
     ``compile`` (a mode of :data:`aepose.pipeline.predictor.COMPILE_MODES`, None for eager) and
     ``channels_last`` apply to the network (the decode row records fp32, None, False).
+    ``warmup`` untimed iterations (default 1, 3 when compiled) come first; then
+    ``repeats`` timed ones, or by default as many as fit in about 10 s (3 to 20: see
+    :mod:`aepose.apps.bench.measure`). Progress lines go to the ``aepose`` logger.
     Raises AeposeError for an unknown stage, dtype, compile mode, preset or device and for
     fp16 on the CPU.
     """
@@ -66,5 +71,9 @@ def run_benchmark(
         input_size=input_size, image_size=image_size, flip=flip, people=people,
         images=images, decode_workers=decode_workers,
     )
+    job.progress.say("preparing")
     with cudnn_autotune(job.device):
-        return make_row(job, STAGES[stage](job))
+        row = make_row(job, STAGES[stage](job))
+    job.progress.say(f"done in {job.progress.elapsed():.0f} s: {row.ms_per_image:.3g} ms per "
+                     f"image over {row.repeats} timed iterations")
+    return row

@@ -41,7 +41,7 @@ def time_train_step(job: Job) -> Outcome:
         losses.append(terms["loss"].detach())  # read after timing: .item() waits for the GPU
         return {}
 
-    timing = measure(step, job.device, job.repeats, job.warmup)
+    timing = measure(step, job)
     final = [p.detach() for p in model.parameters()]
     facts = {"loss_first": float(losses[0]), "loss_last": float(losses[-1]),
              "weight_change": _relative_change(initial, final)}
