@@ -31,6 +31,10 @@ FULL = 3  # people per image whose keypoints are recorded
 SRC = Path(aepose.__file__).resolve().parents[1]
 
 Digest = list[list[Any]]  # per image or frame: [file name, frame, people]
+# The recorded outputs are the reference's: every person, no pose NMS, every keypoint's own
+# score. The prediction defaults keep fewer people and mark weak keypoints; compare like
+# with like.
+EVERYONE = ["--min-score", "0", "--pose-nms", "none", "--threshold", "0"]
 
 
 def make_inputs(root: Path) -> tuple[Path, Path, Path]:
@@ -86,13 +90,14 @@ def _cli(*argv: str, ranks: int = 1) -> None:
 def outputs(weights: Path, folder: Path, clip: Path, out: Path) -> dict[str, Digest]:
     """The torch paths' poses on ``folder`` and ``clip`` (rounded: see _people)."""
     common = [str(folder), str(clip), "--weights", str(weights), "--device", "cpu",
-              "--no-draw"]
+              "--no-draw", *EVERYONE]
     got: dict[str, Digest] = {}
     _cli("predict", *common, "--out", str(out / "cli"))
     got["cli"] = _from_predictions_json(out / "cli" / "predictions.json")
     _cli("predict", *common, "--out", str(out / "torchrun"), ranks=2)
     got["torchrun"] = _from_predictions_json(out / "torchrun" / "predictions.json")
-    api = aepose.predict([folder, clip], str(weights), device="cpu")
+    api = aepose.predict([folder, clip], str(weights), device="cpu", min_score=0,
+                         pose_nms=None, threshold=0)
     got["api"] = [[Path(p.name).name, p.frame, _people([
         {"keypoints": pose.keypoints.tolist(), "score": pose.score, "track_id": pose.track_id}
         for pose in p.poses])] for p in api]
@@ -108,7 +113,7 @@ def onnx_outputs(weights: Path, folder: Path, clip: Path, out: Path) -> Digest:
     """``aepose predict --backend onnxruntime`` on the exported network."""
     _cli("export", "--weights", str(weights), "--output", str(out / "w.onnx"))
     _cli("predict", str(folder), str(clip), "--weights", str(out / "w.onnx"), "--backend",
-         "onnxruntime", "--device", "cpu", "--no-draw", "--out", str(out / "onnx"))
+         "onnxruntime", "--device", "cpu", "--no-draw", *EVERYONE, "--out", str(out / "onnx"))
     return _from_predictions_json(out / "onnx" / "predictions.json")
 
 

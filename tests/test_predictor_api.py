@@ -30,6 +30,8 @@ from aepose.pipeline.stages import Stages
 
 SIMPLE = "hrnet_tiny_aic_128"
 HIGHER = "higherhrnet_tiny_crowdpose_128"
+# aepose.predict keeping what a Predictor gives: every person, every keypoint's own score.
+EVERYONE = {"min_score": 0, "pose_nms": None, "threshold": 0}
 
 
 def _network(preset: str) -> nn.Module:
@@ -189,7 +191,12 @@ def test_pose_records_round_trip_and_draw(higher: nn.Module, scenes: list[np.nda
     coco = pose.to_coco(image_id=3)
     assert coco["image_id"] == 3 and coco["category_id"] == 1
     assert coco["keypoints"] == pose.keypoints.astype(np.float64).reshape(-1).tolist()
-    assert coco["bbox"] == record["bbox"]
+    # COCO's box spans all K keypoints (the reference's); the JSON's the detected ones only.
+    xy, detected = pose.keypoints[:, :2].astype(np.float64), pose.keypoints[:, 2] > 0
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    assert coco["bbox"] == [low[0], low[1], high[0] - low[0], high[1] - low[1]]
+    low, high = xy[detected].min(axis=0), xy[detected].max(axis=0)
+    assert record["bbox"] == [low[0], low[1], high[0] - low[0], high[1] - low[1]]
     bgr = np.ascontiguousarray(scenes[0][:, :, ::-1])
     before = bgr.copy()
     drawn = pose.draw(bgr, predictor.spec, keypoint_threshold=0.0)
@@ -217,23 +224,24 @@ def test_predict_one_liner_sources(weights: Path, higher: nn.Module,
     predictor = Predictor(higher, HIGHER)
     expected = [predictor(file) for file in files]
     for source in (folder, str(folder / "*.png"), [str(f) for f in files]):
-        got = aepose.predict(source, weights=weights, preset=HIGHER, device="cpu")
+        got = aepose.predict(source, weights=weights, preset=HIGHER, device="cpu", **EVERYONE)
         assert [p.name for p in got] == [str(f) for f in files]
         assert [(p.width, p.height, p.frame) for p in got] == [(200, 150, None),
                                                                (150, 200, None)]
         for prediction, want in zip(got, expected, strict=True):
             _assert_identical(prediction.poses, want)
-    one = aepose.predict(scenes[0][:, :, ::-1], weights, preset=HIGHER, device="cpu")
+    one = aepose.predict(scenes[0][:, :, ::-1], weights, preset=HIGHER, device="cpu",
+                         **EVERYONE)
     assert [p.name for p in one] == ["<array 0>"]
     _assert_identical(one[0].poses, expected[0])
-    rgb = aepose.predict([scenes[0], files[1]], predictor, channel_order="rgb")
+    rgb = aepose.predict([scenes[0], files[1]], predictor, channel_order="rgb", **EVERYONE)
     assert [p.name for p in rgb] == ["<array 0>", str(files[1])]
     _assert_identical(rgb[0].poses, expected[0])
 
 
 def test_predict_settings_reach_the_predictor(weights: Path, scenes: list[np.ndarray]) -> None:
     got = aepose.predict(scenes[0], weights, preset=HIGHER, device="cpu", flip=False,
-                         detection_threshold=0.5, channel_order="rgb")
+                         detection_threshold=0.5, channel_order="rgb", **EVERYONE)
     model = Predictor.from_checkpoint(weights, HIGHER, "cpu", channel_order="rgb", flip=False,
                                       detection_threshold=0.5)
     _assert_identical(got[0].poses, model(scenes[0]))
@@ -259,5 +267,5 @@ def test_the_predict_function_is_not_shadowed_by_the_predict_job(
         higher: nn.Module, scenes: list[np.ndarray]) -> None:
     importlib.import_module("aepose.apps.predict")  # the CLI's predict job, imported first
     predictor = Predictor(higher, HIGHER, channel_order="rgb")
-    got = aepose.predict(scenes[0], predictor)
+    got = aepose.predict(scenes[0], predictor, **EVERYONE)
     _assert_identical(got[0].poses, predictor(scenes[0]))

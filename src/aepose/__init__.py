@@ -24,7 +24,7 @@ _LAZY: dict[str, str] = {
     "AeposeError": "aepose.errors",
     "Config": "aepose.config",
     "Pose": "aepose.pipeline.pose",
-    "Prediction": "aepose.pipeline.run",
+    "Prediction": "aepose.pipeline.prediction",
     "Predictor": "aepose.pipeline.predictor",
     "build_model": "aepose.models",
     "compute_loss": "aepose.engine.losses",
@@ -47,8 +47,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from aepose.models import build_model
     from aepose.models.checkpoint import load_model
     from aepose.pipeline.pose import Pose
+    from aepose.pipeline.prediction import Prediction
     from aepose.pipeline.predictor import Predictor, predict_images, preprocess
-    from aepose.pipeline.run import Prediction, predict
+    from aepose.pipeline.run import predict
 
 
 def __getattr__(name: str) -> Any:

@@ -19,9 +19,16 @@ shape, which removes the kernel-launch cost of small batches; on the CPU it is "
 BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")
 """What ``aepose benchmark --stage`` times (:mod:`aepose.apps.bench`)."""
 
-OVERLAY_MIN_SCORE = 0.2
-"""People scoring below this are left out of overlays: grouping splits off fragments of
-one or two joints that score about 0.01. The JSON keeps them (evaluation needs them)."""
+PREDICT_MIN_SCORE = 0.2
+PREDICT_POSE_NMS = 0.9
+KEYPOINT_THRESHOLD = 0.3
+"""Defaults of ``aepose predict``, ``aepose.predict`` and their overlays
+(:class:`~aepose.pipeline.run.RunOptions`): people scoring below PREDICT_MIN_SCORE are left
+out (grouping splits off fragments of one or two joints that score about 0.01), poses
+overlapping a better one by more than OKS PREDICT_POSE_NMS are dropped, and keypoints scoring
+below KEYPOINT_THRESHOLD are undetected (score 0, not drawn, outside the bbox). Chosen on
+``benchmarks/predict_defaults.py`` (BENCHMARKS.md, "Prediction defaults"). ``aepose test``
+keeps the reference's: every person, no pose NMS, every keypoint's own score."""
 
 TRACK_MAX_AGE = 30
 TRACK_MIN_SIMILARITY = 0.2

@@ -28,8 +28,10 @@ from aepose.choices import (
     COMPILE_MODES,
     DEMO_EPOCHS,
     DEMO_MINUTES,
-    OVERLAY_MIN_SCORE,
+    KEYPOINT_THRESHOLD,
     PRECISIONS,
+    PREDICT_MIN_SCORE,
+    PREDICT_POSE_NMS,
     SMOOTH_BETA,
     SMOOTH_MIN_CUTOFF,
     STAGE_AVERAGES,
@@ -214,13 +216,19 @@ def _add_predict_arguments(p: Parser) -> None:
                    help="HigherHRNet output averaging (default the preset's)")
     p.add_argument("--batch-size", type=batch_size_int, default=8,
                    help="images per batch (default 8)")
-    p.add_argument("--pose-nms", type=fraction, metavar="OKS",
-                   help="drop poses overlapping a better one by this OKS (mmpose demo: 0.9)")
-    p.add_argument("--min-score", type=fraction, default=0.0,
-                   help="leave out people scoring below this (default 0: keep all; overlays "
-                   f"always leave out those under {OVERLAY_MIN_SCORE})")
-    p.add_argument("--threshold", type=fraction, default=0.3,
-                   help="keypoint score needed to draw it (default 0.3)")
+    p.add_argument("--min-score", type=fraction, default=PREDICT_MIN_SCORE, metavar="S",
+                   help="leave out people scoring below S, everywhere (default "
+                   f"{PREDICT_MIN_SCORE:g}; 0: every person the grouping gives, as 'aepose "
+                   "test' scores them)")
+    p.add_argument("--conf", dest="min_score", type=fraction, default=argparse.SUPPRESS,
+                   metavar="S", help="--min-score by ultralytics' name")
+    p.add_argument("--pose-nms", type=_oks_or_none, default=PREDICT_POSE_NMS, metavar="OKS",
+                   help="then drop people overlapping a better one by more than this OKS "
+                   f"(default {PREDICT_POSE_NMS:g}, as mmpose's demo; none: keep them)")
+    p.add_argument("--threshold", type=fraction, default=KEYPOINT_THRESHOLD, metavar="T",
+                   help="keypoints scoring below T are undetected: score 0 in the JSON, not "
+                   f"drawn, outside the bbox (default {KEYPOINT_THRESHOLD:g}; 0: every "
+                   "keypoint keeps its score)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no overlays")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out")
@@ -229,6 +237,16 @@ def _add_predict_arguments(p: Parser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (the default "
                    "for --weights NAME.onnx, a file from 'aepose export')")
+
+
+def _oks_or_none(text: str) -> float | None:
+    """An argparse type: an OKS threshold in [0, 1], or "none" (no pose NMS)."""
+    if text == "none":
+        return None
+    try:
+        return fraction(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error}, or none") from None
 
 
 def _add_video_arguments(p: Parser) -> None:
@@ -248,7 +266,7 @@ def _add_video_arguments(p: Parser) -> None:
     video.add_argument("--track-min-score", type=fraction, default=TRACK_MIN_SCORE,
                        metavar="S", help="people scoring below S are not tracked (track_id "
                        "-1): a bottom-up decoder's leftovers would start tracks and take IDs "
-                       f"(default {TRACK_MIN_SCORE}, the overlays' threshold; 0: everyone)")
+                       f"(default {TRACK_MIN_SCORE}, as --min-score's; 0: everyone)")
     video.add_argument("--smooth", action="store_true",
                        help="smooth each track's keypoints with a One-Euro filter (causal: "
                        "no frame is delayed)")

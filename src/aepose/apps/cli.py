@@ -121,7 +121,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     predict_command(PredictCommand(
         sources=tuple(args.sources), weights=str(args.weights),
         out=Path(args.out) if args.out else None, preset=args.preset, backend=args.backend,
-        device=args.device, pose_nms=args.pose_nms, overrides=_test_overrides(args),
+        device=args.device, overrides=_test_overrides(args),
         dtype=args.dtype, channels_last=args.channels_last, compile_mode=_compile_mode(args),
         options=_predict_options(args)))
 
@@ -129,17 +129,18 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _predict_options(args: argparse.Namespace) -> PredictOptions:
     """``predict``'s run options, video and tracking ones included."""
     from aepose.apps.predict import PredictOptions
-    from aepose.tracking.one_euro import OneEuroConfig
-    from aepose.tracking.tracker import TrackerConfig
+    from aepose.pipeline.run import tracker_config
 
-    euro = OneEuroConfig(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
-    tracker = TrackerConfig(max_age=args.track_max_age, smooth=args.smooth, one_euro=euro,
-                            min_similarity=args.track_min_similarity,
-                            min_score=args.track_min_score)
+    # refuse_ignored has refused the smoothing settings without --smooth.
+    tracker = tracker_config(
+        track_max_age=args.track_max_age, track_min_similarity=args.track_min_similarity,
+        track_min_score=args.track_min_score, smooth=args.smooth,
+        smooth_min_cutoff=args.smooth_min_cutoff if args.smooth else None,
+        smooth_beta=args.smooth_beta if args.smooth else None)
     return PredictOptions(
         batch_size=args.batch_size, read_workers=args.workers,
         decode_workers=args.decode_workers, draw=not args.no_draw,
-        keypoint_threshold=args.threshold, min_score=args.min_score,
+        keypoint_threshold=args.threshold, min_score=args.min_score, pose_nms=args.pose_nms,
         weights=str(args.weights), overwrite=args.overwrite, progress=sys.stderr.isatty(),
         track=args.track, tracker=tracker, max_frames=args.max_frames,
         duration_s=args.duration, drop=False if args.no_drop else None)

@@ -8,7 +8,9 @@ Every image and video frame runs through the streamed pipeline
                       the people as ``keypoints [[x, y, score], ...]``, ``score``, ``bbox``;
 ``results.json``      the same people as COCO result records (flat ``keypoints``), which
                       ``aepose test --results`` scores;
-``NAME.png``          overlays of images, ``NAME.mp4`` of videos (H.264).
+``a/NAME.jpg``        overlays, in the inputs' own folder layout below the deepest folder
+                      holding them all: JPEG for a JPEG image, PNG for other images, an
+                      H.264 MP4 for a video (a webcam or stream: its short name, at the top).
 
 While the run goes on, each finished image is appended to ``predictions.jsonl`` (see
 :mod:`aepose.apps.predictions`): after a crash it holds every finished image. At the end, or on
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack, closing
@@ -34,6 +37,7 @@ from tqdm import tqdm
 import aepose
 from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
 from aepose.apps.settings import command_line_config, fast_network
+from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE, PREDICT_POSE_NMS
 from aepose.engine.distributed import (
     DistInfo,
     all_gather_objects,
@@ -45,10 +49,12 @@ from aepose.engine.distributed import (
 from aepose.errors import AeposeError, Interrupted, one_line
 from aepose.io import check_writable, interrupt_after
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.draw import overlay, save_image
+from aepose.pipeline.draw import save_image
+from aepose.pipeline.inputs import Input, Inputs, expand_inputs
 from aepose.pipeline.onnx_network import is_onnx_file
+from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
-from aepose.pipeline.run import Input, Inputs, Prediction, RunOptions, expand_inputs, run
+from aepose.pipeline.run import RunOptions, run
 from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.writer import VideoWriter
@@ -64,9 +70,10 @@ class PredictOptions:
 
     batch_size: images per forward pass; read_workers: reading threads; decode_workers:
     post-processing workers (None: :func:`~aepose.pipeline.workers.default_decode_workers`);
-    draw: write overlays; keypoint_threshold: keypoint score needed to draw it; min_score:
-    people below it are left out of every output; weights: what to record as the weights;
-    overwrite: replace the outputs of an earlier run in the folder; progress: a bar.
+    draw: write overlays; min_score, pose_nms, keypoint_threshold: which people and
+    keypoints every output holds (:class:`~aepose.pipeline.run.RunOptions`); weights: what
+    to record as the weights; overwrite: replace the outputs of an earlier run in the
+    folder; progress: a bar.
 
     Videos and streams: track: give every person a ``track_id`` (one
     :class:`~aepose.tracking.tracker.PoseTracker` per video, configured by ``tracker``, whose
@@ -80,8 +87,9 @@ class PredictOptions:
     read_workers: int = 2
     decode_workers: int | None = None
     draw: bool = True
-    keypoint_threshold: float = 0.3
-    min_score: float = 0.0
+    keypoint_threshold: float = KEYPOINT_THRESHOLD
+    min_score: float = PREDICT_MIN_SCORE
+    pose_nms: float | None = PREDICT_POSE_NMS
     weights: str = ""
     overwrite: bool = False
     progress: bool = True
@@ -96,7 +104,9 @@ class PredictOptions:
         return RunOptions(
             batch_size=self.batch_size, read_workers=self.read_workers,
             decode_workers=self.decode_workers, keep_images=self.draw,
-            min_score=self.min_score, tracker=self.tracker if self.track else None,
+            min_score=self.min_score, pose_nms=self.pose_nms,
+            keypoint_threshold=self.keypoint_threshold,
+            tracker=self.tracker if self.track else None,
             max_frames=self.max_frames, duration_s=self.duration_s, drop=self.drop)
 
 
@@ -115,11 +125,13 @@ class PredictSummary:
     timer: StageTimer = field(default_factory=StageTimer)
 
     def describe(self) -> str:
-        """The closing summary: counts, rate and the time of each stage per image."""
+        """The closing summary: counts (skipped inputs too), rate and the time of each stage
+        per image."""
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
         stages = ", ".join(f"{name} {ms:.1f}" for name, ms in self.timer.ms_per_image().items())
-        return (f"{self.images} images/frames, {self.people} people in {self.seconds:.1f} s "
-                f"({rate:.1f} images/s); ms per image: {stages or '-'}")
+        skipped = f", {len(self.problems)} skipped (see above)" if self.problems else ""
+        return (f"{self.images} images/frames, {self.people} people{skipped} in "
+                f"{self.seconds:.1f} s ({rate:.1f} images/s); ms per image: {stages or '-'}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ class PredictCommand:
     """``aepose predict`` as the command line gives it: the inputs, the weights and where
     the network runs (``backend`` "torch" or "onnxruntime"; ``device`` None: the default
     device), the test settings over the weights' own (``overrides``: ``test.x=y`` items,
-    applied in order; ``pose_nms`` an OKS threshold), the fast paths
+    applied in order), the fast paths
     (``dtype``, ``channels_last``, ``compile_mode``), the output folder (None:
     runs/predict-TIMESTAMP) and the run's :class:`PredictOptions`."""
 
@@ -137,7 +149,6 @@ class PredictCommand:
     preset: str | None = None
     backend: str = "torch"
     device: str | None = None
-    pose_nms: float | None = None
     overrides: tuple[str, ...] = ()
     dtype: str = "fp32"
     channels_last: bool = False
@@ -201,7 +212,7 @@ def _predictor(command: PredictCommand, device: torch.device) -> Predictor:
                                channels_last=command.channels_last,
                                compile_mode=command.compile_mode)
     cfg = command_line_config(cfg, command.overrides)
-    return Predictor(network, cfg, pose_nms=command.pose_nms)
+    return Predictor(network, cfg)  # the pose NMS is the run's (PredictOptions.pose_nms)
 
 
 def _refuse_torch_fast_paths(command: PredictCommand) -> None:
@@ -239,7 +250,7 @@ def run_predict(
             summary.out_dir, info, lambda out: _refuse_old_outputs(out, options.overwrite)))
         positions = {item.name: item.position for item in inputs.items}
         with PredictionWriter(summary.out_dir, positions, info.rank) as writer:
-            sink = _Sink(summary, writer, _unique_names(inputs.items), predictor, options)
+            sink = _Sink(summary, writer, output_paths(inputs.items), options)
             _run_all(inputs.shard(info.rank, info.world_size), predictor, options, sink)
         _gather(summary, info)
         if info.is_main:
@@ -296,30 +307,50 @@ def _run_all(inputs: Inputs, predictor: Predictor, options: PredictOptions,
         sink.summary.seconds = time.perf_counter() - start
 
 
-def _unique_names(items: Sequence[Input]) -> dict[int, str]:
-    """Output file stems by input position: the input's stem, with ``_2``, ``_3`` ... on
-    repeats."""
-    names: dict[int, str] = {}
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def output_paths(items: Sequence[Input]) -> dict[int, Path]:
+    """Each input's overlay, relative to the output folder, by input position.
+
+    A file keeps its path below the deepest folder holding every input file (``shots/a/x.jpg``
+    and ``shots/b/x.jpg`` give ``a/x.jpg`` and ``b/x.jpg``; one folder's files sit at the
+    top); a stream (webcam, URL, image sequence) is its short name at the top. A JPEG image
+    gives a JPEG overlay of its own name (PNG overlays are several times the size of JPEG
+    photos), another image a PNG, a video an MP4. A path taken twice (``x.png`` of
+    ``x.png`` and ``x.bmp``) gets ``_2``, ``_3`` ... on the later ones.
+    """
+    files = {item.position: Path(os.path.abspath(item.name)) for item in items
+             if item.video is None or item.video.url is None}
+    root = Path(os.path.commonpath([f.parent for f in files.values()])) if files else Path()
+    paths: dict[int, Path] = {}
     used: set[str] = set()
     for item in items:
-        stem = (item.video.path if item.video is not None else Path(item.name)).stem
-        n = 1
-        while (stem if n == 1 else f"{stem}_{n}") in used:
+        file = files.get(item.position)
+        place = file.relative_to(root) if file is not None else Path(
+            item.video.path.stem if item.video is not None else item.name)
+        if item.video is not None:
+            suffix = ".mp4"
+        else:
+            suffix = place.suffix if place.suffix.lower() in _JPEG_SUFFIXES else ".png"
+        stem, n = place.with_suffix("").as_posix(), 1
+        while f"{stem if n == 1 else f'{stem}_{n}'}{suffix}".lower() in used:
             n += 1
-        names[item.position] = stem if n == 1 else f"{stem}_{n}"
-        used.add(names[item.position])
-    return names
+        chosen = f"{stem if n == 1 else f'{stem}_{n}'}{suffix}"
+        used.add(chosen.lower())
+        paths[item.position] = Path(chosen)
+    return paths
 
 
 class _Sink:
-    """Where each Prediction goes: the JSON lines, the counts, and the overlays (a PNG per
+    """Where each Prediction goes: the JSON lines, the counts, and the overlays (an image per
     image; per video one MP4, opened at its first drawn frame and closed whole at the
-    video's end, also when the run stops midway)."""
+    video's end, also when the run stops midway), at :func:`output_paths`."""
 
     def __init__(self, summary: PredictSummary, writer: PredictionWriter,
-                 names: dict[int, str], predictor: Predictor, options: PredictOptions) -> None:
-        self.summary, self.writer, self.names = summary, writer, names
-        self.predictor, self.options = predictor, options
+                 paths: dict[int, Path], options: PredictOptions) -> None:
+        self.summary, self.writer, self.paths = summary, writer, paths
+        self.options = options
         self.video: VideoWriter | None = None
         self.video_position = -1  # the input self.video draws
 
@@ -346,17 +377,15 @@ class _Sink:
             self._draw(result)
 
     def _draw(self, result: Prediction) -> None:
-        assert result.image is not None
-        drawn = overlay(result.image, result.poses, self.predictor.spec,
-                        self.options.keypoint_threshold)
-        name = self.names[result.position]
+        # Every person of the JSON, its detected keypoints (the run marked the others).
+        drawn = result.plot(channel_order="rgb")
+        path = self.summary.out_dir / self.paths[result.position]
         if result.frame is None:
-            save_image(self.summary.out_dir / f"{name}.png", drawn)
+            save_image(path, drawn)
             return
         if self.video is None:  # sized by the frames: a stream may not state its size
             height, width = drawn.shape[:2]
-            self.video = VideoWriter(self.summary.out_dir / f"{name}.mp4",
-                                     fps=result.fps or 0.0, width=width, height=height)
+            self.video = VideoWriter(path, fps=result.fps or 0.0, width=width, height=height)
             self.video.__enter__()
             self.video_position = result.position
         # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.
@@ -384,13 +413,15 @@ def _header(predictor: Predictor, options: PredictOptions) -> dict[str, Any]:
     return {
         "aepose": aepose.__version__,
         "model": {"preset": cfg.name, "weights": options.weights},
-        "test": {**dataclasses.asdict(cfg.test), "pose_nms": predictor.pose_nms,
-                 "min_score": options.min_score},
+        "test": {**dataclasses.asdict(cfg.test), "pose_nms": options.pose_nms,
+                 "min_score": options.min_score,
+                 "keypoint_threshold": options.keypoint_threshold},
         # fps is left out: each video brings its own.
         "tracker": ({k: v for k, v in dataclasses.asdict(options.tracker).items() if k != "fps"}
                     if options.track else None),
         "keypoint_names": list(spec.keypoint_names),
         "skeleton": [list(link) for link in spec.skeleton],
         "format": "people[i].keypoints: [x, y, score] per keypoint in original-image pixel "
-                  "indices; bbox: [x, y, w, h] of all keypoints",
+                  "indices, score 0: undetected (below keypoint_threshold); bbox: [x, y, w, "
+                  "h] of the detected keypoints",
     }

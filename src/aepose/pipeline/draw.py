@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from aepose.choices import OVERLAY_MIN_SCORE
+from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE
 from aepose.errors import AeposeError
 from aepose.image import check_rgb
 from aepose.io import write_bytes
@@ -80,7 +80,7 @@ def draw_poses(
     scores: npt.ArrayLike,
     spec: KeypointSpec,
     *,
-    keypoint_threshold: float = 0.3,
+    keypoint_threshold: float = KEYPOINT_THRESHOLD,
     radius: int | None = None,
     thickness: int | None = None,
     show_scores: bool = True,
@@ -95,7 +95,8 @@ def draw_poses(
         scores: [P] person scores, written as a label near each person's top-left.
         spec: the skeleton (links) and keypoint colours; K must match it.
         keypoint_threshold: keypoints with score below it (and links touching them) are not
-            drawn (mmpose's demo ``kpt_thr``).
+            drawn (mmpose's demo ``kpt_thr``); nor are undetected ones (score 0) at any
+            threshold.
         radius, thickness: keypoint radius and link width in pixels; by default they grow
             with the image (4 and 2 pixels at 640 pixels on the long side).
         show_scores: draw the person-score labels.
@@ -116,7 +117,8 @@ def draw_poses(
     _check_per_person(len(kpts), colors, "colors")
     _check_per_person(len(kpts), labels, "labels")
     for index, (person, score) in enumerate(zip(kpts, person_scores, strict=True)):
-        visible = (person[:, 2] >= keypoint_threshold) & np.isfinite(person[:, :2]).all(axis=1)
+        visible = ((person[:, 2] >= keypoint_threshold) & (person[:, 2] > 0)
+                   & np.isfinite(person[:, :2]).all(axis=1))
         if not visible.any():
             continue
         color = person_color(index) if colors is None else colors[index]
@@ -246,11 +248,12 @@ def save_image(path: str | Path, image_rgb: npt.NDArray[np.uint8]) -> None:
 
 
 def overlay(
-    image: Image, poses: Sequence[Pose], spec: KeypointSpec, threshold: float = 0.3,
-    min_score: float = OVERLAY_MIN_SCORE,
+    image: Image, poses: Sequence[Pose], spec: KeypointSpec,
+    threshold: float = KEYPOINT_THRESHOLD, min_score: float = PREDICT_MIN_SCORE,
 ) -> Image:
     """``image`` (RGB uint8 [H, W, 3]) with ``poses`` scoring at least ``min_score`` drawn:
-    skeletons, person colours, scores; keypoints scoring below ``threshold`` are left out.
+    skeletons, person colours, scores; keypoints scoring below ``threshold``, and undetected
+    ones (score 0), are left out.
     Tracked poses (``track_id`` set) take their track's colour and are labelled ``#ID``, so
     a person keeps colour and label through a video; untracked ones (-1) are grey."""
     shown = [p for p in poses if p.score >= min_score]

@@ -4,9 +4,12 @@
 inputs (image files, arrays, videos, video URLs, image sequences, live streams) in order,
 streams them through the pipeline (:func:`aepose.pipeline.engine.stream`: reading threads,
 batched forward passes, decoding beside the network), builds :class:`~aepose.pipeline.pose.Pose`
-objects, tracks the frames of each video with a fresh
-:class:`~aepose.tracking.tracker.PoseTracker`, and yields one :class:`Prediction` per image or
-frame in input order, with its source, frame index and timestamp. Every consumer is a loop
+objects, keeps the people a user expects (:class:`RunOptions`: a person-score threshold and
+pose NMS, chosen on generated crowds; the reference's every-person output with
+``min_score=0, pose_nms=None``), tracks the frames of each video with a fresh
+:class:`~aepose.tracking.tracker.PoseTracker`, marks undetected keypoints (score 0: below the
+keypoint threshold), and yields one :class:`~aepose.pipeline.prediction.Prediction` per image
+or frame in input order, with its source, frame index and timestamp. Every consumer is a loop
 over it: :func:`predict` (``aepose.predict``) keeps the results, ``aepose predict``
 (:mod:`aepose.apps.predict`) writes them to files as they come, and under torchrun each rank
 runs its :meth:`Inputs.shard`.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -30,50 +34,39 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from aepose.choices import (
+    KEYPOINT_THRESHOLD,
+    PREDICT_MIN_SCORE,
+    PREDICT_POSE_NMS,
+    SMOOTH_BETA,
+    SMOOTH_MIN_CUTOFF,
+    TRACK_MAX_AGE,
+    TRACK_MIN_SCORE,
+    TRACK_MIN_SIMILARITY,
+)
+from aepose.codec.pose_nms import oks_nms
+from aepose.config import TestConfig, did_you_mean
+from aepose.device import default_device
 from aepose.errors import AeposeError
-from aepose.image import check_channel_order
+from aepose.image import check_channel_order, to_rgb
+from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.engine import Result, named_error, stream
+from aepose.pipeline.inputs import Input, Inputs, Source, expand_inputs
+from aepose.pipeline.network import FastNetwork
 from aepose.pipeline.pose import Pose
-from aepose.pipeline.predictor import ImageInput, Predictor, load_rgb
+from aepose.pipeline.prediction import Prediction
+from aepose.pipeline.predictor import Predictor, load_rgb
 from aepose.pipeline.timer import StageTimer
 from aepose.pipeline.workers import decode_pool, default_decode_workers
+from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
+from aepose.validate import number_in, require
 from aepose.video.readers import FALLBACK_FPS, FrameReader, open_video
-from aepose.video.sources import SourceItem, expand_sources
 
-__all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run"]
-
-Source = ImageInput | Sequence[ImageInput]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The people found in one image or video frame, or why there are none.
-
-    name: the file as found (a folder's or glob's files by their path), the URL or
-        sequence pattern as given, or ``"<array I>"`` for the I-th array given.
-    poses: the people, each a :class:`~aepose.pipeline.pose.Pose` (keypoints [K, 3] x, y in
-        the image's pixels and score), in the grouping's order; a video frame's carry their
-        ``track_id`` when tracked. width, height: the image's size.
-    frame: the frame index in a video, else None; timestamp_ms: its time in the video
-        (index / frame rate, rounded to a microsecond); fps: the video's frame rate.
-    error: None, or one line naming the input and what went wrong (then no poses).
-    image: the RGB image [H, W, 3] when the run keeps images (for overlays), else None.
-    position: the input's place among all inputs (a video's frames share it).
-    """
-
-    name: str
-    poses: list[Pose]
-    frame: int | None = None
-    width: int = 0
-    height: int = 0
-    timestamp_ms: float | None = None
-    fps: float | None = None
-    error: str | None = None
-    image: np.ndarray | None = field(default=None, repr=False, compare=False)
-    position: int = 0
-
+__all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run",
+           "tracker_config"]
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -82,8 +75,17 @@ class RunOptions:
     batch_size: most images per forward pass; read_workers: reading threads;
     decode_workers: post-processing workers (None:
     :func:`~aepose.pipeline.workers.default_decode_workers` when there is more than one image
-    or any video, else 0); keep_images: put each image in its Prediction; min_score: people
-    scoring below it are left out (None: none are).
+    or any video, else 0); keep_images: put each image in its Prediction (an array given is
+    kept whatever this says: :meth:`Prediction.plot` has no file to read it from).
+
+    Which people and keypoints: min_score: people scoring below it are left out (0: none
+    are); pose_nms: then a person is dropped when its OKS with a better-scored one exceeds
+    this (mmpose's demo pose NMS; None: none is); keypoint_threshold: keypoints scoring
+    below it get score 0, which marks them undetected (0: every keypoint keeps its score).
+    The defaults are :mod:`aepose.choices`' PREDICT_MIN_SCORE, PREDICT_POSE_NMS and
+    KEYPOINT_THRESHOLD; ``min_score=0, pose_nms=None, keypoint_threshold=0`` gives the
+    decoder's output as ``aepose test`` scores it. A Predictor's own ``pose_nms`` applies
+    before all of this.
 
     Videos: tracker: one :class:`~aepose.tracking.tracker.PoseTracker` per video with this
     config (its ``fps`` replaced by the video's), None for no ``track_id``; max_frames /
@@ -96,72 +98,18 @@ class RunOptions:
     read_workers: int = 2
     decode_workers: int | None = None
     keep_images: bool = False
-    min_score: float | None = None
+    min_score: float = PREDICT_MIN_SCORE
+    pose_nms: float | None = PREDICT_POSE_NMS
+    keypoint_threshold: float = KEYPOINT_THRESHOLD
     tracker: TrackerConfig | None = field(default_factory=TrackerConfig)
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
 
-
-@dataclass(frozen=True)
-class Input:
-    """One input: an image (a path, or an array whose channels are in ``order``) or a
-    video (``video`` set: a file, URL, image sequence or live stream)."""
-
-    name: str
-    position: int
-    image: ImageInput | None = None
-    order: str = "rgb"
-    video: SourceItem | None = None
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Expanded inputs in order, and one ``"ARGUMENT: reason"`` line per argument that
-    names nothing readable (yielded by :func:`run` as error Predictions)."""
-
-    items: tuple[Input, ...]
-    problems: tuple[str, ...] = ()
-
-    def shard(self, rank: int, world_size: int) -> Inputs:
-        """Rank ``rank``'s share under torchrun: every world_size-th input; the problems
-        are rank 0's to report."""
-        return Inputs(self.items[rank::world_size], self.problems if rank == 0 else ())
-
-
-def expand_inputs(source: Source, *, recursive: bool = False, channel_order: str = "bgr",
-                  unique: bool = False) -> Inputs:
-    """The inputs of ``source``: an image file, folder (its images and videos, sorted), glob
-    pattern, video file or URL, image sequence (``frames/%05d.png``), live stream, a uint8
-    array [H, W, 3] in ``channel_order``, or a list of any of these.
-
-    ``unique``: a file named twice is one input (as ``aepose predict`` writes one output per
-    file); otherwise every entry gives its inputs, so results line up with a list given.
-    """
-    entries = [source] if isinstance(source, str | Path | np.ndarray | int) else list(source)
-    items: list[Input] = []
-    problems: list[str] = []
-    arrays = 0
-
-    def add(found: Sequence[SourceItem]) -> None:
-        for media in found:  # a video's frames come decoded as RGB; a file is read by path
-            video = media if media.kind == "video" else None
-            items.append(Input(media.name, len(items), None if video else media.path,
-                               video=video))
-
-    if unique and not any(isinstance(e, np.ndarray) for e in entries):
-        found = expand_sources([str(e) for e in entries], recursive=recursive)
-        add(found.items)
-        return Inputs(tuple(items), found.problems)
-    for entry in entries:
-        if isinstance(entry, np.ndarray):
-            items.append(Input(f"<array {arrays}>", len(items), entry, channel_order))
-            arrays += 1
-            continue
-        found = expand_sources([str(entry)], recursive=recursive)
-        problems += found.problems
-        add(found.items)
-    return Inputs(tuple(items), tuple(problems))
+    def __post_init__(self) -> None:
+        require(self, "RunOptions", min_score=number_in(self.min_score, 0, 1),
+                pose_nms=None if self.pose_nms is None else number_in(self.pose_nms, 0, 1),
+                keypoint_threshold=number_in(self.keypoint_threshold, 0, 1))
 
 
 def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None, *,
@@ -175,8 +123,9 @@ def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None,
     generator (``contextlib.closing``) when leaving it early: that stops its threads.
     """
     options = options or RunOptions()
+    spec = predictor.spec
     for problem in inputs.problems:
-        yield Prediction(problem.split(": ", 1)[0], [], error=problem)
+        yield Prediction(problem.split(": ", 1)[0], [], error=problem, spec=spec)
     many = len(inputs.items) > 1 or any(i.video is not None for i in inputs.items)
     workers = options.decode_workers
     if workers is None:
@@ -227,9 +176,27 @@ class _Driver:
         return stream(self.predictor.stages, items, read, **(given | settings))
 
     def _people(self, result: Result[Any]) -> list[Pose]:
+        """The people of one decoded image that the options keep: scoring at least
+        ``min_score``, then those the pose NMS keeps, in the order they came."""
         poses = self.predictor.poses(result.poses, result.scores)
-        low = self.options.min_score
-        return poses if low is None else [p for p in poses if p.score >= low]
+        low, nms = self.options.min_score, self.options.pose_nms
+        if low > 0:  # 0 keeps everyone, a NaN score too
+            poses = [p for p in poses if p.score >= low]
+        if nms is None or len(poses) < 2:
+            return poses
+        keep = oks_nms(np.stack([p.keypoints for p in poses]),
+                       np.array([p.score for p in poses], np.float32),
+                       self.predictor.spec.sigmas, nms)
+        return [poses[i] for i in np.sort(keep)]
+
+    def _marked(self, poses: list[Pose]) -> list[Pose]:
+        """``poses`` with their undetected keypoints' scores set to 0 (last: the tracker
+        and its smoothing see the decoder's scores)."""
+        return [p.with_keypoint_threshold(self.options.keypoint_threshold) for p in poses]
+
+    def _prediction(self, item: Input, poses: list[Pose], **fields: Any) -> Prediction:
+        return Prediction(item.name, poses, position=item.position, spec=self.predictor.spec,
+                          **fields)
 
     def images(self, items: list[Input]) -> Iterator[Prediction]:
         results = self._stream(items, lambda item: load_rgb(item.image, item.order))
@@ -237,11 +204,14 @@ class _Driver:
             for result in results:
                 item: Input = result.item
                 if result.error is not None:
-                    yield Prediction(item.name, [], error=named_error(item.name, result.error),
-                                     position=item.position)
+                    yield self._prediction(item, [],
+                                           error=named_error(item.name, result.error))
                     continue
-                yield Prediction(item.name, self._people(result), None, result.width,
-                                 result.height, image=result.image, position=item.position)
+                image = result.image
+                if image is None and isinstance(item.image, np.ndarray):
+                    image = to_rgb(item.image, item.order)  # plot() has no file to read
+                yield self._prediction(item, self._marked(self._people(result)),
+                                       width=result.width, height=result.height, image=image)
 
     def video(self, item: Input) -> Iterator[Prediction]:
         """Every frame of one video, up to ``max_frames`` / ``duration_s``, tracked. A video
@@ -251,16 +221,16 @@ class _Driver:
         try:
             info, reader = open_video(item.video, drop=self.options.drop)
         except AeposeError as error:
-            yield Prediction(item.name, [], error=str(error), position=item.position)
+            yield self._prediction(item, [], error=str(error))
             return
         try:
             yield from self._frames(item, info.fps or FALLBACK_FPS, reader)
         except AeposeError as error:
-            yield Prediction(item.name, [], error=str(error), position=item.position)
+            yield self._prediction(item, [], error=str(error))
         finally:
             reader.close()
         if reader.dropped and reader.problem:
-            yield Prediction(item.name, [], error=reader.problem, position=item.position)
+            yield self._prediction(item, [], error=reader.problem)
 
     def _frames(self, item: Input, fps: float, reader: FrameReader) -> Iterator[Prediction]:
         assert item.video is not None
@@ -281,13 +251,13 @@ class _Driver:
                     # Unrounded: at an absurd stated rate, rounded times could tie.
                     people = track_poses(tracker, people, index * 1000.0 / fps)
                 if result.error is not None:
-                    yield Prediction(item.name, [], index, fps=fps, position=item.position,
-                                     error=named_error(f"{item.name} frame {index}",
-                                                       result.error))
+                    yield self._prediction(item, [], frame=index, fps=fps, error=named_error(
+                        f"{item.name} frame {index}", result.error))
                     continue
-                yield Prediction(item.name, people, index, result.width, result.height,
-                                 round(index * 1000.0 / fps, 3), fps, image=result.image,
-                                 position=item.position)
+                yield self._prediction(item, self._marked(people), frame=index,
+                                       width=result.width, height=result.height,
+                                       timestamp_ms=round(index * 1000.0 / fps, 3), fps=fps,
+                                       image=result.image)
 
 
 def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
@@ -327,11 +297,34 @@ def predict(
     channel_order: str | None = None,
     batch_size: int = 8,
     recursive: bool = False,
+    min_score: float = PREDICT_MIN_SCORE,
+    pose_nms: float | None = PREDICT_POSE_NMS,
+    threshold: float = KEYPOINT_THRESHOLD,
+    workers: int = 2,
+    decode_workers: int | None = None,
+    keep_images: bool = False,
     track: bool | TrackerConfig = True,
+    track_max_age: int | None = None,
+    track_min_similarity: float | None = None,
+    track_min_score: float | None = None,
+    smooth: bool | None = None,
+    smooth_min_cutoff: float | None = None,
+    smooth_beta: float | None = None,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    compile_mode: str | None = None,
     **settings: Any,
 ) -> list[Prediction]:
     """Poses of every image of ``source``, in order: one :class:`Prediction` per image or
     video frame (``list(run(...))`` with the first error raised).
+
+    Every option of ``aepose predict`` is a keyword of the same name (``--min-score`` is
+    ``min_score``; ``--no-flip``, ``--no-track`` are ``flip=False``, ``track=False``); the
+    options that write files (``--out``, ``--no-draw``, ``--overwrite``) have
+    :meth:`Prediction.save` instead. An unknown keyword is one line with a did-you-mean.
 
     Args:
         source: an image file, a folder (its images, sorted), a glob pattern
@@ -341,28 +334,51 @@ def predict(
             ``rtsp://``) are refused: they never end, and every result is kept.
         weights: a weights file, a preset name with released weights, an mmpose release file
             name or a URL (fetched once into the cache, :mod:`aepose.hub`), or a
-            :class:`~aepose.pipeline.predictor.Predictor` to reuse (then no ``settings``).
+            :class:`~aepose.pipeline.predictor.Predictor` to reuse (then no test settings,
+            ``preset``, ``device`` or network options).
         preset, device: as :meth:`Predictor.from_checkpoint` (default: recognised from the
             weights; CUDA when available).
         channel_order: "bgr" (the default, as ``cv2.imread`` returns) or "rgb": the order of
             the arrays' channels (default: a given Predictor's own); files are decoded
             correctly either way.
-        batch_size: most images per forward pass.
+        batch_size: most images per forward pass; workers: reading threads;
+            decode_workers: decoding workers (see :class:`RunOptions`).
         recursive: also take images from the subfolders of a folder.
+        min_score, pose_nms, threshold: which people and keypoints (:class:`RunOptions`'
+            ``min_score``, ``pose_nms``, ``keypoint_threshold``); ``min_score=0,
+            pose_nms=None, threshold=0`` gives every person the decoder grouped, with every
+            keypoint's own score, as ``aepose test`` scores them.
+        keep_images: keep each image (RGB) in its Prediction, for :meth:`Prediction.plot`
+            of video frames (images are read again from their files; arrays are kept).
         track: videos: give each person a ``track_id`` that persists across frames, one
             :class:`~aepose.tracking.tracker.PoseTracker` per video, as ``aepose predict``
-            does: True with the default :class:`~aepose.tracking.tracker.TrackerConfig`, or
-            a TrackerConfig; False: no ``track_id``.
-        settings: the Predictor's ``test=`` (a :class:`~aepose.config.TestConfig`),
-            ``pose_nms`` and test settings overriding the preset's: ``scales``, ``flip``,
+            does: True (configured by ``track_max_age``, ``track_min_similarity``,
+            ``track_min_score``, ``smooth``, ``smooth_min_cutoff``, ``smooth_beta``: see
+            :func:`tracker_config`), or a TrackerConfig; False: no ``track_id``.
+        max_frames, duration: stop each video after this many frames / seconds.
+        dtype, channels_last, compile, compile_mode: the network's fast paths
+            (:class:`~aepose.pipeline.network.FastNetwork`).
+        settings: the Predictor's ``test=`` (a :class:`~aepose.config.TestConfig`) and test
+            settings overriding the preset's: ``scales``, ``flip``, ``stage_average``,
             ``detection_threshold``... (see :class:`~aepose.pipeline.predictor.Predictor`).
 
     A source that yields nothing (missing file, empty folder, unsupported type) or an image
     that cannot be read raises a one-line :class:`~aepose.errors.AeposeError` naming it.
     """
+    _check_keywords(settings)
     if not isinstance(track, bool | TrackerConfig):
         raise TypeError(f"predict: track must be True, False or a TrackerConfig, got {track!r}")
-    predictor = _predictor(weights, preset, device, channel_order or "bgr", settings)
+    tracking = {"track_max_age": track_max_age, "track_min_similarity": track_min_similarity,
+                "track_min_score": track_min_score, "smooth": smooth,
+                "smooth_min_cutoff": smooth_min_cutoff, "smooth_beta": smooth_beta}
+    given: dict[str, Any] = {name: value for name, value in tracking.items()
+                             if value is not None}
+    if given and track is not True:
+        raise AeposeError(f"{next(iter(given))} would be ignored with track={track!r}: give it "
+                          "in the TrackerConfig, or drop track=False")
+    network = {"dtype": dtype, "channels_last": channels_last,
+               "compile_mode": compile_mode or ("default" if compile else None)}
+    predictor = _predictor(weights, preset, device, channel_order or "bgr", network, settings)
     order = predictor.channel_order if channel_order is None else check_channel_order(
         channel_order)
     inputs = expand_inputs(source, recursive=recursive, channel_order=order)
@@ -375,8 +391,11 @@ def predict(
         raise AeposeError(
             f"{live.name}: a live source (camera or stream) never ends, and predict() keeps "
             "every frame's poses in memory; use 'aepose predict', or aepose.pipeline.run.run")
-    options = RunOptions(batch_size=batch_size, drop=False,
-                         tracker=TrackerConfig() if track is True else (track or None))
+    options = RunOptions(
+        batch_size=batch_size, read_workers=workers, decode_workers=decode_workers,
+        keep_images=keep_images, min_score=min_score, pose_nms=pose_nms,
+        keypoint_threshold=threshold, max_frames=max_frames, duration_s=duration, drop=False,
+        tracker=(tracker_config(**given) if track is True else track or None))
     out = []
     with contextlib.closing(run(inputs, predictor, options)) as results:
         for result in results:
@@ -386,13 +405,71 @@ def predict(
     return out
 
 
+def tracker_config(*, track_max_age: int = TRACK_MAX_AGE,
+                   track_min_similarity: float = TRACK_MIN_SIMILARITY,
+                   track_min_score: float = TRACK_MIN_SCORE, smooth: bool = False,
+                   smooth_min_cutoff: float | None = None,
+                   smooth_beta: float | None = None) -> TrackerConfig:
+    """The :class:`~aepose.tracking.tracker.TrackerConfig` of ``aepose predict``'s tracking
+    options, by their names there (``--track-max-age`` ...). The smoothing's two settings
+    act only with ``smooth``: given without it they are refused (they would be ignored)."""
+    if not smooth and (smooth_min_cutoff is not None or smooth_beta is not None):
+        raise AeposeError("smooth_min_cutoff and smooth_beta would be ignored without smooth")
+    euro = OneEuroConfig(
+        min_cutoff=SMOOTH_MIN_CUTOFF if smooth_min_cutoff is None else smooth_min_cutoff,
+        beta=SMOOTH_BETA if smooth_beta is None else smooth_beta)
+    return TrackerConfig(max_age=track_max_age, smooth=smooth, one_euro=euro,
+                         min_similarity=track_min_similarity, min_score=track_min_score)
+
+
+# ``aepose predict`` options with no keyword of that name here, and what to write instead.
+_OTHER_SPELLINGS = {
+    "conf": "min_score (ultralytics' conf)",
+    "no_flip": "flip=False",
+    "no_track": "track=False",
+    "kpt_thr": "threshold",
+    "keypoint_threshold": "threshold",
+    "read_workers": "workers",
+    "duration_s": "duration",
+    "set": "the test settings as keywords (detection_threshold=0.2)",
+    "overrides": "the test settings as keywords (detection_threshold=0.2)",
+    "out": "result.save(path) for each result: predict() writes no files",
+    "no_draw": "nothing: predict() draws only on result.plot() or result.save(path)",
+    "overwrite": "nothing: predict() writes no files (result.save(path) replaces path)",
+    "no_drop": "nothing: predict() reads every frame of files and refuses live sources",
+    "backend": "weights=aepose.apps.export.onnx_predictor(path) for ONNX Runtime",
+}
+
+
+def _check_keywords(settings: dict[str, Any]) -> None:
+    """Refuse a keyword that is neither :func:`predict`'s own nor a test setting, in one
+    line with what was probably meant."""
+    known = {"test", *TestConfig.__dataclass_fields__}
+    for name in settings:
+        if name in known:
+            continue
+        if name in _OTHER_SPELLINGS:
+            raise AeposeError(f"predict() got the keyword {name!r}; use "
+                              f"{_OTHER_SPELLINGS[name]}")
+        own = [p for p in inspect.signature(predict).parameters if p not in ("source",
+                                                                           "settings")]
+        raise AeposeError(f"predict() got an unknown keyword {name!r}"
+                          f"{did_you_mean(name, [*own, *sorted(known)])}")
+
+
 def _predictor(weights: str | Path | Predictor, preset: str | None,
-               device: str | torch.device | None, order: str,
+               device: str | torch.device | None, order: str, network: dict[str, Any],
                settings: dict[str, Any]) -> Predictor:
-    if not isinstance(weights, Predictor):
-        return Predictor.from_checkpoint(weights, preset, device, channel_order=order,
-                                         **settings)
-    if settings or preset is not None or device is not None:
-        raise AeposeError("give test settings, preset and device to the Predictor itself, "
-                          "not to predict() with a Predictor")
-    return weights
+    fast = network["dtype"] != "fp32" or network["channels_last"] or network["compile_mode"]
+    if isinstance(weights, Predictor):
+        if settings or preset is not None or device is not None or fast:
+            raise AeposeError("give test settings, preset, device and network options to the "
+                              "Predictor itself, not to predict() with a Predictor")
+        return weights
+    model: nn.Module
+    model, config = load_with_config(weights, preset=preset, device=device or default_device())
+    if fast:
+        model = FastNetwork(model, dtype=network["dtype"],
+                            channels_last=network["channels_last"],
+                            compile=network["compile_mode"]).eval()
+    return Predictor(model, config, channel_order=order, **settings)
