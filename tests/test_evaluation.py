@@ -40,6 +40,9 @@ FIXTURE_FILES = {
     "coco": "coco/test_coco.json",
 }
 ORACLE_STATS = STANDARD_METRICS  # pycocotools' keypoint stats come in the same order
+# xtcocotools' precision is tp / (tp + fp + eps): one right detection and no wrong one give
+# 1 / (1 + eps), the float just below 1, not 1.
+ONE_OF_ONE = 1 / (1 + np.spacing(1))
 
 
 def one_line_error(call: Callable[[], object], *expected: str) -> str:
@@ -334,9 +337,13 @@ def test_hand_computed_oks_passes_exactly_the_thresholds_below_it(
     gt = ground_truth([{"id": 1}], [person(1, bbox, np.where(vis[:, None] > 0, gt_xy, 0.0), vis)])
     kpts = np.concatenate([dt_xy, np.ones((17, 1))], axis=1)
     metrics = evaluate_keypoints(gt, results_from_poses(1, kpts[None], np.ones(1)), spec)
-    assert metrics["AP"] == metrics["AR"] == metrics["APm"] == metrics["ARm"] == passed / 10
-    assert metrics["AP50"] == (1.0 if passed else 0.0)
-    assert metrics["AP75"] == (1.0 if passed > 5 else 0.0)
+    # The mean over [10 thresholds, 101 recall points] of precision ONE_OF_ONE where found.
+    expected_ap = np.mean(np.repeat([ONE_OF_ONE] * passed + [0.0] * (10 - passed), 101))
+    assert metrics["AP"] == metrics["APm"] == expected_ap
+    assert metrics["AR"] == metrics["ARm"] == passed / 10
+    found = np.mean(np.full(101, ONE_OF_ONE))
+    assert metrics["AP50"] == (found if passed else 0.0)
+    assert metrics["AP75"] == (found if passed > 5 else 0.0)
     assert metrics["APl"] == metrics["ARl"] == -1.0  # no large person at 0.53 w h
 
 
@@ -387,7 +394,7 @@ def test_detections_without_a_positive_keypoint_score_are_dropped() -> None:
     junk = predictions_of(line_people(1, 1, 14, x_start=400.0), 0.9)[0]
     junk["keypoints"][2::3] = [0.0, -0.5] * 7
     metrics = evaluate_keypoints(gt, [*predictions_of(gt["annotations"], 0.5), junk], "aic")
-    assert metrics["AP"] == 1.0
+    assert metrics["AP"] == ONE_OF_ONE
     junk["keypoints"][2] = 0.01
     metrics = evaluate_keypoints(gt, [*predictions_of(gt["annotations"], 0.5), junk], "aic")
     assert metrics["AP"] == pytest.approx(0.5, abs=1e-12)
@@ -403,7 +410,8 @@ def test_crowdpose_ignores_people_by_num_keypoints_and_aic_by_labelled_count() -
     predictions = predictions_of([a], 0.8)
     crowdpose = evaluate_keypoints(gt, predictions, "crowdpose")
     aic = evaluate_keypoints(gt, predictions, "aic")
-    assert crowdpose["AP"] == crowdpose["AR"] == crowdpose["AP_easy"] == 1.0
+    assert crowdpose["AP"] == ONE_OF_ONE
+    assert crowdpose["AR"] == crowdpose["AP_easy"] == 1.0  # AP_easy is rounded to 4 places
     assert aic["AR"] == 0.5
     assert aic["AP"] == pytest.approx(51 / 101)  # precision 1 up to recall 0.5
 

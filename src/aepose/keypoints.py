@@ -13,10 +13,16 @@ Facts: reference.md §5.1 (AIC-14, CrowdPose-14) and mmpose 0.x
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from aepose.errors import AeposeError
 
 RGB = tuple[int, int, int]
+
+OksArea = Literal["annotated", "box"]
+"""Where the OKS scale of a ground-truth person comes from (see :class:`KeypointSpec`)."""
+
+OKS_AREAS: tuple[OksArea, ...] = ("annotated", "box")
 
 # mmpose's dataset palettes: every left-side part green, right-side orange, centre/head blue.
 LEFT_COLOR: RGB = (0, 255, 0)
@@ -58,6 +64,11 @@ class KeypointSpec:
         skeleton: links as (a, b) keypoint-id pairs (0-based), for drawing.
         grouping_order: order in which the grouping step visits joints (reference §4.5.3).
         keypoint_colors: K RGB colours; link_colors: one RGB colour per skeleton link.
+        oks_area: the area that scales a ground-truth person's OKS and puts it in the
+            medium / large bucket: ``"annotated"``, the annotation's own ``area`` field
+            (xtcocotools' ``use_area=True``, mmpose 0.x's rule for COCO); ``"box"``,
+            0.53 x its bbox width x height (``use_area=False``, mmpose's rule for AI
+            Challenger and CrowdPose, whose files have no ``area``).
     """
 
     name: str
@@ -68,6 +79,7 @@ class KeypointSpec:
     grouping_order: tuple[int, ...]
     keypoint_colors: tuple[RGB, ...]
     link_colors: tuple[RGB, ...]
+    oks_area: OksArea = "annotated"
 
     def __post_init__(self) -> None:
         # A wrong table here would silently corrupt flips, evaluation and drawing, so the
@@ -86,6 +98,8 @@ class KeypointSpec:
             raise ValueError(f"{self.name}: link_colors must have one entry per skeleton link")
         if any(not (0 <= a < k and 0 <= b < k) for a, b in self.skeleton):
             raise ValueError(f"{self.name}: skeleton refers to a keypoint id outside 0..{k - 1}")
+        if self.oks_area not in OKS_AREAS:
+            raise ValueError(f"{self.name}: oks_area must be one of {', '.join(OKS_AREAS)}")
 
     @property
     def num_keypoints(self) -> int:
@@ -104,6 +118,8 @@ def _make_spec(
     sigmas: tuple[float, ...],
     skeleton: tuple[tuple[int, int], ...],
     grouping_order: tuple[int, ...] | None = None,
+    *,
+    oks_area: OksArea,
 ) -> KeypointSpec:
     """Build a spec whose flip index and colours follow from the left/right names.
 
@@ -129,6 +145,7 @@ def _make_spec(
         grouping_order=order,
         keypoint_colors=keypoint_colors,
         link_colors=link_colors,
+        oks_area=oks_area,
     )
 
 
@@ -179,9 +196,14 @@ _CROWDPOSE_SKELETON = (
 )
 # fmt: on
 
-COCO = _make_spec("coco", _COCO_NAMES, _COCO_SIGMAS, _COCO_SKELETON, _COCO_GROUPING_ORDER)
-AIC = _make_spec("aic", _AIC_NAMES, _AIC_SIGMAS, _AIC_SKELETON)
-CROWDPOSE = _make_spec("crowdpose", _CROWDPOSE_NAMES, _CROWDPOSE_SIGMAS, _CROWDPOSE_SKELETON)
+# OKS area per dataset as mmpose 0.x scores it (datasets/bottom_up/bottom_up_coco.py calls
+# COCOeval with xtcocotools' default use_area=True; bottom_up_aic.py and
+# bottom_up_crowdpose.py pass use_area=False).
+COCO = _make_spec("coco", _COCO_NAMES, _COCO_SIGMAS, _COCO_SKELETON, _COCO_GROUPING_ORDER,
+                  oks_area="annotated")
+AIC = _make_spec("aic", _AIC_NAMES, _AIC_SIGMAS, _AIC_SKELETON, oks_area="box")
+CROWDPOSE = _make_spec("crowdpose", _CROWDPOSE_NAMES, _CROWDPOSE_SIGMAS, _CROWDPOSE_SKELETON,
+                       oks_area="box")
 
 KEYPOINT_SPECS: dict[str, KeypointSpec] = {"coco": COCO, "aic": AIC, "crowdpose": CROWDPOSE}
 

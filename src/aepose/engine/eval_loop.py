@@ -2,8 +2,9 @@
 trainer's periodic validation.
 
 Under torchrun every rank takes every ``world_size``-th image (no padding, so each image is
-decoded exactly once), the COCO result records are gathered on rank 0, which writes and
-scores them, and the metrics are shared with every rank.
+decoded exactly once), the poses are gathered on rank 0, which writes them as COCO result
+records and scores them as arrays (the records' numbers, without a JSON round trip), and
+the metrics are shared with every rank.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 from torch import nn
 from tqdm import tqdm
 
@@ -21,6 +22,7 @@ from aepose.config import Config
 from aepose.data.coco import load_annotations, read_image
 from aepose.data.dataset import EvalImage, eval_images
 from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
+from aepose.engine.eval_inputs import detections_from_poses
 from aepose.engine.evaluation import evaluate_keypoints, results_from_poses, write_results
 from aepose.keypoints import get_spec
 from aepose.pipeline.engine import named_error, stream
@@ -35,7 +37,7 @@ class EvalResult:
 
     metrics: dict[str, float]
     images: int  # images decoded, over all ranks
-    people: int  # result records written
+    people: int  # people found (result records)
     seconds: float  # wall time of the prediction loop (rank 0)
     skipped: tuple[str, ...] = field(default=())  # "path: reason" of unreadable images
 
@@ -69,23 +71,28 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        records, skipped = _predict_shard(
+        poses, skipped = _predict_shard(
             Stages(model, cfg), mine, batch_size, workers, decode_workers,
             progress and info.is_main)
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start
-    gathered = all_gather_objects((records, skipped), info)
-    all_records = [r for part, _ in gathered for r in part]
+    gathered = all_gather_objects((poses, skipped), info)
+    all_poses = [p for part, _ in gathered for p in part]
     all_skipped = tuple(s for _, part in gathered for s in part)
     metrics: dict[str, float] = {}
     if info.is_main:
         if results_file is not None:
-            write_results(results_file, all_records)
-        metrics = evaluate_keypoints(annotations.ann_file, all_records, spec)
+            write_results(results_file, [record for image_id, kpts, scores in all_poses
+                                         for record in results_from_poses(image_id, kpts,
+                                                                          scores)])
+        detections = detections_from_poses([p[0] for p in all_poses], [p[1] for p in all_poses],
+                                           [p[2] for p in all_poses], spec.num_keypoints)
+        metrics = evaluate_keypoints(annotations.ann_file, detections, spec)
     metrics = broadcast_object(metrics, info)
     decoded = len(annotations.images) - len(all_skipped)
-    return EvalResult(metrics, decoded, len(all_records), seconds, all_skipped)
+    people = sum(len(scores) for _, _, scores in all_poses)
+    return EvalResult(metrics, decoded, people, seconds, all_skipped)
 
 
 def _predict_shard(
@@ -95,8 +102,9 @@ def _predict_shard(
     workers: int,
     decode_workers: int | None,
     progress: bool,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    records: list[dict[str, Any]] = []
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], list[str]]:
+    """(image id, keypoints [P, K, 3], scores [P]) of every image read, and the skipped."""
+    poses: list[tuple[int, np.ndarray, np.ndarray]] = []
     skipped: list[str] = []
     results = stream(stages, images, lambda image: read_image(image.path),
                      batch_size=batch_size, read_workers=workers, decode_workers=decode_workers)
@@ -106,7 +114,7 @@ def _predict_shard(
             if result.error is not None:
                 skipped.append(named_error(str(result.item.path), result.error))
             else:
-                records += results_from_poses(result.item.image_id, result.poses[:, :, :3],
-                                              result.scores)
+                poses.append((result.item.image_id, np.array(result.poses[:, :, :3]),
+                              np.array(result.scores)))
             bar.update(1)
-    return records, skipped
+    return poses, skipped
