@@ -120,9 +120,10 @@ HELP: dict[str, tuple[str, str]] = {
                "  aepose demo                       # writes runs/demo/train/last.pth\n"
                "  aepose export --weights runs/demo/train/last.pth --output demo.onnx --static"),
     "demo": ("the main job, offline: generate crowds, train, evaluate, draw",
-             "examples:\n  aepose demo                       # about 10 minutes on 2 CPU cores\n"
+             "examples:\n  aepose demo                       # 8 minutes in all, on any machine\n"
              "  aepose demo --minutes 3 --out runs/quick\n"
-             "  aepose demo --device cuda --epochs 200"),
+             "  aepose demo --minutes 30 --threads 1   # the whole recipe on a busy CPU\n"
+             "  aepose demo --device cuda --epochs 200 --minutes 30"),
 }
 
 
@@ -386,12 +387,16 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--minutes", type=float_in(0, 10**6, low_open=True),
                       default=DEMO_MINUTES,
-                      help="training time budget; the schedule shrinks to fit (default 8)")
+                      help="the whole demo's time budget: training gets what the other steps "
+                      "leave, the schedule compressed to the steps that fit (default 8)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     demo.add_argument("--seed", type=seed_int, default=0,
                       help="data and training seed (default 0)")
     demo.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
-                      help=f"epochs when the budget allows (default {DEMO_EPOCHS})")
+                      help=f"the recipe's length when the budget allows (default {DEMO_EPOCHS})")
+    demo.add_argument("--threads", type=positive_int,
+                      help="torch threads on the CPU (default: the fastest, re-measured while "
+                      "training, since a busy machine can make fewer threads faster)")
     demo.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                       help="override config values of the demo recipe")
     return parser, subparsers

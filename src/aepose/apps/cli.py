@@ -166,9 +166,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from aepose.apps.demo import DemoSettings, run_demo
+    from aepose.apps.demo_budget import process_age
 
     settings = DemoSettings(out=Path(args.out), minutes=args.minutes, device=args.device,
-                            seed=args.seed, epochs=args.epochs, overrides=tuple(args.overrides))
+                            seed=args.seed, epochs=args.epochs, overrides=tuple(args.overrides),
+                            threads=args.threads, spent=process_age())
     run_demo(settings)
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -54,13 +54,28 @@ from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
 
-__all__ = ["TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
+__all__ = ["StepControl", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
 
 logger = logging.getLogger("aepose")
 
 
 # Called after each validation epoch with (model, epoch); returns metrics to log.
 Validator = Callable[[nn.Module, int], dict[str, float]]
+
+
+class StepControl(Protocol):
+    """Steers a single-process run from outside the loop, step by step (the demo's time
+    budget): it replaces the config's epoch schedule and decides when to stop."""
+
+    def lr_factor(self, iteration: int) -> float:
+        """Learning-rate multiplier before optimiser step ``iteration`` (0-based)."""
+        ...
+
+    def after_step(self, iteration: int, losses: dict[str, float]) -> bool:
+        """Called after every optimiser step (``iteration`` steps done; ``losses``: the last
+        logged means, empty before the first log line); True stops the run there, with
+        ``last.pth`` written, as ``stop_after`` does."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class TrainOptions:
     stop_after: int | None = None  # stop (with a checkpoint) once this many iterations are done
     progress: bool = True
     validate: bool = True  # AP on the preset's val split, when it exists under data_root
+    control: StepControl | None = None  # the schedule and the stop, from outside (one process)
 
 
 @dataclass(frozen=True)
@@ -238,8 +254,10 @@ def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
         ids = [info.device.index] if info.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    control = options.control
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(cfg.train, i, iters_per_epoch))
+        optimizer, control.lr_factor if control is not None
+        else lambda i: lr_factor(cfg.train, i, iters_per_epoch))
     scaler = torch.amp.GradScaler(info.device.type, enabled=options.dtype == "fp16")
     torch.manual_seed(options.seed + info.rank)
     return _Run(cfg, info, model, net, optimizer, scheduler, scaler, run_dir)
@@ -326,6 +344,9 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     """
     check_precision(options.dtype)
     info = init_distributed(options.device)
+    if options.control is not None and info.distributed:
+        # Its stop would be one rank's decision; the ranks must leave at the same step.
+        raise AeposeError("a step control steers single-process runs only")
     cfg, run_dir, raw = _resolve_run(cfg, options, info)
     # Refused in one line, on every rank, before any work: a folder that cannot be written,
     # one another live run holds, and one that holds an earlier run (_refuse_reuse).
@@ -383,11 +404,16 @@ def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None
                 skipped += batch.skipped
                 read[0] += batch.size
                 read[1] += batch.skipped
-                if batch.size:
+                stepped = batch.size > 0
+                if stepped:
                     log.step(_train_batch(run, batch, options), batch.size)
                 run.epoch_batches += 1
                 if run.iteration % options.log_interval == 0:
                     log.flush()
+                if stepped and options.control is not None and options.control.after_step(
+                        run.iteration, log.last):
+                    interrupted = True
+                    break
                 if _should_stop(run, stop, options):
                     interrupted = True
                     break
