@@ -330,7 +330,7 @@ def test_some_images_missing_are_reported_once_and_skipped(
         result = train(tiny("train.epochs=2", "train.batch_size=8"), options(  # type: ignore[arg-type]
             root, tmp_path / "run", validate=False))
     assert result.epoch == 2
-    lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "images are missing" in r.getMessage()]
     assert lines == [f"3 of 16 training images are missing (first: {root / 'images' / first}); "
                      "they are skipped"]
     assert [str(w.message) for w in caught if "training image" in str(w.message)] == []
