@@ -347,10 +347,11 @@ def test_a_rank_killed_under_torchrun_leaves_the_others_work_merged(
 
 def test_overwrite_removes_a_dead_ranks_partial_file(tmp_path: Path) -> None:
     from aepose.apps.predict import _refuse_old_outputs
+    from aepose.errors import AeposeError
 
     left = tmp_path / "predictions.rank1.jsonl"  # a torchrun rank killed in an earlier run
     left.write_text("{}\n")
-    with pytest.raises(AeposeError, match="already holds predictions.rank1.jsonl"):
+    with pytest.raises(AeposeError, match=r"already holds predictions\.rank1\.jsonl"):
         _refuse_old_outputs(tmp_path, overwrite=False)
     _refuse_old_outputs(tmp_path, overwrite=True)
     assert not left.exists()
