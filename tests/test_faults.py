@@ -308,6 +308,55 @@ def test_sigterm_of_predict_writes_what_finished_and_exits_143(
     assert not (out / "predictions.jsonl").exists() and not (out / ".aepose.lock").exists()
 
 
+@pytest.mark.slow
+def test_a_rank_killed_under_torchrun_leaves_the_others_work_merged(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # torchrun answers a dead rank by sending SIGTERM to the others: they stop as on Ctrl-C,
+    # and rank 0 merges what every rank wrote without waiting for the dead one.
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW.replace('marks.write("read\\n")',
+                                    'marks.write(f"{os.environ[\'RANK\']} {os.getpid()}\\n")')
+                      .replace("import importlib,", "import importlib, os,"))
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+         "2", str(script), str(marks), "1.0", *_predict_args(setup, out)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (_lines(out / "predictions.jsonl") >= 1
+                   and _lines(out / "predictions.rank1.jsonl") >= 1):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        written = _lines(out / "predictions.jsonl") + _lines(out / "predictions.rank1.jsonl")
+        rank1 = next(int(line.split()[1]) for line in marks.read_text().splitlines()
+                     if line.startswith("1 "))
+        os.kill(rank1, signal.SIGKILL)
+        run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode != 0  # torchrun reports the dead rank
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert written <= len(images) < IMAGES
+    assert not list(out.glob("predictions*.jsonl"))
+
+
+def test_overwrite_removes_a_dead_ranks_partial_file(tmp_path: Path) -> None:
+    from aepose.apps.predict import _refuse_old_outputs
+    from aepose.errors import AeposeError
+
+    left = tmp_path / "predictions.rank1.jsonl"  # a torchrun rank killed in an earlier run
+    left.write_text("{}\n")
+    with pytest.raises(AeposeError, match=r"already holds predictions\.rank1\.jsonl"):
+        _refuse_old_outputs(tmp_path, overwrite=False)
+    _refuse_old_outputs(tmp_path, overwrite=True)
+    assert not left.exists()
+
+
 def test_ctrl_c_of_test_ends_in_one_line_and_exits_130(
     setup: Setup, tmp_path: Path, slow_run: object
 ) -> None:

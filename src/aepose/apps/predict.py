@@ -22,6 +22,7 @@ inputs and rank 0 writes one merged output.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -47,7 +48,7 @@ from aepose.engine.distributed import (
     shutdown,
 )
 from aepose.errors import AeposeError, Interrupted, one_line
-from aepose.io import check_writable, interrupt_after
+from aepose.io import check_writable, interrupt_after, terminated
 from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.draw import save_image
 from aepose.pipeline.inputs import Input, Inputs, expand_inputs
@@ -252,7 +253,11 @@ def run_predict(
         with PredictionWriter(summary.out_dir, positions, info.rank) as writer:
             sink = _Sink(summary, writer, output_paths(inputs.items), options)
             _run_all(inputs.shard(info.rank, info.world_size), predictor, options, sink)
-        _gather(summary, info)
+        # Stopped by SIGTERM under torchrun (a rank died, and torchrun stops the others),
+        # a collective would wait for the dead: rank 0 merges what every rank wrote.
+        survivors = info.distributed and summary.interrupted and terminated()
+        if not survivors:
+            _gather(summary, info)
         if info.is_main:
             try:
                 with interrupt_after():  # a merge cut short would leave the old results
@@ -260,16 +265,28 @@ def run_predict(
                         summary.out_dir, _header(predictor, options), info.world_size)
             except KeyboardInterrupt:
                 summary.interrupted = True  # Ctrl-C during the merge: it finished first
+            if survivors:
+                summary.images = _merged_count(summary.json_path)
     return summary
 
 
+def _merged_count(path: Path | None) -> int:
+    """Images and frames in a merged predictions.json (when the ranks' counts could not be
+    gathered)."""
+    if path is None or not path.is_file():
+        return 0
+    return len(json.loads(path.read_text(encoding="utf-8"))["images"])
+
+
 def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
+    ranks = sorted(p.name for p in out.glob("predictions.rank*.jsonl"))
     old = [name for name in ("predictions.json", PARTIAL_NAME) if (out / name).exists()]
-    if old and not overwrite:
-        raise AeposeError(f"{out} already holds {old[0]} of an earlier run; choose another "
-                          "--out or pass --overwrite")
+    if (old or ranks) and not overwrite:
+        raise AeposeError(f"{out} already holds {(old + ranks)[0]} of an earlier run; choose "
+                          "another --out or pass --overwrite")
     if overwrite:  # now, not at the end: a run that dies before it writes its own results
-        for name in ("predictions.json", "results.json"):  # must not leave the old ones
+        # must not leave the old ones, nor a dead torchrun rank's partial file to merge.
+        for name in ("predictions.json", "results.json", *ranks):
             (out / name).unlink(missing_ok=True)
 
 
