@@ -302,8 +302,24 @@ TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "iteratio
 
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Save ``payload`` with ``torch.save`` atomically (:func:`aepose.io.atomic_write`): a
-    crash or a full disk mid-write never leaves a truncated checkpoint under ``path``."""
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp), what="checkpoint")
+    crash or a full disk mid-write never leaves a truncated checkpoint under ``path``, and
+    a write the system refuses is one line naming ``path`` and the system's reason."""
+    return atomic_write(path, lambda tmp: _save(payload, tmp), what="checkpoint")
+
+
+def _save(payload: dict[str, Any], file: Path) -> None:
+    # Through a Python file, so that a failed write is an OSError with the system's words
+    # ("No space left on device"): torch's own file writer reports only a RuntimeError
+    # about a position in its archive. Torch then still finishes the archive and raises
+    # that RuntimeError on top; the OSError under it is the failure.
+    with open(file, "wb") as stream:
+        try:
+            torch.save(payload, stream)
+        except RuntimeError as error:
+            cause = error.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
 
 
 def read_training_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:
