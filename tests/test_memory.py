@@ -11,7 +11,6 @@ address-space limit (``RLIMIT_AS``) runs an image whose first activation cannot 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from aepose.config import get_preset, with_test_settings
+from aepose.errors import AeposeError
 from aepose.models import build_model
 from aepose.pipeline.engine import BATCH_PIXELS_PER_IMAGE, READ_AHEAD_BYTES, stream
 from aepose.pipeline.stages import Stages
@@ -187,8 +187,6 @@ def test_an_image_that_cannot_fit_is_one_line_under_an_address_space_limit(
 
 
 def test_the_read_ahead_budget_is_checked() -> None:
-    from aepose.errors import AeposeError
-
     with pytest.raises(AeposeError, match="read-ahead budget must be at least 1 byte, got 0"):
         next(stream(Stages(_Zeros(14), get_preset(TINY)), [], lambda image: image,
                     read_ahead_bytes=0))
@@ -196,7 +194,7 @@ def test_the_read_ahead_budget_is_checked() -> None:
 
 def test_a_small_budget_still_lets_one_item_through(tiny: nn.Module) -> None:
     """A budget smaller than one frame: frames go one at a time, every one finishes."""
-    cfg = dataclasses.replace(get_preset(TINY))
+    cfg = get_preset(TINY)
     frames = [np.zeros((96, 128, 3), np.uint8) for _ in range(5)]
     pulled = 0
 
