@@ -189,3 +189,45 @@ def test_missing_unexpected_and_misshapen_keys(tmp_path: Path) -> None:
     torch.save(state, path)
     assert "1 shape mismatches (backbone.conv2.weight [16, 16, 1, 1] vs [16, 16, 3, 3])" in (
         _error(path))
+
+
+def test_complex_weights_are_refused(tmp_path: Path) -> None:
+    """Loading once dropped the imaginary parts with only a warning: wrong weights, no error."""
+    state = build_model("hrnet_tiny_aic_128").state_dict()
+    for key in ("backbone.conv1.weight", "keypoint_head.final_layer.weight"):
+        state[key] = state[key].to(torch.complex64)
+    path = tmp_path / "complex.pth"
+    torch.save({"state_dict": state}, path)
+    assert _error(path).endswith(": holds complex-valued weights (backbone.conv1.weight "
+                                 "(complex64), keypoint_head.final_layer.weight (complex64)); "
+                                 "network weights are real")
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("cuda", r"^device 'cuda': CUDA is not available on this machine"),
+    (torch.device("cuda", 0), r"^device 'cuda:0': CUDA is not available on this machine"),
+    ("tpu:3", r"^device 'tpu:3' is not a device name; use cpu, cuda or cuda:N$"),
+])
+def test_a_device_this_machine_lacks_is_one_line_before_anything_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: object, message: str
+) -> None:
+    """``aepose.predict(..., device="cuda")`` without CUDA raised a bare AssertionError, and
+    ``device="tpu:3"`` a raw torch error: every API path passes its device to the loader."""
+    import aepose
+    from aepose.models.checkpoint import load_with_config
+    from aepose.pipeline.predictor import Predictor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = _mmpose_file(build_model("hrnet_tiny_aic_128"), tmp_path / "w.pth")
+    image = np.zeros((32, 32, 3), np.uint8)
+    calls = [lambda: load_model(path, device=device),  # type: ignore[arg-type]
+             lambda: load_with_config(path, device=device),  # type: ignore[arg-type]
+             lambda: Predictor.from_checkpoint(path, device=device),  # type: ignore[arg-type]
+             lambda: aepose.predict(image, path, device=device)]  # type: ignore[arg-type]
+    for call in calls:
+        with pytest.raises(AeposeError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+    # Checked first: no download or read is wasted on a run that cannot start.
+    with pytest.raises(AeposeError, match=message):
+        load_model(tmp_path / "missing.pth", device=device)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aepose.video.sources import SourceItem, Sources, expand_sources
+from aepose.errors import AeposeError
+from aepose.video.sources import SourceItem, Sources, expand_sources, sequence_files
 
 
 def touch(path: Path) -> Path:
@@ -122,3 +123,29 @@ def test_looping_and_broken_links_are_reported(tmp_path: Path) -> None:
         f"{folder / 'up' / 'a'}: symbolic link loop (a folder already scanned), skipped",
         f"{tmp_path / 'loop'}: broken or looping symbolic link",
     )
+
+
+@pytest.mark.parametrize("width", ["0999999999", "0" + "9" * 5000, "256", "000000000000000256"])
+def test_an_absurd_frame_number_width_is_one_short_line(tmp_path: Path, width: str) -> None:
+    """``seq/%0999999999d.png`` once made every file name tried a 1 GB string: 6 GB taken
+    and a 1 GB error line. Widths past a file name's 255 bytes are refused as they enter."""
+    touch(tmp_path / "seq" / "0.png")
+    pattern = str(tmp_path / "seq" / f"%{width}d.png")
+    found = expand_sources([pattern])
+    assert found.items == ()
+    (problem,) = found.problems
+    assert "frame-number width" in problem and "is too large (at most 255: a file name has " \
+        "at most 255 bytes)" in problem and len(problem) < 400, problem[:400]
+    with pytest.raises(AeposeError, match="is too large"):
+        sequence_files(pattern)
+
+
+def test_the_widest_frame_number_names_nothing_and_says_so(tmp_path: Path) -> None:
+    """A 255-digit number with its extension is longer than a file name may be: no file,
+    one line (the system's "File name too long" stays inside)."""
+    touch(tmp_path / "seq" / "0.png")
+    pattern = str(tmp_path / "seq" / "%0255d.png")
+    (item,) = expand_sources([pattern]).items  # the folder holds numbered files
+    assert item.url == pattern
+    with pytest.raises(AeposeError, match=r"^image sequence .*: no file .*0\.png to "):
+        sequence_files(pattern)

@@ -9,6 +9,9 @@ OpenCV at the right count and size. Frames are tiny so the file runs in seconds.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,14 @@ from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
 from aepose.synth.figure import FACE_POINTS, Figure
 from aepose.synth.render import Scene, label_map, render_scene
-from aepose.synth.video import _frames, _plan, sequence_truth, write_sequence, write_sequences
+from aepose.synth.video import (
+    MAX_FRAMES,
+    _frames,
+    _plan,
+    sequence_truth,
+    write_sequence,
+    write_sequences,
+)
 
 SIZE = (128, 96)
 FRAMES = 24
@@ -216,3 +226,29 @@ def test_cli_refuses_existing_clips_and_overwrite_replaces_the_whole_set(
     # The larger earlier set's clips 1 and 2 are gone: they would join this one.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "clip_0000.json", "clip_0000.mp4", "clip_0008.mp4", "notes.json"]
+
+
+def test_an_endless_clip_is_refused_at_once(tmp_path: Path) -> None:
+    """``--frames 100000000`` once built its truth in memory for hours, writing nothing: now
+    one line before any work (in a child process, under a time and memory limit)."""
+    out = tmp_path / "clips"
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED, "synth", str(out), "--video", "--frames", "100000000"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.returncode == 1 and done.stderr == (
+        f"aepose: error: frames must be 1 to {MAX_FRAMES:,} (a clip's truth is built in "
+        "memory), got 100,000,000\n"), done.stderr[-2000:]
+    assert not out.exists()
+    with pytest.raises(AeposeError, match="frames must be 1 to 10,000"):
+        sequence_truth("coco", frames=MAX_FRAMES + 1, people=1, size=SIZE)
+
+
+# aepose's command line with 30 s of CPU time and 2 GiB of address space at most.
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_CPU, (30, 30))
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from aepose.apps.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+SRC = Path(__file__).resolve().parents[1] / "src"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -428,3 +430,49 @@ def test_index_at_the_end_over_http_without_range_is_named_in_one_line(
     (folder / "junk.mp4").write_bytes(np.random.default_rng(1).bytes(200_000))
     with pytest.raises(AeposeError, match=r"junk\.mp4 (cannot be opened|has no decodable)"):
         _read_url(f"{url}/junk.mp4")
+
+
+# --- variable frame rate ------------------------------------------------------------------
+
+
+def vfr_clip(path: Path, frames: int) -> None:
+    """An MKV of numbered frames shown for 80 ms, then two for 33 ms, and so on: a variable
+    rate (30 fps nominal), whose container states a duration, not a frame count."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        msec = 0
+        for number in range(frames):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(number), format="rgb24")
+            frame.pts, frame.time_base = msec, Fraction(1, 1000)
+            msec += 80 if number % 3 == 0 else 33
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_a_complete_variable_rate_video_reports_nothing_and_a_cut_one_its_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The container's "frame count" is its duration times 30 fps (29 for these 20 frames):
+    # the whole video was once reported "unreadable after frame 19".
+    clip = tmp_path / "vfr.mkv"
+    vfr_clip(clip, NUMBERED)
+    frames = iter_video_frames(clip)
+    with caplog.at_level("WARNING", logger="aepose"):
+        decoded = [(index, frame_number(frame)) for index, frame in frames]
+    assert decoded == [(n, n) for n in range(NUMBERED)]
+    assert frames.expected > NUMBERED + 2  # the premise: the "count" is not one
+    assert frames.problem is None and caplog.messages == []
+
+    cut = tmp_path / "cut.mkv"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    frames = iter_video_frames(cut)
+    read = len(list(frames))
+    assert 0 < read < NUMBERED
+    duration = frames.expected / 30.0
+    assert frames.problem is not None and re.fullmatch(
+        rf"video file {re.escape(str(cut))}: unreadable after frame {read - 1} at "
+        rf"\d+\.\d\d s \(the container says {duration:.2f} s\); {read} frames read",
+        frames.problem), frames.problem

@@ -19,20 +19,24 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_device(name: str | None = None) -> torch.device:
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
     """The device ``name`` asks for, checked to exist here; ``None`` or ``""``:
     :func:`default_device`.
 
-    Accepts ``cpu``, ``cuda``, ``cuda:N`` and ``mps``. A malformed name, a device type aepose
-    does not run on, or a device this machine lacks raises one line saying so.
+    Accepts ``cpu``, ``cuda``, ``cuda:N`` and ``mps``, as names or ``torch.device``. A
+    malformed name, a device type aepose does not run on, or a device this machine lacks
+    raises one line saying so. The one check of every device name that enters aepose: the
+    commands' ``--device`` and the API's ``device=`` (through
+    :func:`aepose.models.checkpoint.load_with_config`).
     """
-    if not name:
+    if name is None or name == "":
         return default_device()
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise AeposeError(f"device {name!r} is not a device name; use cpu, cuda or cuda:N"
-                          ) from None
+        raise AeposeError(f"device {str(name)!r} is not a device name; use cpu, cuda or "
+                          "cuda:N") from None
+    name = str(name)
     if device.type == "cpu":
         return device
     if device.type == "cuda":

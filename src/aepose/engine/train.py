@@ -210,7 +210,15 @@ class _Run:
             _set_rng_state(raw["rng_state"])
 
     def save(self, name: str) -> Path:
-        return write_checkpoint(self.run_dir / name, self.payload())
+        """Write checkpoint ``name``; when the system refuses (a full disk), one line that
+        also names the newest checkpoint on disk, which atomic writing left intact."""
+        try:
+            return write_checkpoint(self.run_dir / name, self.payload())
+        except AeposeError as error:
+            saved = sorted(self.run_dir.glob("*.pth"), key=lambda p: p.stat().st_mtime)
+            kept = (f"; the newest checkpoint, {saved[-1]}, is intact (--resume it)"
+                    if saved else "; no checkpoint of this run was written")
+            raise AeposeError(f"{error}{kept}") from None
 
 
 def _resolve_run(

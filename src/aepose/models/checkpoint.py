@@ -21,6 +21,7 @@ from numpy._core import multiarray
 from torch import Tensor
 
 from aepose.config import PRESETS, Config, ModelConfig, config_from_dict, get_preset
+from aepose.device import resolve_device
 from aepose.errors import AeposeError
 from aepose.hub import resolve_weights
 from aepose.io import atomic_write
@@ -82,6 +83,7 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
     ``path`` may also be a preset name, an mmpose release file name or a URL: see
     :func:`aepose.hub.resolve_weights`, which also checks the SHA-256 prefix a file name
     carries (``verify=False`` skips that for a local file, to describe a damaged one).
+    Weights that are not real numbers (complex tensors) are refused.
     """
     path = resolve_weights(path, verify=verify)
     return _parse(path, _torch_load(path))
@@ -106,6 +108,13 @@ def _parse(path: Path, raw: Any) -> Checkpoint:
         kind, weights, meta = "state_dict", raw, {}
     if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
         raise AeposeError(f"{path}: not a checkpoint (its weights are not a mapping of tensors)")
+    # Loading copies a complex tensor into a real parameter by dropping its imaginary part
+    # with nothing but a warning: silently wrong weights.
+    unreal = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in weights.items()
+              if v.is_complex()]
+    if unreal:
+        raise AeposeError(f"{path}: holds complex-valued weights ({', '.join(unreal[:2])}"
+                          f"{', ...' if len(unreal) > 2 else ''}); network weights are real")
     state = {k.removeprefix("module."): v for k, v in weights.items()}
     return Checkpoint(path, kind, state, config, meta if isinstance(meta, dict) else {})
 
@@ -251,7 +260,8 @@ def resolve_config(ckpt: Checkpoint, preset: str | None = None) -> tuple[str, Mo
 def load_model(
     path: str | Path, preset: str | None = None, device: str | torch.device = "cpu"
 ) -> AssociativeEmbeddingNet:
-    """Network with the weights of ``path``, in eval mode on ``device``.
+    """Network with the weights of ``path``, in eval mode on ``device`` (checked first: a
+    device this machine lacks is one line, before any download or read).
 
     ``path`` is a file, or a preset name (``"hrnet_w32_aic_512"``), an mmpose release file name
     or an http(s) URL, downloaded once into the cache and verified (:mod:`aepose.hub`).
@@ -271,7 +281,9 @@ def load_with_config(
     ``preset``'s when given, else an aepose file's own config, else the recognised preset's.
 
     ``path`` may be a file, a preset name, a release file name or a URL (see :mod:`aepose.hub`).
+    ``device`` is checked by :func:`aepose.device.resolve_device` before anything is read.
     """
+    target = resolve_device(device)
     ckpt = read_checkpoint(path)
     name, cfg, how = resolve_config(ckpt, preset)
     if preset is None:
@@ -280,7 +292,7 @@ def load_with_config(
     _key_report(ckpt, model, name)
     model.load_state_dict(ckpt.state_dict, strict=True)
     config = ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
-    return model.to(device).eval(), config
+    return model.to(target).eval(), config
 
 
 # Keys every training checkpoint written by aepose carries (see aepose.engine.train).
@@ -290,8 +302,24 @@ TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "iteratio
 
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Save ``payload`` with ``torch.save`` atomically (:func:`aepose.io.atomic_write`): a
-    crash or a full disk mid-write never leaves a truncated checkpoint under ``path``."""
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp), what="checkpoint")
+    crash or a full disk mid-write never leaves a truncated checkpoint under ``path``, and
+    a write the system refuses is one line naming ``path`` and the system's reason."""
+    return atomic_write(path, lambda tmp: _save(payload, tmp), what="checkpoint")
+
+
+def _save(payload: dict[str, Any], file: Path) -> None:
+    # Through a Python file, so that a failed write is an OSError with the system's words
+    # ("No space left on device"): torch's own file writer reports only a RuntimeError
+    # about a position in its archive. Torch then still finishes the archive and raises
+    # that RuntimeError on top; the OSError under it is the failure.
+    with open(file, "wb") as stream:
+        try:
+            torch.save(payload, stream)
+        except RuntimeError as error:
+            cause = error.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
 
 
 def read_training_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:

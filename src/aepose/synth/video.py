@@ -42,6 +42,7 @@ from aepose.synth.scene import SceneParams, sample_background, sample_style
 from aepose.video.writer import VideoWriter
 
 __all__ = [
+    "MAX_FRAMES",
     "MAX_PEOPLE",
     "ClipSummary",
     "draw_people_count",
@@ -52,6 +53,10 @@ __all__ = [
 
 MAX_PEOPLE = 20
 SIDE_LIMITS = FRAME_SIDES  # accepted frame sides in pixels
+MAX_FRAMES = 10_000
+"""The longest clip (6 min 40 s at 25 fps). A clip's ground truth is built in memory before
+its frames are rendered (about 30 KiB a frame with 20 people: 300 MB at most);
+``--frames 100000000`` once grew memory for hours with nothing written."""
 
 # Gait, in degrees and standing heights: one cycle (two steps) per STRIDE heights walked.
 STRIDE = 1.3
@@ -150,8 +155,9 @@ def _walker(rng: np.random.Generator, frames: int, width: int, height: int) -> W
 
 
 def _check(frames: int, people: int, size: tuple[int, int], fps: float) -> None:
-    if frames < 1:
-        raise AeposeError(f"frames must be at least 1, got {frames}")
+    if not 1 <= frames <= MAX_FRAMES:
+        raise AeposeError(f"frames must be 1 to {MAX_FRAMES:,} (a clip's truth is built in "
+                          f"memory), got {frames:,}")
     if not 1 <= people <= MAX_PEOPLE:
         raise AeposeError(f"people must be between 1 and {MAX_PEOPLE}, got {people}")
     lo, hi = SIDE_LIMITS
@@ -238,7 +244,7 @@ def sequence_truth(
 
     Args:
         spec: keypoint definition (or its name: ``"coco"``, ``"crowdpose"``, ``"aic"``).
-        frames: clip length F.
+        frames: clip length F, 1 to :data:`MAX_FRAMES`.
         people: distinct people P who appear over the clip (1..20); each is in view at least
             once, some only enter after the first frame or leave before the last.
         size: (W, H) frame size in pixels.

@@ -1,5 +1,8 @@
 """Dataset folders: generated images and annotation files in a real dataset's layout.
 
+Every file is written atomically (:mod:`aepose.io`): a full disk leaves no truncated image
+or annotation file under its final name, and stops the run with one line naming the file.
+
 Determinism. Image ``i`` of split ``s`` is drawn from
 ``np.random.default_rng(SeedSequence(seed, spawn_key=(s, i)))`` only, so it does not depend on
 the other images or on how many are generated; JPEGs use a fixed quality and JSON is written
@@ -19,6 +22,7 @@ import numpy as np
 
 from aepose.config import DATASET_FILES
 from aepose.errors import AeposeError
+from aepose.io import write_bytes, write_text
 from aepose.keypoints import KeypointSpec, get_spec
 from aepose.synth.annotate import FORMATS, DatasetFormat, ImageSample, generate_image
 from aepose.synth.render import ImageArray
@@ -156,7 +160,7 @@ def _write_image(
     width, height = (int(s) for s in rng.integers(job.sides[0], job.sides[1] + 1, 2))
     sample = generate_image(rng, job.spec.name, width, height, job.params)
     file_name = _file_name(job, image_id, split_index, index)
-    (image_dir / file_name).write_bytes(_encode_jpeg(sample.rendered.image))
+    write_bytes(image_dir / file_name, _encode_jpeg(sample.rendered.image), what="image")
     record: dict[str, Any] = {
         "id": image_id,
         "file_name": file_name,
@@ -188,9 +192,9 @@ def _write_split(
         for ann in sample.annotations:
             annotations.append(ann | {"id": ann_id, "image_id": record["id"]})
             ann_id += 1
-    ann_file.parent.mkdir(parents=True, exist_ok=True)
     doc = _document(job, name, images, annotations)
-    ann_file.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n", "utf-8")
+    write_text(ann_file, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n",
+               what="annotation")
     crowd = sum(1 for a in annotations if a.get("iscrowd", 0))
     people = len(annotations) - crowd
     summary = SplitSummary(name, ann_file, image_dir, count, people, crowd, tuple(indices))

@@ -233,7 +233,11 @@ class VideoFrames(ReportingReader):
         # counted as before, a failed read as one frame, for the rest of the video.
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         timed = math.isfinite(fps) and fps > 0
+        # Whether every frame so far had a time after the one before (a variable rate's
+        # times too): then the last one tells how far into the video the frames reached.
+        times = timed
         last = -1  # the index of the last frame yielded
+        last_msec = -math.inf  # its presentation time
         read = failures = 0  # frames yielded, failed reads since the last one
         try:
             while failures < MAX_BAD_FRAMES:
@@ -241,8 +245,10 @@ class VideoFrames(ReportingReader):
                 if not ok or bgr is None:
                     failures += 1  # a damaged frame: try the next one
                     continue
-                index = (_timed_index(float(capture.get(cv2.CAP_PROP_POS_MSEC)), fps, last)
-                         if timed else None)
+                msec = float(capture.get(cv2.CAP_PROP_POS_MSEC)) if times else math.nan
+                times = times and math.isfinite(msec) and msec >= 0 and msec > last_msec
+                last_msec = msec
+                index = _timed_index(msec, fps, last) if timed else None
                 if index is None:
                     timed = False  # mixing counted and timed indices could go backwards
                     index = last + 1 + failures
@@ -256,14 +262,25 @@ class VideoFrames(ReportingReader):
         if read == 0:
             reason = unseekable_mp4(self.source) if is_http(self.source) else None
             raise AeposeError(reason) if reason else self._nothing("has no decodable frames")
-        self._report(read, last)
+        counted_at = last_msec / 1000.0 if times and not timed else None
+        self._report(read, last, counted_at, fps)
 
-    def _report(self, read: int, last: int) -> None:
-        """Report the frames lost inside the video and at a cut-off end, if any."""
-        # Containers round their frame counts; a frame or two short of it is the normal end.
-        cut = self.expected - (last + 1) > 2
+    def _report(self, read: int, last: int, counted_at: float | None, fps: float) -> None:
+        """Report the frames lost inside the video and at a cut-off end, if any.
+
+        ``counted_at``: the last frame's presentation time (s) when the indices were counted
+        (a variable frame rate), else None. A container's frame count is then its duration
+        times its nominal rate, not a count (a complete 40-frame MKV "had" 58): whether the
+        video was cut off is judged by time, the last frame against that duration.
+        """
         losses = [f"{self.unreadable} unreadable frame(s) skipped"] if self.unreadable else []
-        if cut:
+        # Containers round their frame counts; a frame or two short of it is the normal end.
+        if counted_at is not None and self.expected > 0:
+            duration = self.expected / fps
+            if duration - (counted_at + 1.0 / fps) > 2.0 / fps:
+                losses.append(f"unreadable after frame {last} at {counted_at:.2f} s (the "
+                              f"container says {duration:.2f} s)")
+        elif self.expected - (last + 1) > 2:
             losses.append(f"unreadable after frame {last} "
                           f"(the container says {self.expected} frames)")
         self._report_lost(losses, read)

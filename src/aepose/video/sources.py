@@ -26,6 +26,7 @@ from aepose.errors import AeposeError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "LIVE_SCHEMES",
+    "MAX_SEQUENCE_WIDTH",
     "SEQUENCE_START_RANGE",
     "STREAM_SCHEMES",
     "VIDEO_EXTENSIONS",
@@ -142,18 +143,19 @@ def _glob_media(pattern: str) -> list[SourceItem]:
 def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], list[str]]:
     """The items one argument names, and its problem lines (one when it names nothing)."""
     path = Path(source)
-    if path.is_dir():
+    found = _file_type(path)
+    if found == "folder":
         items, problems = _folder_media(path, recursive)
         where = "folder or its subfolders" if recursive else "folder"
         return items, problems if items else [
             *problems, f"{source}: no images or videos in this {where}"]
-    if path.is_file():
+    if found == "file":
         kind = _kind(path)
         if kind is None:
             suffix = repr(path.suffix) if path.suffix else "(no extension)"
             return [], [f"{source}: unsupported file type {suffix}"]
         return [SourceItem(path, kind)], []
-    if path.is_symlink():
+    if found == "link":
         return [], [f"{source}: broken or looping symbolic link"]
     stream = _stream_item(source)
     if stream is not None:
@@ -162,6 +164,19 @@ def _expand_one(source: str, recursive: bool) -> tuple[list[SourceItem], list[st
         items = _glob_media(source)
         return items, [] if items else [f"{source}: pattern matches no image or video files"]
     return [], [f"{source}: no such file or folder"]
+
+
+def _file_type(path: Path) -> Literal["folder", "file", "link"] | None:
+    """What ``path`` is: a folder, a file, a symbolic link leading nowhere, or nothing (also
+    for a name the system refuses to look up, such as one over 255 bytes: a pattern's)."""
+    try:
+        if path.is_dir():
+            return "folder"
+        if path.is_file():
+            return "file"
+        return "link" if path.is_symlink() else None
+    except OSError:  # ENAMETOOLONG: pathlib's tests only absorb "no such file"
+        return None
 
 
 def _stream_item(source: str) -> tuple[list[SourceItem], list[str]] | None:
@@ -235,6 +250,10 @@ def expand_sources(sources: Sequence[str], *, recursive: bool = False) -> Source
 
 SEQUENCE_START_RANGE = 5
 """An image sequence's first file is numbered 0 to 4 (FFmpeg image2's start_number_range)."""
+MAX_SEQUENCE_WIDTH = 255
+"""The widest frame-number field of an image-sequence pattern (``%0255d``): a file name has
+at most 255 bytes. ``%0999999999d`` once made every name tried a 1 GB string (6 GB taken,
+and a 1 GB error line)."""
 _SEQUENCE_FIELD = re.compile(r"%%|%(\d*)d")  # a literal %, or the frame-number field
 
 
@@ -251,7 +270,7 @@ def _sequence_parts(pattern: str) -> tuple[str, int, str]:
         if field.group() == "%%":
             text += "%"
         elif width is None:
-            width = int(field.group(1) or 0)
+            width = _field_width(pattern, field.group(1))
             pieces.append(text)
             text = ""
         else:
@@ -261,6 +280,23 @@ def _sequence_parts(pattern: str) -> tuple[str, int, str]:
         raise AeposeError(f"{pattern}: no frame-number field (%d) in the image-sequence "
                           "pattern")
     return pieces[0], width, text + pattern[start:]
+
+
+def _field_width(pattern: str, digits: str) -> int:
+    """The width a frame-number field's ``digits`` spell, at most MAX_SEQUENCE_WIDTH."""
+    # Compared as text first: int() refuses more than 4300 digits with its own error.
+    if len(digits.lstrip("0")) > len(str(MAX_SEQUENCE_WIDTH)) or int(digits or 0) > (
+            MAX_SEQUENCE_WIDTH):
+        shown = digits if len(digits) <= 12 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise AeposeError(f"{_shorten(pattern)}: frame-number width {shown} in the "
+                          f"image-sequence pattern is too large (at most "
+                          f"{MAX_SEQUENCE_WIDTH}: a file name has at most 255 bytes)")
+    return int(digits or 0)
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    """``text``, its middle elided when longer than ``limit`` characters (for one line)."""
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
 
 
 def _sequence_namer(pattern: str) -> Callable[[int], str]:
@@ -299,11 +335,12 @@ def sequence_files(pattern: str) -> SequenceFiles:
             the files tried and, when other numbered files exist, one of them).
     """
     name = _sequence_namer(pattern)
-    first = next((n for n in range(SEQUENCE_START_RANGE) if Path(name(n)).is_file()), None)
+    first = next((n for n in range(SEQUENCE_START_RANGE) if _file_type(Path(name(n))) == "file"),
+                 None)
     if first is None:
         raise AeposeError(_no_start(pattern, name))
     files: list[Path] = []
-    while Path(name(first + len(files))).is_file():
+    while _file_type(Path(name(first + len(files)))) == "file":
         files.append(Path(name(first + len(files))))
     end = first + len(files)
     return SequenceFiles(tuple(files), name(end), _numbered_after(pattern, name, end))
