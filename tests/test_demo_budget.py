@@ -317,7 +317,9 @@ def test_a_rerun_replaces_the_demos_training_but_never_a_foreign_folder(tmp_path
     (tmp_path / "d" / "train" / "epoch_007.pth").write_bytes(b"an earlier run's file")
     run_demo(settings)  # the demo's own folder: replaced, not refused as an earlier run
     assert not (tmp_path / "d" / "train" / "epoch_007.pth").exists()
-    assert "replacing the previous demo training" in (tmp_path / "d" / "demo.log").read_text()
+    log = (tmp_path / "d" / "demo.log").read_text()
+    assert "replacing the previous demo training" in log
+    assert "[1/4] reusing the generated dataset" in log  # README: a second run reuses it
 
     foreign = DemoSettings(out=tmp_path / "e", train_images=4, val_images=1, epochs=1,
                            overlays=0, threads=1)

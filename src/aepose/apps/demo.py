@@ -157,6 +157,7 @@ def _dataset(settings: DemoSettings, log: DemoLog) -> Path:
     stamp = root / "demo-dataset.json"
     wanted = {"seed": settings.seed, "train": settings.train_images, "val": settings.val_images,
               "size": list(settings.image_size), "scenes": dataclasses.asdict(DEMO_SCENES)}
+    wanted = json.loads(json.dumps(wanted))  # as the stamp reads back: tuples become lists
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         log.say(f"[1/4] reusing the generated dataset in {root}")
         return root
