@@ -268,44 +268,29 @@ def test_kill_9_of_predict_leaves_every_finished_image(
     assert len(json.loads((out / "predictions.json").read_text())["images"]) == IMAGES
 
 
-def test_ctrl_c_of_predict_writes_what_finished_and_exits_130(
-    setup: Setup, tmp_path: Path, slow_run: object
-) -> None:
-    out = tmp_path / "out"
-    run = slow_run(_predict_args(setup, out))  # type: ignore[operator]
-    run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 2)
-    seen = _lines(out / "predictions.jsonl")
-    run.signal(signal.SIGINT)
-    code, stdout, err = run.finish()
-    assert code == 130 and "Traceback" not in err, err
-    last = err.rstrip("\n").splitlines()[-1]
-    match = re.fullmatch(r"aepose: interrupted; the (\d+) finished images/frames are in (.*)",
-                         last)
-    assert match and Path(match.group(2)) == out / "predictions.json", last
-    images = json.loads((out / "predictions.json").read_text())["images"]
-    assert seen <= len(images) == int(match.group(1)) < IMAGES
-    assert not (out / "predictions.jsonl").exists()
-    assert f"predictions: {out / 'predictions.json'}" in stdout
-
-
-def test_sigterm_of_predict_writes_what_finished_and_exits_143(
-    setup: Setup, tmp_path: Path, slow_run: object
-) -> None:
+@pytest.mark.parametrize(("signum", "code", "word"), [
+    (signal.SIGINT, 130, "interrupted"),
     # Containers, schedulers and torchrun stop jobs with SIGTERM: handled as Ctrl-C.
+    (signal.SIGTERM, 143, "terminated"),
+])
+def test_ctrl_c_or_sigterm_of_predict_writes_what_finished(
+    setup: Setup, tmp_path: Path, slow_run: object, signum: int, code: int, word: str
+) -> None:
     out = tmp_path / "out"
     run = slow_run(_predict_args(setup, out))  # type: ignore[operator]
     run.wait_for(lambda: _lines(out / "predictions.jsonl") >= 2)
     seen = _lines(out / "predictions.jsonl")
-    run.signal(signal.SIGTERM)
-    code, _, err = run.finish()
-    assert code == 143 and "Traceback" not in err, err
+    run.signal(signum)
+    returned, stdout, err = run.finish()
+    assert returned == code and "Traceback" not in err, err
     last = err.rstrip("\n").splitlines()[-1]
-    match = re.fullmatch(r"aepose: terminated; the (\d+) finished images/frames are in (.*)",
+    match = re.fullmatch(rf"aepose: {word}; the (\d+) finished images/frames are in (.*)",
                          last)
     assert match and Path(match.group(2)) == out / "predictions.json", last
     images = json.loads((out / "predictions.json").read_text())["images"]
     assert seen <= len(images) == int(match.group(1)) < IMAGES
     assert not (out / "predictions.jsonl").exists() and not (out / ".aepose.lock").exists()
+    assert f"predictions: {out / 'predictions.json'}" in stdout
 
 
 @pytest.mark.slow
