@@ -23,7 +23,8 @@ from clips import HEIGHT, WIDTH, grey, write_squares
 
 from aepose.errors import AeposeError
 from aepose.pipeline.draw import save_image
-from aepose.video.readers import VideoFrames, VideoInfo, iter_video_frames, open_video, video_info
+from aepose.video.capture import VideoInfo, video_info
+from aepose.video.readers import VideoFrames, iter_video_frames, open_video
 from aepose.video.sources import expand_sources
 from aepose.video.writer import VideoWriter
 

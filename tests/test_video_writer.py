@@ -15,7 +15,8 @@ from clips import HEIGHT, SQUARE, STEP, WIDTH, grey, square_frame, write_squares
 from helpers import read_back
 
 from aepose.errors import AeposeError
-from aepose.video.readers import VideoInfo, iter_video_frames, video_info
+from aepose.video.capture import VideoInfo, video_info
+from aepose.video.readers import iter_video_frames
 from aepose.video.writer import VideoWriter
 
 

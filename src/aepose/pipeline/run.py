@@ -63,7 +63,8 @@ from aepose.pipeline.workers import decode_pool, default_decode_workers
 from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.validate import number_in, require
-from aepose.video.readers import FALLBACK_FPS, FrameReader, open_video
+from aepose.video.capture import FALLBACK_FPS
+from aepose.video.readers import FrameReader, open_video
 
 __all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run",
            "tracker_config"]

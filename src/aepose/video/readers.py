@@ -17,106 +17,37 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import struct
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
+from aepose.video.capture import (
+    STREAM_TIMEOUT_MS,
+    Capture,
+    VideoInfo,
+    info_of,
+    open_capture,
+    open_stream,
+)
+from aepose.video.remote import is_http, unseekable_mp4
 from aepose.video.sources import SourceItem, is_local_sequence, sequence_files
 
 __all__ = [
-    "FALLBACK_FPS",
     "SEQUENCE_FPS",
     "FrameReader",
     "ImageSequenceFrames",
     "LatestFrames",
     "ReportingReader",
     "VideoFrames",
-    "VideoInfo",
     "iter_video_frames",
     "open_video",
-    "quiet_native_video_logs",
-    "video_info",
 ]
-
-FALLBACK_FPS = 25.0  # the frame rate assumed when a container does not state one
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """A video's properties as its container reports them.
-
-    ``fps`` is 0.0 when the container does not say; ``frames`` may be approximate or 0 for
-    some containers; only reading the frames (:func:`iter_video_frames`) counts them exactly.
-    """
-
-    fps: float
-    width: int
-    height: int
-    frames: int
-
-
-_native_logs_quiet = False
-
-
-def quiet_native_video_logs() -> None:
-    """Silence the log lines FFmpeg and OpenCV print themselves about videos, for the process.
-
-    Opening a corrupt file would otherwise print ``[mov,mp4,... @ 0x...] moov atom not
-    found`` and ``[ WARN:0@...] ... backend is generally available but can't be used to
-    capture by name`` to stderr before aepose's own one-line message, and damaged frames
-    ``[h264 @ ...] Invalid NAL unit size``; aepose detects and reports every such failure
-    itself (the capture does not open, a read fails, frames go missing). Called before every
-    capture is opened; only the first call does anything. A setting the user made wins: an
-    ``OPENCV_FFMPEG_LOGLEVEL`` or ``OPENCV_LOG_LEVEL`` in the environment, or a log level
-    set through ``cv2.utils.logging.setLogLevel`` before the first video is opened.
-    """
-    global _native_logs_quiet
-    if _native_logs_quiet:
-        return
-    _native_logs_quiet = True
-    # OpenCV's FFmpeg backend reads this variable when it opens a capture (OpenCV 4.x; some
-    # versions only at the first open, hence before any capture): -8 is AV_LOG_QUIET. Unset,
-    # the backend lets FFmpeg print its errors (AV_LOG_ERROR) to stderr.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    # OpenCV's own logger read OPENCV_LOG_LEVEL when cv2 was imported, so setting the
-    # variable now would change nothing: the level is set directly. ERROR, not SILENT:
-    # OpenCV's videoio reports failures we cannot see (invalid parameters) at that level.
-    logging_ = cv2.utils.logging
-    if ("OPENCV_LOG_LEVEL" not in os.environ
-            and logging_.getLogLevel() == logging_.LOG_LEVEL_WARNING):  # still the default
-        logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
-
-
-def _open_capture(path: str | Path) -> cv2.VideoCapture:
-    file = Path(path)
-    if not file.is_file():
-        raise AeposeError(f"video file {file} not found")
-    quiet_native_video_logs()
-    capture = cv2.VideoCapture(str(file), cv2.CAP_FFMPEG)
-    if not capture.isOpened():
-        raise AeposeError(f"video file {file} cannot be opened (not a video, or corrupt)")
-    return capture
-
-
-def video_info(path: str | Path) -> VideoInfo:
-    """Frame rate, frame size (pixels) and frame count of a video file."""
-    capture = _open_capture(path)
-    try:
-        return _info_of(capture)
-    finally:
-        capture.release()
-
 
 MAX_BAD_FRAMES = 25  # consecutive unreadable frames that end a video (or its end of stream)
 OFF_GRID = 0.1
@@ -135,16 +66,6 @@ def _timed_index(msec: float, fps: float, last: int) -> int | None:
     position = msec * fps / 1000.0
     index = round(position)
     return index if index > last and abs(position - index) <= OFF_GRID else None
-
-
-class Capture(Protocol):
-    """What is used of ``cv2.VideoCapture`` (tests pass fakes)."""
-
-    def read(self) -> tuple[bool, Any]: ...
-
-    def get(self, prop: int) -> float: ...
-
-    def release(self) -> None: ...
 
 
 class FrameReader(Protocol):
@@ -260,7 +181,8 @@ class VideoFrames(ReportingReader):
         finally:
             capture.release()
         if read == 0:
-            reason = unseekable_mp4(self.source) if is_http(self.source) else None
+            reason = (unseekable_mp4(self.source, STREAM_TIMEOUT_MS / 1000)
+                      if is_http(self.source) else None)
             raise AeposeError(reason) if reason else self._nothing("has no decodable frames")
         counted_at = last_msec / 1000.0 if times and not timed else None
         self._report(read, last, counted_at, fps)
@@ -286,54 +208,6 @@ class VideoFrames(ReportingReader):
         self._report_lost(losses, read)
 
 
-def is_http(source: str) -> bool:
-    """Whether ``source`` is an http(s):// URL."""
-    return source.lower().startswith(("http://", "https://"))
-
-
-_HEAD_BYTES = 1 << 16  # enough for the top-level boxes in front of an MP4's frames
-
-
-def unseekable_mp4(url: str) -> str | None:
-    """Why the MP4 at ``url`` cannot be read over HTTP, or None when that is not the reason.
-
-    FFmpeg reads an MP4 through its index (the ``moov`` box). When the index comes after the
-    frames (``mdat``) it reads to the end to find it, then needs an HTTP Range request to go
-    back to the frames; a server that ignores Range requests (answers 200 with the whole
-    file, as ``python -m http.server`` does) leaves it with no decodable frame. Both facts
-    are checked with one request for the first bytes.
-    """
-    request = urllib.request.Request(url, headers={"Range": f"bytes=0-{_HEAD_BYTES - 1}"})
-    try:
-        with urllib.request.urlopen(request, timeout=STREAM_TIMEOUT_MS / 1000) as response:
-            ignores_range = response.status == 200
-            head = response.read(_HEAD_BYTES)
-    except (OSError, ValueError):  # unreachable now, or no URL urllib can open
-        return None
-    if not ignores_range or _first_box(head, (b"moov", b"mdat")) != b"mdat":
-        return None
-    return (f"stream {url}: the server ignores HTTP Range requests and this MP4 has its index "
-            "(moov atom) after the frames, so the frames cannot be reached; serve it from a "
-            "server that supports Range requests, or move the index to the front (ffmpeg -i "
-            "IN.mp4 -c copy -movflags +faststart OUT.mp4)")
-
-
-def _first_box(head: bytes, kinds: tuple[bytes, ...]) -> bytes | None:
-    """The first of ``kinds`` among the top-level ISO-BMFF boxes that start in ``head``
-    (the first bytes of an MP4 file), or None."""
-    offset = 0
-    while offset + 8 <= len(head):
-        size, kind = struct.unpack(">I4s", head[offset:offset + 8])
-        if kind in kinds:
-            return bytes(kind)
-        if size == 1 and offset + 16 <= len(head):  # a 64-bit size follows the type
-            size = struct.unpack(">Q", head[offset + 8:offset + 16])[0]
-        if size < 8:  # 0: the box runs to the end of the file; < 8: not an MP4 box
-            return None
-        offset += size
-    return None
-
-
 def iter_video_frames(path: str | Path) -> VideoFrames:
     """Decode a video file frame by frame.
 
@@ -349,7 +223,7 @@ def iter_video_frames(path: str | Path) -> VideoFrames:
         stated frame rate, so the frames lost before it leave a gap; counted when the
         timestamps cannot say, see :class:`VideoFrames`; RGB uint8 frame [H, W, 3]).
     """
-    capture = _open_capture(path)
+    capture = open_capture(path)
     return VideoFrames(capture, Path(path))
 
 
@@ -435,37 +309,6 @@ class LatestFrames(ReportingReader):
                 self.read, self.dropped = self._at_take
             if self.dropped:  # read > 0 then: no error, only the line
                 self._report()
-
-
-def _info_of(capture: Capture) -> VideoInfo:
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    return VideoInfo(
-        fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
-        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
-    )
-
-
-STREAM_TIMEOUT_MS = 15000
-"""How long opening a stream, or one read of it, may wait before it counts as failed."""
-
-
-def _open_stream(target: str) -> cv2.VideoCapture:
-    """A capture of a webcam index or URL (one-line error if none)."""
-    quiet_native_video_logs()
-    if target.isdigit():
-        capture = cv2.VideoCapture(int(target))  # the platform's camera API (V4L2, ...)
-        what = f"webcam {target} cannot be opened (no such camera, or it is busy)"
-    else:
-        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
-        what = f"stream {target} cannot be opened (unreachable, refused, or not a video)"
-    if not capture.isOpened():
-        capture.release()
-        raise AeposeError(what)
-    return capture
 
 
 SEQUENCE_FPS = 25.0
@@ -565,8 +408,8 @@ def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
     if item.url is not None and is_local_sequence(item.url):
         sequence = ImageSequenceFrames(item.url)
         return VideoInfo(SEQUENCE_FPS, *sequence.size, len(sequence.files)), sequence
-    capture = _open_capture(item.path) if item.url is None else _open_stream(item.url)
-    info = _info_of(capture)
+    capture = open_capture(item.path) if item.url is None else open_stream(item.url)
+    info = info_of(capture)
     if item.live if drop is None else drop:
         return info, LatestFrames(capture, item.name)
     if item.url is None:
