@@ -24,6 +24,7 @@ import pytest
 from test_evaluation import ORACLE_STATS, one_line_error, oracle_evaluate
 
 from aepose.engine import eval_inputs
+from aepose.engine.eval_checked import checked_detections, checked_ground_truth
 from aepose.engine.eval_inputs import detections_from_poses, read_detections, read_ground_truth
 from aepose.engine.evaluation import evaluate_keypoints, results_from_poses, write_results
 from aepose.keypoints import AIC, COCO, CROWDPOSE, KeypointSpec, get_spec
@@ -149,8 +150,8 @@ def test_fast_readers_read_what_the_checking_readers_read(tmp_path: Path, name: 
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
     gt_path.write_text(json.dumps(gt))
     write_results(results_path, records)  # mmpose's layout: sorted keys, indent 4
-    checked_gt = eval_inputs._checked_ground_truth(gt, "gt", spec)
-    checked = eval_inputs._checked_detections(records, "r", checked_gt, spec.num_keypoints)
+    checked_gt = checked_ground_truth(gt, spec)
+    checked = checked_detections(records, checked_gt, spec.num_keypoints)
     for gt_source in (gt_path, gt):
         fast_gt = eval_inputs._fast_ground_truth(gt_source, spec)
         assert fast_gt is not None  # the fast reader took these files
