@@ -13,12 +13,17 @@ keypoint) are then applied to those poses exactly as the driver applies them
   the keypoint threshold; it is right when the truth labels it and it lies within
   keypoint-OKS 0.5 of it. Precision: right / detected; recall: right / labelled;
 * boxes: IoU with the truth's keypoint box (labelled keypoints) of a predicted person's
-  box over all K keypoints (the reference's ``bbox``) and over its detected keypoints.
+  box over all K keypoints (the reference's ``bbox``) and over its detected keypoints; and
+  how many kept people have a box reaching more than 2 pixels outside the image.
 
     .venv/bin/python -m aepose demo --out /tmp/res/demo          # a model and a test split
     .venv/bin/python benchmarks/predict_defaults.py --weights /tmp/res/demo/train/last.pth \
         --ann /tmp/res/demo/data/annotations/mmpose_crowdpose_test.json \
         --images /tmp/res/demo/data/images
+
+``--count-only`` compares people counts only (annotations of another keypoint set, e.g.
+the real AIC and COCO photos of ../shared/fixtures); ``--ann`` and ``--images`` take
+several files and folders, paired in order.
 """
 
 from __future__ import annotations
@@ -104,8 +109,10 @@ def truth_of(ann: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     return by_image
 
 
-def raw_poses(weights: str, images: Sequence[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every person the reference's settings give, per image: [P, K, 3] and [P] scores."""
+def raw_poses(weights: str, images: Sequence[Path]
+              ) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
+    """Every person the reference's settings give, per image: [P, K, 3], [P] scores and
+    the image's (width, height), people by descending score."""
     found = aepose.predict(list(images), weights, device="cpu", min_score=0, pose_nms=None,
                            threshold=0)
     out = []
@@ -113,43 +120,55 @@ def raw_poses(weights: str, images: Sequence[Path]) -> list[tuple[np.ndarray, np
         keypoints = result.keypoints
         scores = np.array([p.score for p in result.poses], np.float32)
         order = np.argsort(-scores, kind="stable")
-        out.append((keypoints[order], scores[order]))
+        out.append((keypoints[order], scores[order], (result.width, result.height)))
     return out
 
 
-def people_table(raw: list[tuple[np.ndarray, np.ndarray]],
-                 truth: list[list[dict[str, Any]]], sigmas: np.ndarray) -> list[str]:
+def outside(box_: np.ndarray | None, size: tuple[int, int]) -> bool:
+    """Whether ``box_`` reaches more than 2 pixels outside an image of ``size``."""
+    return box_ is not None and bool(box_[0] < -2 or box_[1] < -2 or box_[2] > size[0] + 2
+                                     or box_[3] > size[1] + 2)
+
+
+def people_table(raw: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]],
+                 truth: list[list[dict[str, Any]]], sigmas: np.ndarray,
+                 count_only: bool = False) -> list[str]:
     rows = ["| min_score | pose NMS | people/image | truth/image | mean abs error | "
             "precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
     true_count = sum(len(t) for t in truth)
     for nms in POSE_NMS:
         for low in MIN_SCORES:
             found = tp = error = 0
-            for (poses, scores), people in zip(raw, truth, strict=True):
+            for (poses, scores, _), people in zip(raw, truth, strict=True):
                 keep = scores >= low
                 poses, scores = poses[keep], scores[keep]
                 if nms is not None and len(poses):
                     poses = poses[np.sort(oks_nms(poses, scores, sigmas, nms))]
                 found += len(poses)
                 error += abs(len(poses) - len(people))
-                tp += len(match(people, poses, sigmas))
+                tp += 0 if count_only else len(match(people, poses, sigmas))
             precision = tp / found if found else 0.0
             recall = tp / true_count if true_count else 0.0
             f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+            scores = ("- | - | -" if count_only else
+                      f"{precision:.3f} | {recall:.3f} | {f1:.3f}")
             rows.append(f"| {low:g} | {'none' if nms is None else nms} | "
                         f"{found / len(raw):.2f} | {true_count / len(raw):.2f} | "
-                        f"{error / len(raw):.2f} | {precision:.3f} | {recall:.3f} | {f1:.3f} |")
+                        f"{error / len(raw):.2f} | {scores} |")
     return rows
 
 
-def keypoint_table(raw: list[tuple[np.ndarray, np.ndarray]],
+def keypoint_table(raw: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]],
                    truth: list[list[dict[str, Any]]], sigmas: np.ndarray,
                    min_score: float) -> list[str]:
     rows = ["| keypoint threshold | detected/person | precision | recall | "
-            "box IoU, all K | box IoU, detected |", "|---|---|---|---|---|---|"]
+            "box IoU, all K | box IoU, detected | kept people with none detected | "
+            "boxes leaving the image, all K / detected |", "|---|---|---|---|---|---|---|---|"]
     pairs = []
-    for (poses, scores), people in zip(raw, truth, strict=True):
+    kept_people: list[tuple[np.ndarray, tuple[int, int]]] = []
+    for (poses, scores, size), people in zip(raw, truth, strict=True):
         keep = scores >= min_score
+        kept_people += [(pose, size) for pose in poses[keep]]
         for t, d in match(people, poses[keep], sigmas):
             pairs.append((people[t], poses[keep][d]))
     for threshold in KEYPOINT_THRESHOLDS:
@@ -166,31 +185,42 @@ def keypoint_table(raw: list[tuple[np.ndarray, np.ndarray]],
             all_k += iou(box(pose[:, :2]), true_box)
             kept += iou(box(pose[on, :2]), true_box)
         n = max(1, len(pairs))
+        on_all = [(p, size, p[:, 2] >= max(threshold, 1e-12)) for p, size in kept_people]
+        empty = sum(not on.any() for _, _, on in on_all)
+        out_all = sum(outside(box(p[:, :2]), size) for p, size, _ in on_all)
+        out_kept = sum(outside(box(p[on, :2]), size) for p, size, on in on_all)
         rows.append(f"| {threshold:g} | {detected / n:.2f} | "
                     f"{right / max(1, detected):.3f} | {right / max(1, labelled):.3f} | "
-                    f"{all_k / n:.3f} | {kept / n:.3f} |")
+                    f"{all_k / n:.3f} | {kept / n:.3f} | {empty} of {len(kept_people)} | "
+                    f"{out_all} / {out_kept} |")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True)
-    parser.add_argument("--ann", required=True, help="COCO-format annotation file")
-    parser.add_argument("--images", required=True, help="folder of its images")
+    parser.add_argument("--ann", required=True, nargs="+", help="COCO-format annotations")
+    parser.add_argument("--images", required=True, nargs="+", help="folders of their images")
     parser.add_argument("--spec", default="crowdpose")
     parser.add_argument("--min-score", type=float, default=0.2,
                         help="people kept for the keypoint table (default 0.2)")
+    parser.add_argument("--count-only", action="store_true",
+                        help="people counts only (annotations of another keypoint set)")
     args = parser.parse_args()
-    ann = json.loads(Path(args.ann).read_text())
-    by_image = truth_of(ann)
-    images = [Path(args.images) / im["file_name"] for im in ann["images"]]
+    images: list[Path] = []
+    truth: list[list[dict[str, Any]]] = []
+    for ann_file, folder in zip(args.ann, args.images, strict=True):
+        ann = json.loads(Path(ann_file).read_text())
+        by_image = truth_of(ann)
+        images += [Path(folder) / im["file_name"] for im in ann["images"]]
+        truth += [by_image[im["id"]] for im in ann["images"]]
     sigmas = np.asarray(get_spec(args.spec).sigmas, np.float64)
     raw = raw_poses(args.weights, images)
-    truth = [by_image[im["id"]] for im in ann["images"]]
     print(f"{len(images)} images, {sum(len(t) for t in truth)} people in the truth\n")
-    print("\n".join(people_table(raw, truth, sigmas)))
-    print()
-    print("\n".join(keypoint_table(raw, truth, sigmas, args.min_score)))
+    print("\n".join(people_table(raw, truth, sigmas, args.count_only)))
+    if not args.count_only:
+        print()
+        print("\n".join(keypoint_table(raw, truth, sigmas, args.min_score)))
 
 
 if __name__ == "__main__":

@@ -128,9 +128,9 @@ def test_predict_keeps_the_people_a_user_expects_by_default(
     assert len(got) == len(want)
     for pose, keypoints in zip(got, want, strict=True):
         np.testing.assert_array_equal(pose.keypoints, keypoints)
-    assert (PREDICT_MIN_SCORE, PREDICT_POSE_NMS, KEYPOINT_THRESHOLD) == (0.2, 0.9, 0.3)
+    assert (PREDICT_MIN_SCORE, PREDICT_POSE_NMS, KEYPOINT_THRESHOLD) == (0.25, 0.9, 0.2)
     assert RunOptions().min_score == PREDICT_MIN_SCORE
-    assert (RunOptions().pose_nms, RunOptions().keypoint_threshold) == (0.9, 0.3)
+    assert (RunOptions().pose_nms, RunOptions().keypoint_threshold) == (0.9, 0.2)
     # Other settings, by the oracle too; everything stays available.
     for settings in ({"min_score": 0.05, "pose_nms": 0.5, "threshold": 0.5},
                      {"min_score": 0.3, "pose_nms": None, "threshold": 0.1}):
@@ -153,7 +153,7 @@ def test_run_options_are_checked_in_one_line() -> None:
 def test_cli_defaults_and_the_ultralytics_spelling() -> None:
     parser, _ = build_parser()
     args = parser.parse_args(["predict", "x.jpg", "--weights", "w"])
-    assert (args.min_score, args.pose_nms, args.threshold) == (0.2, 0.9, 0.3)
+    assert (args.min_score, args.pose_nms, args.threshold) == (0.25, 0.9, 0.2)
     for spelling in (["--conf", "0.35"], ["--conf=0.35"], ["--min-score", "0.35"]):
         assert parser.parse_args(["predict", "x.jpg", "--weights", "w", *spelling]
                                  ).min_score == 0.35
@@ -200,12 +200,12 @@ def test_json_boxes_span_detected_keypoints_and_results_json_keeps_the_reference
     assert summary.json_path is not None
     doc = json.loads(summary.json_path.read_text())
     people = doc["images"][0]["people"]
-    assert people and doc["test"]["keypoint_threshold"] == 0.3
+    assert people and doc["test"]["keypoint_threshold"] == KEYPOINT_THRESHOLD
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results) == len(people)
     for person, record in zip(people, results, strict=True):
         points = np.asarray(person["keypoints"])
-        assert set(points[:, 2][points[:, 2] < 0.3]) <= {0.0}
+        assert set(points[:, 2][points[:, 2] < KEYPOINT_THRESHOLD]) <= {0.0}
         x, y, w, h = person["bbox"]
         found = points[points[:, 2] > 0, :2]
         assert [x, y, x + w, y + h] == [*found.min(axis=0), *found.max(axis=0)]

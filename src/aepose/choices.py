@@ -19,9 +19,9 @@ shape, which removes the kernel-launch cost of small batches; on the CPU it is "
 BENCHMARK_STAGES = ("decode", "e2e", "forward", "pipeline", "train")
 """What ``aepose benchmark --stage`` times (:mod:`aepose.apps.bench`)."""
 
-PREDICT_MIN_SCORE = 0.2
+PREDICT_MIN_SCORE = 0.25
 PREDICT_POSE_NMS = 0.9
-KEYPOINT_THRESHOLD = 0.3
+KEYPOINT_THRESHOLD = 0.2
 """Defaults of ``aepose predict``, ``aepose.predict`` and their overlays
 (:class:`~aepose.pipeline.run.RunOptions`): people scoring below PREDICT_MIN_SCORE are left
 out (grouping splits off fragments of one or two joints that score about 0.01), poses

@@ -267,7 +267,7 @@ def _add_video_arguments(p: Parser) -> None:
     video.add_argument("--track-min-score", type=fraction, default=TRACK_MIN_SCORE,
                        metavar="S", help="people scoring below S are not tracked (track_id "
                        "-1): a bottom-up decoder's leftovers would start tracks and take IDs "
-                       f"(default {TRACK_MIN_SCORE}, as --min-score's; 0: everyone)")
+                       f"(default {TRACK_MIN_SCORE}; 0: everyone --min-score keeps)")
     video.add_argument("--smooth", action="store_true",
                        help="smooth each track's keypoints with a One-Euro filter (causal: "
                        "no frame is delayed)")

@@ -60,7 +60,8 @@ from aepose.pipeline.timer import StageTimer
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.writer import VideoWriter
 
-__all__ = ["PredictCommand", "PredictOptions", "PredictSummary", "predict_command", "run_predict"]
+__all__ = ["PredictCommand", "PredictOptions", "PredictSummary", "output_paths", "predict_command",
+           "run_predict"]
 
 logger = logging.getLogger("aepose")
 

@@ -80,7 +80,7 @@ def draw_poses(
     scores: npt.ArrayLike,
     spec: KeypointSpec,
     *,
-    keypoint_threshold: float = KEYPOINT_THRESHOLD,
+    keypoint_threshold: float = 0.3,
     radius: int | None = None,
     thickness: int | None = None,
     show_scores: bool = True,
@@ -95,8 +95,8 @@ def draw_poses(
         scores: [P] person scores, written as a label near each person's top-left.
         spec: the skeleton (links) and keypoint colours; K must match it.
         keypoint_threshold: keypoints with score below it (and links touching them) are not
-            drawn (mmpose's demo ``kpt_thr``); nor are undetected ones (score 0) at any
-            threshold.
+            drawn (default: mmpose's demo ``kpt_thr``); nor are undetected ones (score 0) at
+            any threshold.
         radius, thickness: keypoint radius and link width in pixels; by default they grow
             with the image (4 and 2 pixels at 640 pixels on the long side).
         show_scores: draw the person-score labels.
