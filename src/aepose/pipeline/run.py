@@ -438,7 +438,7 @@ _OTHER_SPELLINGS = {
     "no_draw": "nothing: predict() draws only on result.plot() or result.save(path)",
     "overwrite": "nothing: predict() writes no files (result.save(path) replaces path)",
     "no_drop": "nothing: predict() reads every frame of files and refuses live sources",
-    "backend": "weights=aepose.apps.export.onnx_predictor(path) for ONNX Runtime",
+    "backend": "weights='model.onnx': an ONNX file runs in ONNX Runtime by itself",
 }
 
 
