@@ -84,3 +84,20 @@ def within(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def detecting_network(preset: str) -> nn.Module:
+    """``preset``'s network in eval mode, with realistic weights and output layers adjusted
+    (``mimic_trained_maps``) so that its maps load the decoder like a trained network's:
+    people are found."""
+    from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
+    from aepose.config import get_preset
+    from aepose.data.dataset import normalize_image
+
+    cfg = get_preset(preset)
+    torch.manual_seed(0)
+    model = realistic_weights(build_model(cfg), seed=0).eval()
+    probe = torch.stack([normalize_image(crowd_images(1, (128, 128), seed=1)[0])])
+    mimic_trained_maps(model, cfg, probe)
+    return model
+

@@ -22,20 +22,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import detecting_network, run_cli
 from torch import nn
 
 import aepose
 from aepose.apps.arguments import build_parser
-from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images
 from aepose.apps.predict import PredictOptions, PredictSummary, output_paths, run_predict
 from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE, PREDICT_POSE_NMS
-from aepose.config import TestConfig, get_preset
-from aepose.data.dataset import normalize_image
+from aepose.config import TestConfig
 from aepose.errors import AeposeError
 from aepose.io import LOCK_NAME
 from aepose.keypoints import get_spec
-from aepose.models import build_model
 from aepose.pipeline import run as run_module
 from aepose.pipeline.draw import draw_poses
 from aepose.pipeline.inputs import expand_inputs
@@ -50,12 +48,7 @@ EVERYONE = {"min_score": 0, "pose_nms": None, "threshold": 0}
 
 @pytest.fixture(scope="module")
 def network() -> nn.Module:
-    cfg = get_preset(TINY)
-    torch.manual_seed(0)
-    model = realistic_weights(build_model(cfg), seed=0).eval()
-    probe = torch.stack([normalize_image(crowd_images(1, (128, 128), seed=1)[0])])
-    mimic_trained_maps(model, cfg, probe)
-    return model
+    return detecting_network(TINY)
 
 
 @pytest.fixture(scope="module")

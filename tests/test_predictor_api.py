@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import detecting_network
 from torch import nn
 
 import aepose
 from aepose import AeposeError, Pose, Predictor
-from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.bench import crowd_images
 from aepose.config import get_preset
 from aepose.data import back_project
 from aepose.data.dataset import normalize_image
-from aepose.models import build_model
 from aepose.pipeline.predictor import predict_images
 from aepose.pipeline.stages import Stages
 
@@ -35,12 +35,7 @@ EVERYONE = {"min_score": 0, "pose_nms": None, "threshold": 0}
 
 
 def _network(preset: str) -> nn.Module:
-    cfg = get_preset(preset)
-    torch.manual_seed(0)
-    model = realistic_weights(build_model(cfg), seed=0).eval()
-    probe = torch.stack([normalize_image(crowd_images(1, (128, 128), seed=1)[0])])
-    mimic_trained_maps(model, cfg, probe)
-    return model
+    return detecting_network(preset)
 
 
 @pytest.fixture(scope="module")
