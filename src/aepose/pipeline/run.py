@@ -52,7 +52,7 @@ from aepose.device import default_device
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order, to_rgb
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.engine import Result, named_error, stream
+from aepose.pipeline.engine import READ_AHEAD_BYTES, Result, named_error, stream
 from aepose.pipeline.inputs import Input, Inputs, Source, expand_inputs
 from aepose.pipeline.network import FastNetwork
 from aepose.pipeline.pose import Pose
@@ -62,7 +62,7 @@ from aepose.pipeline.timer import StageTimer
 from aepose.pipeline.workers import decode_pool, default_decode_workers
 from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.validate import number_in, require
+from aepose.validate import integer_in, number_in, require
 from aepose.video.capture import FALLBACK_FPS
 from aepose.video.readers import FrameReader, open_video
 
@@ -77,7 +77,10 @@ class RunOptions:
     decode_workers: post-processing workers (None:
     :func:`~aepose.pipeline.workers.default_decode_workers` when there is more than one image
     or any video, else 0); keep_images: put each image in its Prediction (an array given is
-    kept whatever this says: :meth:`Prediction.plot` has no file to read it from).
+    kept whatever this says: :meth:`Prediction.plot` has no file to read it from);
+    read_ahead_bytes: the most bytes the images and frames read ahead of the output may
+    hold, their network inputs included (:data:`~aepose.pipeline.engine.READ_AHEAD_BYTES`,
+    1 GiB; one item always goes through, however large).
 
     Which people and keypoints: min_score: people scoring below it are left out (0: none
     are); pose_nms: then a person is dropped when its OKS with a better-scored one exceeds
@@ -106,11 +109,13 @@ class RunOptions:
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
+    read_ahead_bytes: int = READ_AHEAD_BYTES
 
     def __post_init__(self) -> None:
         require(self, "RunOptions", min_score=number_in(self.min_score, 0, 1),
                 pose_nms=None if self.pose_nms is None else number_in(self.pose_nms, 0, 1),
-                keypoint_threshold=number_in(self.keypoint_threshold, 0, 1))
+                keypoint_threshold=number_in(self.keypoint_threshold, 0, 1),
+                read_ahead_bytes=integer_in(self.read_ahead_bytes, 1))
 
 
 def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None, *,
@@ -173,6 +178,7 @@ class _Driver:
         given: dict[str, Any] = {
             "batch_size": o.batch_size, "read_workers": o.read_workers,
             "keep_images": o.keep_images, "timer": self.timer, "decoders": self.pool,
+            "read_ahead_bytes": o.read_ahead_bytes,
         }
         return stream(self.predictor.stages, items, read, **(given | settings))
 
@@ -304,6 +310,7 @@ def predict(
     workers: int = 2,
     decode_workers: int | None = None,
     keep_images: bool = False,
+    read_ahead_bytes: int = READ_AHEAD_BYTES,
     track: bool | TrackerConfig = True,
     track_max_age: int | None = None,
     track_min_similarity: float | None = None,
@@ -351,6 +358,7 @@ def predict(
             keypoint's own score, as ``aepose test`` scores them.
         keep_images: keep each image (RGB) in its Prediction, for :meth:`Prediction.plot`
             of video frames (images are read again from their files; arrays are kept).
+        read_ahead_bytes: the memory budget of reading ahead (:class:`RunOptions`).
         track: videos: give each person a ``track_id`` that persists across frames, one
             :class:`~aepose.tracking.tracker.PoseTracker` per video, as ``aepose predict``
             does: True (configured by ``track_max_age``, ``track_min_similarity``,
@@ -396,6 +404,7 @@ def predict(
         batch_size=batch_size, read_workers=workers, decode_workers=decode_workers,
         keep_images=keep_images, min_score=min_score, pose_nms=pose_nms,
         keypoint_threshold=threshold, max_frames=max_frames, duration_s=duration, drop=False,
+        read_ahead_bytes=read_ahead_bytes,
         tracker=(tracker_config(**given) if track is True else track or None))
     out = []
     with contextlib.closing(run(inputs, predictor, options)) as results:
