@@ -368,3 +368,79 @@ def test_a_second_predict_into_a_busy_folder_is_refused(
     assert code == 0, err
     images = json.loads((out / "predictions.json").read_text())["images"]
     assert len(images) == IMAGES  # the first run was not disturbed
+
+
+# ---------------------------------------------------------------------------------------
+# Out of memory outside the pipeline (drawing, merging): one line, the finished work kept
+
+# ``python -c _OUT_OF_MEMORY MODULE NAME N ARGV...``: aepose ARGV where the N-th call of
+# MODULE.NAME, and every later one, fails for want of memory.
+_OUT_OF_MEMORY = """
+import importlib, sys
+target = importlib.import_module(sys.argv[1])
+real, calls = getattr(target, sys.argv[2]), [0]
+
+def failing(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] >= int(sys.argv[3]):
+        raise MemoryError("Unable to allocate 1.00 GiB for an array")
+    return real(*args, **kwargs)
+
+setattr(target, sys.argv[2], failing)
+from aepose.apps.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _out_of_memory(name: str, call: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY, "aepose.apps.predict", name,
+                           str(call), *argv, "--decode-workers", "0"], env=env,
+                          capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_out_of_memory_drawing_an_overlay_keeps_the_finished_images(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The third overlay cannot be drawn: a MemoryError traceback once lost the merged
+    JSON; now the run stops there in one line and every finished image is merged."""
+    out = tmp_path / "out"
+    argv = [a for a in _predict_args(setup, out) if a != "--no-draw"]
+    done = _out_of_memory("save_image", 3, argv)
+    assert_one_line(done.returncode, done.stderr)
+    assert done.returncode == 1
+    third = sorted(setup.images.iterdir())[2]
+    assert done.stderr.splitlines()[-1] == (
+        f"aepose: error: out of memory drawing the overlay of {third}; the 3 finished "
+        f"images/frames are in {out / 'predictions.json'}")
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(images) == 3 and (out / "results.json").is_file()
+    assert len([p for p in out.iterdir() if p.suffix in (".jpg", ".png")]) == 2
+
+
+def test_out_of_memory_merging_the_json_keeps_every_finished_image(
+    setup: Setup, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = _out_of_memory("merge_predictions", 1, _predict_args(setup, out))
+    assert_one_line(done.returncode, done.stderr)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"aepose: error: out of memory merging the predictions into {out / 'predictions.json'}"
+        f"; the images finished before it are in {out / 'predictions.jsonl'}")
+    assert len(_jsonl(out / "predictions.jsonl")) == IMAGES
+    assert not (out / "predictions.json").exists()
+
+
+def test_out_of_memory_in_any_command_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError("Unable to allocate 1.00 GiB for an array")
+
+    monkeypatch.setattr("aepose.apps.models.print_models", exhausted)
+    code, _, err = run_cli(capsys, "models")
+    assert_one_line(code, err)
+    assert code == 1 and err == ("aepose: error: out of memory (Unable to allocate 1.00 GiB "
+                                 "for an array)\n")
