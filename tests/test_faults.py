@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import http.server
 import importlib
 import json
 import os
@@ -18,10 +19,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from helpers import run_cli
@@ -444,3 +449,75 @@ def test_out_of_memory_in_any_command_is_one_line(
     assert_one_line(code, err)
     assert code == 1 and err == ("aepose: error: out of memory (Unable to allocate 1.00 GiB "
                                  "for an array)\n")
+
+
+# ---------------------------------------------------------------------------------------
+# A live stream that sends slowly
+
+
+class _SlowMjpeg(http.server.BaseHTTPRequestHandler):
+    """A live MJPEG stream (multipart/x-mixed-replace, as IP cameras serve it) stating 25
+    fps: three frames at once (enough for FFmpeg to open it), then one every 3 s. Each
+    frame's send time goes to the server's ``sent`` list."""
+
+    server: _StreamServer
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        jpeg = cv2.imencode(".jpg", np.full((96, 128, 3), 90, np.uint8))[1].tobytes()
+        part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                % len(jpeg)) + jpeg + b"\r\n"
+        try:
+            for n in range(60):
+                self.wfile.write(part)
+                self.wfile.flush()
+                self.server.sent.append(time.monotonic())
+                if self.server.stopped.wait(0.04 if n < 2 else 3.0):
+                    return
+        except OSError:  # the reader went away
+            pass
+
+
+class _StreamServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowMjpeg)
+        self.sent: list[float] = []
+        self.stopped = threading.Event()
+
+
+def test_duration_ends_a_slow_live_stream_on_time(setup: Setup, tmp_path: Path) -> None:
+    """``--duration 1`` on a stream sending a frame every 3 s ran 86 s (25 frames of stream
+    time at the stated 25 fps): on a live source it is wall-clock time from the first frame,
+    and the wait for the next frame ends with it; what finished is written."""
+    server = _StreamServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "aepose", "predict",
+             f"http://127.0.0.1:{server.server_port}/cam", "--weights", str(setup.weights),
+             "--out", str(out), "--device", "cpu", "--duration", "1", "--workers", "1",
+             "--decode-workers", "0"],
+            env=env, capture_output=True, text=True, timeout=40)
+        ended = time.monotonic()
+    finally:
+        server.stopped.set()
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    # The run, from before the stream was opened: the 1 s, the frames in flight, the merge.
+    seconds = re.search(r" people(?:, 1 skipped \(see above\))? in ([\d.]+) s ", done.stdout)
+    assert seconds and float(seconds.group(1)) <= 3.0, done.stdout
+    # The process exits once the read in progress returns (the next frame, 3 s apart): a
+    # thread left inside FFmpeg's read crashed the exit (SIGSEGV).
+    assert ended - server.sent[0] < 12, done.stdout
+    frames = json.loads((out / "predictions.json").read_text())["images"]
+    assert 1 <= len(frames) <= 3 and (out / "cam.mp4").is_file()

@@ -284,7 +284,8 @@ def _add_video_arguments(p: Parser) -> None:
                        help="stop each video or stream after N frames")
     video.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True),
                        metavar="SECONDS", help="stop each video or stream after SECONDS of "
-                       "it from its first frame read (frame index / frame rate)")
+                       "it from its first frame read (frame index / frame rate; a live "
+                       "source also after SECONDS of wall-clock time)")
     video.add_argument("--no-drop", action="store_true",
                        help="live sources (webcam, rtsp://, http:// naming neither a video "
                        "file nor an image sequence): process every frame, even if processing "

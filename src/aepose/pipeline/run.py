@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.validate import integer_in, number_in, require
 from aepose.video.capture import FALLBACK_FPS
-from aepose.video.readers import FrameReader, open_video
+from aepose.video.readers import FrameReader, LatestFrames, open_video
 
 __all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run",
            "tracker_config"]
@@ -94,8 +95,9 @@ class RunOptions:
     Videos: tracker: one :class:`~aepose.tracking.tracker.PoseTracker` per video with this
     config (its ``fps`` replaced by the video's), None for no ``track_id``; max_frames /
     duration_s: stop each video after this many frames / seconds of stream time from its
-    first frame read (None: to its end); drop: read through a newest-frame-only reader that
-    drops frames when processing falls behind (None: for live sources only).
+    first frame read (None: to its end), a live source also after that many seconds of
+    wall-clock time, waiting for a frame included; drop: read through a newest-frame-only
+    reader that drops frames when processing falls behind (None: for live sources only).
     """
 
     batch_size: int = 8
@@ -249,7 +251,8 @@ class _Driver:
         config = self.options.tracker
         tracker = (PoseTracker(self.predictor.spec, dataclasses.replace(config, fps=fps))
                    if config is not None else None)
-        frames = self._stream(_limited(reader, fps, self.options), lambda f: f[1], **settings)
+        frames = self._stream(_limited(reader, fps, self.options, live=item.video.live),
+                              lambda f: f[1], **settings)
         with contextlib.closing(frames):
             for result in frames:
                 index = result.item[0]
@@ -276,19 +279,25 @@ def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
             for pose, t in zip(poses, tracked, strict=True)]
 
 
-def _limited(reader: FrameReader, fps: float, options: RunOptions
+def _limited(reader: FrameReader, fps: float, options: RunOptions, *, live: bool = False
              ) -> Iterator[tuple[int, np.ndarray]]:
     """The reader's frames up to ``max_frames`` frames and ``duration_s`` of stream time
     from the first frame read (frame index / fps: frames a live reader dropped count as
     time passed). From the first frame read, not from index 0: a live reader's first frame
-    can come well into the stream (the model's start-up), and would end a short run there."""
+    can come well into the stream (the model's start-up), and would end a short run there.
+
+    ``live``: also ``duration_s`` of wall-clock time, waiting included (a stream sending a
+    frame every 3 s at a stated 25 fps once took 75 s for ``--duration 1``)."""
     taken, first = 0, None
     while options.max_frames is None or taken < options.max_frames:
         try:
             index, image = next(reader)
         except StopIteration:
             return
-        first = index if first is None else first
+        if first is None:
+            first = index
+            if live and options.duration_s is not None and isinstance(reader, LatestFrames):
+                reader.stop_at(time.monotonic() + options.duration_s)
         if options.duration_s is not None and index - first >= options.duration_s * fps:
             return
         taken += 1
