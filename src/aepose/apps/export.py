@@ -127,8 +127,8 @@ def _refuse_overflowing_outputs(model: nn.Module, cfg: Config, weights: str) -> 
     """
     side = cfg.data.input_size
     probe = np.full((side, side, 3), 128, np.uint8)
-    network = copy.deepcopy(model).float().eval()  # as exported: fp32, eval mode
-    results = stream(Stages(network, cfg), [probe], lambda image: image, read_workers=0,
+    # load_with_config gives the network as it is exported: fp32, on the CPU, in eval mode.
+    results = stream(Stages(model, cfg), [probe], lambda image: image, read_workers=0,
                      decode_workers=0)
     with contextlib.closing(results):
         error = next(results).error
