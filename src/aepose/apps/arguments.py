@@ -25,6 +25,7 @@ from aepose.apps.parser import (
 )
 from aepose.choices import (
     BENCHMARK_STAGES,
+    CLIP_MAX_FRAMES,
     COMPILE_MODES,
     DEMO_EPOCHS,
     DEMO_MINUTES,
@@ -283,7 +284,8 @@ def _add_video_arguments(p: Parser) -> None:
                        help="stop each video or stream after N frames")
     video.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True),
                        metavar="SECONDS", help="stop each video or stream after SECONDS of "
-                       "it from its first frame read (frame index / frame rate)")
+                       "it from its first frame read (frame index / frame rate; a live "
+                       "source also after SECONDS of wall-clock time)")
     video.add_argument("--no-drop", action="store_true",
                        help="live sources (webcam, rtsp://, http:// naming neither a video "
                        "file nor an image sequence): process every frame, even if processing "
@@ -360,8 +362,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     synth.add_argument("--video", action="store_true",
                        help="write clips of people walking (clip_NNNN.mp4, H.264) with "
                             "PoseTrack-like truth (clip_NNNN.json: track ids, keypoints, boxes)")
-    synth.add_argument("--frames", type=positive_int, default=100,
-                       help="frames per clip (default 100)")
+    # Bounded here, as every other range: an argparse error (exit 2) before any work.
+    synth.add_argument("--frames", type=int_in(1, CLIP_MAX_FRAMES), default=100,
+                       help=f"frames per clip, 1..{CLIP_MAX_FRAMES} (default 100)")
     synth.add_argument("--people", type=int_in(1, 20), default=None,
                        help="distinct people per clip, 1..20 (default: drawn from 1..12)")
     synth.add_argument("--frame-size", type=frame_size, default=(640, 480),

@@ -261,4 +261,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except OSError as error:  # a failure no command foresaw still costs one line
         print(f"aepose: error: {one_line(error)}", file=sys.stderr)
         return 1
+    except MemoryError as error:  # outside what the commands turn into their own lines
+        detail = one_line(error)
+        print(f"aepose: error: out of memory{f' ({detail})' if detail else ''}",
+              file=sys.stderr)
+        return 1
     return 0
