@@ -12,9 +12,11 @@ Facts: reference.md §5.1 (AIC-14, CrowdPose-14) and mmpose 0.x
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aepose.config import CUSTOM_DATASET, Config, did_you_mean
 from aepose.errors import AeposeError
 
 RGB = tuple[int, int, int]
@@ -237,7 +239,7 @@ CROWDPOSE = build_spec("crowdpose", _CROWDPOSE_NAMES, _CROWDPOSE_SKELETON, _CROW
 
 KEYPOINT_SPECS: dict[str, KeypointSpec] = {"coco": COCO, "aic": AIC, "crowdpose": CROWDPOSE}
 
-CUSTOM = "custom"
+CUSTOM = CUSTOM_DATASET
 """``data.dataset`` of a recipe whose keypoints came from its data: the spec travels with
 the network (checkpoint, ONNX metadata), not in a table here."""
 
@@ -263,11 +265,28 @@ def get_spec(name: str) -> KeypointSpec:
     try:
         return KEYPOINT_SPECS[name]
     except KeyError:
-        # Imported here: aepose.config may itself import this module for its presets.
-        from aepose.config import did_you_mean
-
         choices = ", ".join(KEYPOINT_SPECS)
         raise AeposeError(
             f"unknown keypoint spec {name!r}{did_you_mean(name, KEYPOINT_SPECS)} "
             f"(choices: {choices})"
         ) from None
+
+
+def spec_of(network: object, dataset: str) -> KeypointSpec:
+    """The keypoints a network's channels mean: its own ``keypoint_spec`` (a network trained
+    on or loaded with a skeleton: :class:`~aepose.models.AssociativeEmbeddingNet`, an ONNX
+    file's, or the one a wrapper runs), else the built-in spec ``dataset`` names."""
+    own = getattr(network, "keypoint_spec", None)
+    if isinstance(own, KeypointSpec):
+        return own
+    return get_spec(dataset)
+
+
+def recipe_for(config: Config, spec: KeypointSpec) -> Config:
+    """``config``'s recipe (architecture, schedule) for the keypoints of ``spec``: K heatmap
+    and K tag channels, ``data.dataset`` the built-in name or :data:`CUSTOM`, and no
+    test-time flip for a skeleton without left/right pairs (there is no mirror to map back)."""
+    model = dataclasses.replace(config.model, num_keypoints=spec.num_keypoints)
+    data = dataclasses.replace(config.data, dataset=spec.name if spec.is_builtin else CUSTOM)
+    test = config.test if spec.flip_pairs else dataclasses.replace(config.test, flip=False)
+    return dataclasses.replace(config, model=model, data=data, test=test)

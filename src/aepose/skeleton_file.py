@@ -52,6 +52,9 @@ __all__ = ["SPEC_FILE_KEYS", "spec_from_annotations", "spec_from_dict"]
 
 logger = logging.getLogger("aepose")
 
+# The joints already told about (the default sigma).
+_TOLD: set[tuple[str, ...]] = set()
+
 SPEC_FILE_KEYS = ("name", "keypoints", "skeleton", "flip_pairs", "sigmas", "keypoint_colors",
                   "link_colors", "grouping_order", "oks_area")
 
@@ -248,7 +251,8 @@ def _sigmas(names: tuple[str, ...], builtin: KeypointSpec | None, given: Any, wh
     if builtin is not None:
         return tuple(chosen.get(n, s) for n, s in zip(names, builtin.sigmas, strict=True))
     unknown = [n for n in names if n not in chosen and n not in KNOWN_SIGMAS]
-    if unknown:
+    if unknown and tuple(unknown) not in _TOLD:
+        _TOLD.add(tuple(unknown))  # once per process: a val file repeats the train file's
         listed = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6
                                            else "")
         logger.warning("%s: no known OKS sigma for %s; using %s (set \"sigmas\" in a spec file "
