@@ -89,6 +89,7 @@ def test_every_user_of_the_checkpoint_takes_its_keypoints(
                            str(tmp_path / "p"), "--device", "cpu")
     written = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert code == 0 and written["keypoint_names"] == BODY21
+    assert (tmp_path / "p" / "1.png").is_file()  # the overlay, drawn with the 23 links
     assert written["skeleton"] == [[a - 1, b - 1] for a, b in BODY21_LINKS]
     code, out, _ = run_cli(capsys, "info", str(trained))
     assert code == 0 and "keypoints:     person (21: nose" in out and "10 left/right" in out
