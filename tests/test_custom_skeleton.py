@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from clips import write_squares
 from custom_skeleton import BODY21, BODY21_LINKS, POINTS9, POINTS9_LINKS, write_dataset
 from helpers import run_cli
 
@@ -25,7 +26,7 @@ from aepose.engine import eval_loop
 from aepose.engine.distributed import init_distributed
 from aepose.engine.finetune import init_from
 from aepose.errors import AeposeError
-from aepose.keypoints import CUSTOM, recipe_for
+from aepose.keypoints import AIC, CROWDPOSE, CUSTOM, recipe_for
 from aepose.models import build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state
 from aepose.pipeline.predictor import Predictor
@@ -85,6 +86,10 @@ def test_every_user_of_the_checkpoint_takes_its_keypoints(
     image = str(body21 / "images" / "1.png")
     [prediction] = aepose.predict(image, weights=str(trained), device="cpu")
     assert prediction.spec == spec and prediction.keypoints.shape[1:] == (21, 3)
+    video = tmp_path / "v.mp4"
+    write_squares(video)  # tracked with the custom keypoints' OKS
+    frames = aepose.predict(str(video), weights=str(trained), device="cpu")
+    assert len(frames) == 5 and all(f.spec == spec for f in frames)
     code, out, _ = run_cli(capsys, "predict", image, "--weights", str(trained), "--out",
                            str(tmp_path / "p"), "--device", "cpu")
     written = json.loads((tmp_path / "p" / "predictions.json").read_text())
@@ -192,6 +197,23 @@ def test_init_loads_what_matches_and_reports_counts(
     with pytest.raises(AeposeError, match="no tensor matches"):
         init_from(build_from_config(get_preset(TINY).model),
                   _save(torch.nn.Linear(2, 2), tmp_path / "linear.pth"))
+
+
+def test_init_restarts_the_final_layers_of_other_joints(tmp_path: Path) -> None:
+    """Same K, other joints (CrowdPose's 14 -> AIC's 14): every shape matches, but the
+    K-dependent layers start fresh; the same joints load everything."""
+    crowd = get_preset("higherhrnet_tiny_crowdpose_128")
+    source = _save(build_from_config(crowd.model), tmp_path / "higherhrnet_tiny_crowdpose.pth")
+    same = init_from(build_from_config(crowd.model, CROWDPOSE), source)
+    assert same.reinitialised == () and same.unused == ()
+    model = build_from_config(crowd.model, AIC)
+    rng = torch.get_rng_state()
+    other = init_from(model, source)
+    assert torch.equal(torch.get_rng_state(), rng)  # finding the layers draws nothing
+    assert sorted(other.reinitialised) == sorted(other.unused) == sorted([
+        "keypoint_head.final_layers.0.weight", "keypoint_head.final_layers.0.bias",
+        "keypoint_head.final_layers.1.weight", "keypoint_head.final_layers.1.bias",
+        "keypoint_head.deconv_layers.0.0.0.weight"])
 
 
 def test_frozen_backbone_keeps_its_weights_for_n_epochs(
