@@ -197,6 +197,7 @@ def _canvas(browser: Any, element_id: str) -> np.ndarray:
     """The pixels of a canvas on the page, RGB [H, W, 3]."""
     png = browser.execute_script(
         f"return document.getElementById('{element_id}').toDataURL('image/png')")
+    assert png.startswith("data:image/png;base64,"), f"nothing drawn on #{element_id}"
     data = np.frombuffer(base64.b64decode(png.split(",", 1)[1]), np.uint8)
     return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
 

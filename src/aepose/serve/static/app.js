@@ -343,8 +343,16 @@ async function startWebcam() {
   }
   const video = $("webcam-video");
   video.srcObject = camera.stream;
-  await video.play();
   $("webcam-stop").disabled = false;
+  try {
+    await video.play();
+  } catch (error) {
+    showError(`the webcam does not play: ${error.message || error.name}`);
+    stopWebcam();
+    return;
+  }
+  camera.replies = [];
+  camera.dropped = 0;
   connect();
 }
 
