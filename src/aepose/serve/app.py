@@ -24,7 +24,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -230,7 +230,7 @@ class _Guard:
                 text = value.decode("latin-1")
                 given = text[7:] if text[:7].lower() == "bearer " else ""
         if not given:
-            given = Request(scope).query_params.get("token", "")
+            given = HTTPConnection(scope).query_params.get("token", "")
         return hmac.compare_digest(given.encode(), token.encode())
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
