@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,plot,export]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,plot,export,serve]"
 	touch $(STAMP)
 
 demo: $(STAMP)
