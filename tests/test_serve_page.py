@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,10 +51,9 @@ pytestmark = [
 ]
 webdriver = pytest.importorskip("selenium.webdriver",
                                 reason="the browser tests need selenium (the dev extra)")
-pytest.importorskip("aepose.serve.app", reason="aepose serve is on branch wt-serve, not merged")
 
 TINY = "higherhrnet_tiny_crowdpose_128"
-TOKEN = "page-test-token"  # the server asks for it: the page's token form is part of each test
+TOKEN = "page-test-token"
 UNTRACKED = (153, 153, 153)  # the page's grey for people too weak to start a track
 T = TypeVar("T")
 
@@ -83,15 +83,15 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _serving(weights: Path, folder: Path, *options: str) -> Iterator[str]:
     """The URL of an ``aepose serve`` on 127.0.0.1, ready (weights loaded, warmed up)."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = folder / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "aepose", "serve", "--weights", str(weights),
-             "--preset", TINY, "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN],
+             "--preset", TINY, "--host", "127.0.0.1", "--port", str(port), *options],
             stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
 
@@ -114,6 +114,18 @@ def server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serving(weights, tmp_path_factory.mktemp("serve")) as url:
+        yield url
+
+
+@pytest.fixture
+def token_server(weights: Path, tmp_path: Path) -> Iterator[str]:
+    with _serving(weights, tmp_path, "--token", TOKEN) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +196,12 @@ def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
 
 
-def _post(url: str, path: Path) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url + "predict?overlay=false", data=path.read_bytes(), method="POST",
-        headers={"Content-Type": "image/png", "Authorization": f"Bearer {TOKEN}"})
+def _post(url: str, path: Path, token: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "image/png"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url + "predict?overlay=false", data=path.read_bytes(),
+                                     headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=60) as reply:
         result: dict[str, Any] = json.loads(reply.read())
     return result
@@ -222,17 +236,23 @@ def _console_errors(browser: Any) -> list[str]:
             if entry["level"] == "SEVERE" and "status of 401" not in entry["message"]]
 
 
-def test_a_photo_shows_the_people_the_server_found(
-        server: str, browser: Any, tmp_path: Path) -> None:
-    photo = tmp_path / "crowd.png"  # PNG: the canvas can be compared with it pixel for pixel
+def _crowd(folder: Path) -> tuple[Path, np.ndarray]:
+    """A generated crowd photo, as a PNG file (the canvas can be compared with it pixel for
+    pixel) and its RGB pixels."""
+    photo = folder / "crowd.png"
     rgb = crowd_images(1, (200, 150), seed=7)[0]
     assert cv2.imwrite(str(photo), rgb[:, :, ::-1])
+    return photo, rgb
+
+
+def test_a_photo_shows_the_people_the_server_found(
+        server: str, browser: Any, tmp_path: Path) -> None:
+    photo, rgb = _crowd(tmp_path)
     want = _post(server, photo)["people"]
     assert len(want) > 0
 
     _open(browser, server)
     browser.find_element("id", "photo-input").send_keys(str(photo))
-    _enter_token(browser)  # the photo is sent again with it
     shown = _until("people count", lambda: _text(browser, "people-count").isdigit() and
                    _text(browser, "people-count"))
     assert int(shown) == len(want)
@@ -266,7 +286,6 @@ def test_the_webcam_streams_and_track_ids_stay(server: str, browser: Any) -> Non
     _open(browser, server)
     _socket_frames(browser)  # forget what earlier pages did
     browser.find_element("id", "webcam-start").click()
-    _enter_token(browser)
     traffic: list[tuple[str, str]] = []
 
     def replies() -> list[dict[str, Any]]:
@@ -306,3 +325,24 @@ def test_the_webcam_streams_and_track_ids_stay(server: str, browser: Any) -> Non
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert [answer["timestamp_ms"] for answer in answers] == stamps[:len(answers)]
     assert _console_errors(browser) == []
+
+
+@pytest.mark.xfail(strict=True, reason="aepose serve asks the token for the page itself (/ and "
+                   "/static/), which a browser cannot send: the page cannot load to ask for it")
+def test_the_page_asks_for_the_token_and_uses_it(
+        token_server: str, browser: Any, tmp_path: Path) -> None:
+    photo, _ = _crowd(tmp_path)
+    want = _post(token_server, photo, TOKEN)["people"]
+    _open(browser, token_server)
+    browser.find_element("id", "photo-input").send_keys(str(photo))
+    _enter_token(browser)  # after the 401, the page sends the photo again with it
+    _until("people count", lambda: _text(browser, "people-count").isdigit())
+    assert int(_text(browser, "people-count")) == len(want)
+    # The stream gets the token the page keeps, as ?token= (no header on a WebSocket).
+    _socket_frames(browser)
+    browser.find_element("id", "webcam-start").click()
+    _until("a stream reply", lambda: any(
+        kind == "received" and "timestamp_ms" in json.loads(data)
+        for kind, data in _socket_frames(browser)), 60)
+    browser.find_element("id", "webcam-stop").click()
+    assert browser.find_element("id", "token-form").is_displayed() is False
