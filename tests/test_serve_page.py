@@ -9,6 +9,11 @@ Selenium, loads the page from a running server with a tiny network that finds pe
    streams it over the WebSocket. The test reads the WebSocket traffic from Chromium's own
    log: every message sent is a timestamp and a JPEG, never two frames in flight, and the
    track IDs the page lists are the ones the server's replies carry, kept over the frames.
+3. With ``--token``, the page asks for the token after the 401 and sends it (Bearer header,
+   ``?token=`` on the WebSocket): a strict xfail while the server asks the token for the
+   page's own files too.
+
+Everything the page loads comes from the server itself (checked in Chromium's log).
 
 Chromium and chromedriver are Debian's ``chromium`` and ``chromium-driver`` packages
 (``make test`` installs them where it can, see README); without them these tests are skipped.
@@ -251,6 +256,7 @@ def test_a_photo_shows_the_people_the_server_found(
     want = _post(server, photo)["people"]
     assert len(want) > 0
 
+    browser.get_log("performance")  # forget what earlier pages did
     _open(browser, server)
     browser.find_element("id", "photo-input").send_keys(str(photo))
     shown = _until("people count", lambda: _text(browser, "people-count").isdigit() and
@@ -266,6 +272,11 @@ def test_a_photo_shows_the_people_the_server_found(
     changed = np.abs(drawn.astype(int) - rgb.astype(int)).max(axis=2) > 40
     assert 0 < changed.mean() < 0.5  # the photo, with skeletons drawn over part of it
     _assert_dots(drawn, want[-1]["keypoints"], _rgb(swatches[-1]))
+    loaded = [json.loads(entry["message"])["message"]["params"]["request"]["url"]
+              for entry in browser.get_log("performance")
+              if '"Network.requestWillBeSent"' in entry["message"]]
+    assert {server + "static/app.js", server + "static/style.css"} <= set(loaded)
+    assert all(url.startswith((server, "data:")) for url in loaded), loaded  # no CDN
     assert _console_errors(browser) == []
 
 
