@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the command imports it when it runs
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo", "serve"})
 # Decode workers beside the network (benchmark: its pipeline stage, and its other stages
 # measured in the same process alike).
-_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark"})
+_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark", "serve"})
 
 # One _cmd_x per command: the namespace becomes the options of the app module that runs the
 # command, imported here so that the parser and --help need none of them.
