@@ -24,7 +24,7 @@ from aepose.config import (
 # --set sections an unknown ``--name VALUE`` may belong to, in the order they are suggested.
 SET_SECTIONS = {"train": ("train", "model", "data", "test"),
                  "demo": ("train", "model", "data", "test"),
-                 "test": ("test",), "predict": ("test",)}
+                 "test": ("test",), "predict": ("test",), "serve": ("test",)}
 _NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's own test for negative numbers
 
 
