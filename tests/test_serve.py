@@ -344,3 +344,26 @@ def test_the_page_and_static_files_are_served(predictor: Predictor, tmp_path: Pa
     with serving(predictor, static=tmp_path / "absent") as server:
         status, _, body = request(f"{server.url}/")
         assert status == 404 and "not installed" in json.loads(body)["error"]
+
+
+def test_the_queue_is_bounded_in_bytes_of_decoded_image_too(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    slow_predictor, slow = _slow(predictor, 0.0)
+    data = jpeg(scenes[0])  # 200 x 150: 90,000 bytes decoded
+    limits = ServeLimits(max_batch=1, max_wait_ms=0, queue=10, queue_mb=0.15)
+    with ThreadPoolExecutor(2) as pool, serving(slow_predictor, limits) as server:
+        slow.gate.clear()
+        first = pool.submit(post_image, server.url, data)
+        deadline = time.monotonic() + 10
+        while server.service.batcher._held == 0:  # the first request holds its image
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        status, reply = post_image(server.url, data)
+        assert status == 503 and "queue is full" in reply["error"]
+        slow.gate.set()
+        assert first.result(timeout=30)[0] == 200
+        assert post_image(server.url, data)[0] == 200  # the bytes were given back
+        deadline = time.monotonic() + 10  # (the worker gives them back after replying)
+        while server.service.batcher._held or server.service.body_bytes:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)

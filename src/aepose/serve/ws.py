@@ -148,9 +148,7 @@ class _Stream:
         if frame.timestamp_ms <= self.last_timestamp:
             raise RequestError(400, f"timestamp {frame.timestamp_ms} ms is not after the last "
                                f"frame's ({self.last_timestamp} ms)")
-        service.admit(frame.data)
-        image = await anyio.to_thread.run_sync(service.decode, frame.data)
-        prediction = await asyncio.wrap_future(service.submit(image, self.options))
+        prediction = await service.predict(frame.data, self.options)
         self.last_timestamp = frame.timestamp_ms
         people = await anyio.to_thread.run_sync(self._tracked, prediction, frame.timestamp_ms)
         dropped, self.dropped = self.dropped, 0
