@@ -6,8 +6,8 @@ own process, its RSS read from /proc:
 load      requests/s and latency p50/p95 with 1, 4, 16, 64 clients (threads, each one
           keep-alive connection posting generated 320x240 crowd JPEGs back to back for
           ``--seconds``), per preset, with batching (``--max-batch 8``) and without
-          (``--max-batch 1``); networks with realistic weights whose maps load the decoder
-          like a trained one's.
+          (``--max-batch 1``), the two servers measured in turn for each row; networks with
+          realistic weights whose maps load the decoder like a trained one's.
 overload  a burst of 10 x the queue (``--queue 16``: 160 requests at once): every reply must
           be 200 or 503 with Retry-After; the server's peak RSS; one normal request after.
 fuzz      ``--fuzz`` malformed requests (bodies: random bytes, cut and bit-flipped JPEGs,
@@ -199,13 +199,18 @@ def run_load(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
     rows = []
     for preset in args.presets:
         weights = _checkpoint(preset, folder)
-        for batch in (8, 1):
-            with serving(weights, "--preset", preset, "--max-batch", str(batch)) as server:
+        # Both servers up, measured in turn for each number of clients: on a shared machine
+        # the load drifts, and alternating keeps each pair of rows under the same drift.
+        with (serving(weights, "--preset", preset, "--max-batch", "8") as on,
+              serving(weights, "--preset", preset, "--max-batch", "1") as off):
+            for server in (on, off):
                 load(server.url, images, 1, 2.0)  # warm the server's first requests
-                for clients in args.clients:
+            for clients in args.clients:
+                for batch, server in ((8, on), (1, off)):
                     row = {"preset": preset, "max_batch": batch,
                            **load(server.url, images, clients, args.seconds),
-                           "rss_mb": server.rss_mb(peak=True)}
+                           "rss_mb": server.rss_mb(peak=True),
+                           "load_average": os.getloadavg()[0]}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
