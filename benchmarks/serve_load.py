@@ -18,7 +18,8 @@ stream    a generated 30 fps clip (``aepose synth --video``) sent over ``WS /str
           real time (frame k at k / 30 s): frames answered per second, dropped frames, and
           IDF1 against the clip's truth (benchmarks/tracking.py's evaluation) beside
           ``aepose predict`` on the same clip with the same weights (``--weights``: a
-          trained model, e.g. ``python -m aepose demo``'s runs/demo/train/last.pth).
+          trained model, e.g. ``python -m aepose demo``'s runs/demo/train/last.pth); then
+          the clip again in lock-step (each frame sent once the last is answered: no drops).
 
     .venv/bin/python benchmarks/serve_load.py --parts load --presets \
         higherhrnet_small_crowdpose_128 higherhrnet_w32_crowdpose_512
@@ -447,6 +448,13 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             ws.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
         reader.join(300)
         elapsed = time.monotonic() - start
+        # Lock-step on a new stream: each frame sent once the last is answered, so none is
+        # dropped and the tracker sees what predict's sees.
+        with connect(f"ws://{server.url}/stream") as lockstep:
+            stepped = []
+            for k, data in enumerate(jpegs):
+                lockstep.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
+                stepped.append(json.loads(lockstep.recv(timeout=120)))
     served_frames = []
     for k in range(len(jpegs)):
         reply = replies.get(k * 1000.0 / 30.0)
@@ -458,6 +466,8 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
               "latency_p50_ms": float(np.percentile(latencies, 50)),
               "latency_p95_ms": float(np.percentile(latencies, 95)),
               "idf1_stream": _idf1(truth, served_frames, spec),
+              "idf1_lockstep": _idf1(truth, [_people(r["people"], spec.num_keypoints)
+                                             for r in stepped], spec),
               "idf1_predict": _idf1(truth, predict_frames, spec)}
     print(json.dumps(result), flush=True)
     return result

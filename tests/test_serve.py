@@ -29,7 +29,9 @@ import aepose
 from aepose.apps.bench import crowd_images
 from aepose.data.coco import decode_image
 from aepose.pipeline.predictor import Predictor
+from aepose.serve.batching import Batcher, Job, QueueFull
 from aepose.serve.limits import ServeLimits
+from aepose.serve.metrics import Metrics
 from aepose.serve.service import ServeSettings
 
 pytest.importorskip("starlette", reason="pip install 'aepose[serve]'")
@@ -367,3 +369,21 @@ def test_the_queue_is_bounded_in_bytes_of_decoded_image_too(
         while server.service.batcher._held or server.service.body_bytes:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+def test_stopping_waits_for_an_image_still_being_decoded(predictor: Predictor,
+                                                         scenes: list[np.ndarray]) -> None:
+    metrics = Metrics()
+    batcher = Batcher([lambda key: predictor], ServeLimits(max_wait_ms=0), metrics, None)
+    image = scenes[0]
+    batcher.reserve(image.nbytes)  # a request admitted, its image not yet decoded
+    stopping = threading.Thread(target=batcher.stop)
+    stopping.start()
+    time.sleep(0.2)
+    assert stopping.is_alive()  # the worker waits for it
+    future = batcher.submit(Job(image, (True, 30), image.nbytes))
+    assert len(future.result(timeout=30).poses) > 0
+    stopping.join(30)
+    assert not stopping.is_alive()
+    with pytest.raises(QueueFull):
+        batcher.reserve(image.nbytes)

@@ -108,6 +108,7 @@ class Batcher:
         with self._wake:
             self._held -= nbytes
             self._decoding -= 1
+            self._wake.notify_all()
 
     def submit(self, job: Job) -> Future[Prediction]:
         """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``)."""
@@ -115,7 +116,7 @@ class Batcher:
             self._decoding -= 1
             self._queue.append(job)
             self.metrics.queue_depth = len(self._queue)
-            self._wake.notify()
+            self._wake.notify_all()  # a stopping worker may be waiting for the last one
         return job.future
 
     @property
@@ -123,7 +124,8 @@ class Batcher:
         return len(self._threads)
 
     def stop(self) -> None:
-        """Refuse new jobs, finish the queued ones, and end the workers."""
+        """Refuse new jobs, finish the queued ones and those being decoded, and end the
+        workers."""
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -132,11 +134,11 @@ class Batcher:
 
     def _take(self) -> list[Job] | None:
         """The next batch: the oldest job and those arriving within ``max_wait_ms`` of it,
-        ``max_batch`` at most; None once stopping with nothing queued."""
+        ``max_batch`` at most; None once stopping with nothing queued or being decoded."""
         wait_s = self.limits.max_wait_ms / 1000.0
         with self._wake:
             while not self._queue:
-                if self._stopping:
+                if self._stopping and not self._decoding:
                     return None
                 self._wake.wait()
             deadline = self._queue[0].arrived + wait_s
