@@ -19,7 +19,8 @@ stream    a generated 30 fps clip (``aepose synth --video``) sent over ``WS /str
           IDF1 against the clip's truth (benchmarks/tracking.py's evaluation) beside
           ``aepose predict`` on the same clip with the same weights (``--weights``: a
           trained model, e.g. ``python -m aepose demo``'s runs/demo/train/last.pth); then
-          the clip again in lock-step (each frame sent once the last is answered: no drops).
+          the clip again in lock-step, as PNG (each frame sent once the last is answered: no
+          drops, and the very pixels predict reads).
 
     .venv/bin/python benchmarks/serve_load.py --parts load --presets \
         higherhrnet_small_crowdpose_128 higherhrnet_w32_crowdpose_512
@@ -427,11 +428,13 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     by_frame = {e["frame"]: e["people"] for e in predicted}
     predict_frames = [_people(by_frame.get(f, []), spec.num_keypoints)
                       for f in range(len(truth["frames"]))]
-    jpegs = []
+    jpegs, pngs = [], []  # PNG: lossless, the very frames predict reads
     for _, rgb in iter_video_frames(video):
         ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok
+        ok2, lossless = cv2.imencode(".png", rgb[..., ::-1])
+        assert ok and ok2
         jpegs.append(data.tobytes())
+        pngs.append(lossless.tobytes())
     replies: dict[float, dict[str, Any]] = {}
     with serving(args.weights) as server, connect(f"ws://{server.url}/stream") as ws:
 
@@ -448,11 +451,11 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             ws.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
         reader.join(300)
         elapsed = time.monotonic() - start
-        # Lock-step on a new stream: each frame sent once the last is answered, so none is
-        # dropped and the tracker sees what predict's sees.
+        # Lock-step on a new stream: each frame (PNG) sent once the last is answered, so none
+        # is dropped and the tracker sees what predict's sees.
         with connect(f"ws://{server.url}/stream") as lockstep:
             stepped = []
-            for k, data in enumerate(jpegs):
+            for k, data in enumerate(pngs):
                 lockstep.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
                 stepped.append(json.loads(lockstep.recv(timeout=120)))
     served_frames = []
