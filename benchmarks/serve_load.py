@@ -6,8 +6,8 @@ own process, its RSS read from /proc:
 load      requests/s and latency p50/p95 with 1, 4, 16, 64 clients (threads, each one
           keep-alive connection posting generated 320x240 crowd JPEGs back to back for
           ``--seconds``), per preset, with batching (``--max-batch 8``) and without
-          (``--max-batch 1``); networks with realistic weights whose maps load the decoder
-          like a trained one's.
+          (``--max-batch 1``), the two servers measured in turn for each row; networks with
+          realistic weights whose maps load the decoder like a trained one's.
 overload  a burst of 10 x the queue (``--queue 16``: 160 requests at once): every reply must
           be 200 or 503 with Retry-After; the server's peak RSS; one normal request after.
 fuzz      ``--fuzz`` malformed requests (bodies: random bytes, cut and bit-flipped JPEGs,
@@ -18,7 +18,9 @@ stream    a generated 30 fps clip (``aepose synth --video``) sent over ``WS /str
           real time (frame k at k / 30 s): frames answered per second, dropped frames, and
           IDF1 against the clip's truth (benchmarks/tracking.py's evaluation) beside
           ``aepose predict`` on the same clip with the same weights (``--weights``: a
-          trained model, e.g. ``python -m aepose demo``'s runs/demo/train/last.pth).
+          trained model, e.g. ``python -m aepose demo``'s runs/demo/train/last.pth); then
+          the clip again in lock-step, as PNG (each frame sent once the last is answered: no
+          drops, and the very pixels predict reads).
 
     .venv/bin/python benchmarks/serve_load.py --parts load --presets \
         higherhrnet_small_crowdpose_128 higherhrnet_w32_crowdpose_512
@@ -199,13 +201,18 @@ def run_load(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
     rows = []
     for preset in args.presets:
         weights = _checkpoint(preset, folder)
-        for batch in (8, 1):
-            with serving(weights, "--preset", preset, "--max-batch", str(batch)) as server:
+        # Both servers up, measured in turn for each number of clients: on a shared machine
+        # the load drifts, and alternating keeps each pair of rows under the same drift.
+        with (serving(weights, "--preset", preset, "--max-batch", "8") as on,
+              serving(weights, "--preset", preset, "--max-batch", "1") as off):
+            for server in (on, off):
                 load(server.url, images, 1, 2.0)  # warm the server's first requests
-                for clients in args.clients:
+            for clients in args.clients:
+                for batch, server in ((8, on), (1, off)):
                     row = {"preset": preset, "max_batch": batch,
                            **load(server.url, images, clients, args.seconds),
-                           "rss_mb": server.rss_mb(peak=True)}
+                           "rss_mb": server.rss_mb(peak=True),
+                           "load_average": os.getloadavg()[0]}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
@@ -421,11 +428,13 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     by_frame = {e["frame"]: e["people"] for e in predicted}
     predict_frames = [_people(by_frame.get(f, []), spec.num_keypoints)
                       for f in range(len(truth["frames"]))]
-    jpegs = []
+    jpegs, pngs = [], []  # PNG: lossless, the very frames predict reads
     for _, rgb in iter_video_frames(video):
         ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok
+        ok2, lossless = cv2.imencode(".png", rgb[..., ::-1])
+        assert ok and ok2
         jpegs.append(data.tobytes())
+        pngs.append(lossless.tobytes())
     replies: dict[float, dict[str, Any]] = {}
     with serving(args.weights) as server, connect(f"ws://{server.url}/stream") as ws:
 
@@ -442,6 +451,13 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             ws.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
         reader.join(300)
         elapsed = time.monotonic() - start
+        # Lock-step on a new stream: each frame (PNG) sent once the last is answered, so none
+        # is dropped and the tracker sees what predict's sees.
+        with connect(f"ws://{server.url}/stream") as lockstep:
+            stepped = []
+            for k, data in enumerate(pngs):
+                lockstep.send(struct.pack("<d", k * 1000.0 / 30.0) + data)
+                stepped.append(json.loads(lockstep.recv(timeout=120)))
     served_frames = []
     for k in range(len(jpegs)):
         reply = replies.get(k * 1000.0 / 30.0)
@@ -453,6 +469,8 @@ def run_stream(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
               "latency_p50_ms": float(np.percentile(latencies, 50)),
               "latency_p95_ms": float(np.percentile(latencies, 95)),
               "idf1_stream": _idf1(truth, served_frames, spec),
+              "idf1_lockstep": _idf1(truth, [_people(r["people"], spec.num_keypoints)
+                                             for r in stepped], spec),
               "idf1_predict": _idf1(truth, predict_frames, spec)}
     print(json.dumps(result), flush=True)
     return result

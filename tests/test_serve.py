@@ -29,7 +29,9 @@ import aepose
 from aepose.apps.bench import crowd_images
 from aepose.data.coco import decode_image
 from aepose.pipeline.predictor import Predictor
+from aepose.serve.batching import Batcher, Job, QueueFull
 from aepose.serve.limits import ServeLimits
+from aepose.serve.metrics import Metrics
 from aepose.serve.service import ServeSettings
 
 pytest.importorskip("starlette", reason="pip install 'aepose[serve]'")
@@ -344,3 +346,44 @@ def test_the_page_and_static_files_are_served(predictor: Predictor, tmp_path: Pa
     with serving(predictor, static=tmp_path / "absent") as server:
         status, _, body = request(f"{server.url}/")
         assert status == 404 and "not installed" in json.loads(body)["error"]
+
+
+def test_the_queue_is_bounded_in_bytes_of_decoded_image_too(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    slow_predictor, slow = _slow(predictor, 0.0)
+    data = jpeg(scenes[0])  # 200 x 150: 90,000 bytes decoded
+    limits = ServeLimits(max_batch=1, max_wait_ms=0, queue=10, queue_mb=0.15)
+    with ThreadPoolExecutor(2) as pool, serving(slow_predictor, limits) as server:
+        slow.gate.clear()
+        first = pool.submit(post_image, server.url, data)
+        deadline = time.monotonic() + 10
+        while server.service.batcher._held == 0:  # the first request holds its image
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        status, reply = post_image(server.url, data)
+        assert status == 503 and "queue is full" in reply["error"]
+        slow.gate.set()
+        assert first.result(timeout=30)[0] == 200
+        assert post_image(server.url, data)[0] == 200  # the bytes were given back
+        deadline = time.monotonic() + 10  # (the worker gives them back after replying)
+        while server.service.batcher._held or server.service.body_bytes:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+def test_stopping_waits_for_an_image_still_being_decoded(predictor: Predictor,
+                                                         scenes: list[np.ndarray]) -> None:
+    metrics = Metrics()
+    batcher = Batcher([lambda key: predictor], ServeLimits(max_wait_ms=0), metrics, None)
+    image = scenes[0]
+    batcher.reserve(image.nbytes)  # a request admitted, its image not yet decoded
+    stopping = threading.Thread(target=batcher.stop)
+    stopping.start()
+    time.sleep(0.2)
+    assert stopping.is_alive()  # the worker waits for it
+    future = batcher.submit(Job(image, (True, 30), image.nbytes))
+    assert len(future.result(timeout=30).poses) > 0
+    stopping.join(30)
+    assert not stopping.is_alive()
+    with pytest.raises(QueueFull):
+        batcher.reserve(image.nbytes)

@@ -170,3 +170,24 @@ def test_streams_batch_with_each_other(predictor: Predictor, scene: np.ndarray) 
     assert len(replies) == 3 and all(r["people"] for r in replies)
     batches = float(re.search(r"^aepose_batch_size_count (\S+)$", text, flags=re.M)[1])
     assert batches - 1 < 3  # the warm-up, then fewer batches than frames
+
+
+def test_max_fps_spaces_the_frames_and_counts_what_it_drops(predictor: Predictor,
+                                                           scene: np.ndarray) -> None:
+    data = jpeg(scene)
+    sent = 6
+    with serving(predictor, ServeLimits(max_fps=2)) as server, _ws(server.url) as ws:
+        ws.send(_frame(0.0, data))
+        first = json.loads(ws.recv(timeout=30))
+        for k in range(1, sent):  # all within the half second before the next may run
+            ws.send(_frame(10.0 * k, data))
+            time.sleep(0.05)  # the one waiting is taken, then replaced during the pause
+        replies = [first]
+        while len(replies) + sum(r["dropped"] for r in replies) < sent:
+            replies.append(json.loads(ws.recv(timeout=30)))
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1.0)
+    # Every frame was answered or counted as dropped (the loop above ended), frames ran at
+    # most twice a second (the sends took about 0.25 s), and the newest one ran.
+    assert 2 <= len(replies) <= 3 and sum(r["dropped"] for r in replies) >= sent - 3
+    assert replies[-1]["timestamp_ms"] == 10.0 * (sent - 1)

@@ -10,7 +10,6 @@ when the queue is full); nothing a client sends can make a 5xx.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import json
@@ -112,10 +111,12 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 async def _predict(service: Service, request: Request) -> Response:
     options = request_options(request.query_params.multi_items(), PREDICT_OPTIONS)
-    data = await _image_bytes(request, service.limits.max_body_bytes)
-    service.admit(data)  # header, size and room in the queue: before any decoding
-    image = await anyio.to_thread.run_sync(service.decode, data)
-    prediction = await asyncio.wrap_future(service.submit(image, options))
+    body = _Body(service)
+    try:
+        data = await _image_bytes(request, service.limits.max_body_bytes, body)
+        prediction = await service.predict(data, options)
+    finally:
+        body.release()
     if options.overlay:  # drawing and JPEG encoding: off the event loop
         reply = await anyio.to_thread.run_sync(service.reply, prediction, options)
     else:
@@ -123,7 +124,27 @@ async def _predict(service: Service, request: Request) -> Response:
     return JSONResponse(reply)
 
 
-async def _image_bytes(request: Request, limit: int) -> bytes:
+class _Body:
+    """The bytes of the request bodies being read or held, all requests together, within
+    ``limits.queue_mb`` (the event loop's count: no lock): a burst of large bodies is
+    refused with 503 instead of filling the memory."""
+
+    def __init__(self, service: Service) -> None:
+        self.service, self.held = service, 0
+
+    def add(self, size: int) -> None:
+        service = self.service
+        if service.body_bytes + size > service.limits.queue_bytes and service.body_bytes:
+            raise QueueFull("too many request bodies are being read")
+        service.body_bytes += size
+        self.held += size
+
+    def release(self) -> None:
+        self.service.body_bytes -= self.held
+        self.held = 0
+
+
+async def _image_bytes(request: Request, limit: int, held: _Body) -> bytes:
     """The image of a request: its raw body (Content-Type image/*) or the ``image`` field
     of a multipart form; 413 past ``limit`` bytes (told by Content-Length, or counted)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -141,6 +162,7 @@ async def _image_bytes(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise RequestError(413, f"the body is over the {limit / 1e6:g} MB limit")
+        held.add(len(chunk))
         chunks.append(chunk)
     body = b"".join(chunks)
     if kind.startswith("image/"):

@@ -49,16 +49,14 @@ class QueueFull(Exception):  # noqa: N818  (a refusal, reported as 503)
 
 @dataclass(eq=False)
 class Job:
-    """One image to run: RGB uint8 [H, W, 3], its settings, and where its result goes."""
+    """One image to run: RGB uint8 [H, W, 3], its settings, and where its result goes;
+    ``nbytes``: what its :meth:`Batcher.reserve` held for it."""
 
     image: np.ndarray
     key: PredictorKey
+    nbytes: int
     future: Future[Prediction] = field(default_factory=Future)
     arrived: float = field(default_factory=time.monotonic)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.image.nbytes)
 
 
 def kept(poses: Sequence[Pose], min_score: float) -> list[Pose]:
@@ -80,7 +78,8 @@ class Batcher:
                                   min_score=0.0, pose_nms=pose_nms, keypoint_threshold=0.0,
                                   tracker=None)
         self._queue: collections.deque[Job] = collections.deque()
-        self._held = 0  # bytes of the jobs queued or running
+        self._held = 0  # bytes of the jobs reserved, queued or running
+        self._decoding = 0  # places reserved, not yet submitted
         self._stopping = False
         self._wake = threading.Condition()
         self._threads = [threading.Thread(target=self._work, args=(make,), daemon=True,
@@ -89,35 +88,44 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Job) -> Future[Prediction]:
-        """Queue ``job``; :class:`QueueFull` when the queue holds ``limits.queue`` jobs or
-        ``limits.queue_mb`` of images (a job alone is always taken when nothing is held)."""
+    def reserve(self, nbytes: int) -> None:
+        """Hold a place in the queue and ``nbytes`` of its memory for an image about to be
+        decoded (so that decoding happens within the bounds too); :class:`QueueFull` when
+        ``limits.queue`` requests are waiting or being decoded, or ``limits.queue_mb`` would
+        be passed (an image alone is always taken when nothing is held). Then
+        :meth:`submit` the job, or :meth:`release` the place."""
         with self._wake:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
-            if not self._room(job.nbytes):
+            if len(self._queue) + self._decoding >= self.limits.queue or (
+                    self._held and self._held + nbytes > self.limits.queue_bytes):
                 raise QueueFull(f"the queue is full ({len(self._queue)} requests waiting)")
+            self._held += nbytes
+            self._decoding += 1
+
+    def release(self, nbytes: int) -> None:
+        """Give back a reserved place that will not be submitted."""
+        with self._wake:
+            self._held -= nbytes
+            self._decoding -= 1
+            self._wake.notify_all()
+
+    def submit(self, job: Job) -> Future[Prediction]:
+        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``)."""
+        with self._wake:
+            self._decoding -= 1
             self._queue.append(job)
-            self._held += job.nbytes
             self.metrics.queue_depth = len(self._queue)
-            self._wake.notify()
+            self._wake.notify_all()  # a stopping worker may be waiting for the last one
         return job.future
 
     @property
     def workers(self) -> int:
         return len(self._threads)
 
-    def would_take(self, nbytes: int) -> bool:
-        """Whether a job of ``nbytes`` would be queued now."""
-        with self._wake:
-            return not self._stopping and self._room(nbytes)
-
-    def _room(self, nbytes: int) -> bool:
-        return len(self._queue) < self.limits.queue and (
-            not self._held or self._held + nbytes <= self.limits.queue_bytes)
-
     def stop(self) -> None:
-        """Refuse new jobs, finish the queued ones, and end the workers."""
+        """Refuse new jobs, finish the queued ones and those being decoded, and end the
+        workers."""
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -126,11 +134,11 @@ class Batcher:
 
     def _take(self) -> list[Job] | None:
         """The next batch: the oldest job and those arriving within ``max_wait_ms`` of it,
-        ``max_batch`` at most; None once stopping with nothing queued."""
+        ``max_batch`` at most; None once stopping with nothing queued or being decoded."""
         wait_s = self.limits.max_wait_ms / 1000.0
         with self._wake:
             while not self._queue:
-                if self._stopping:
+                if self._stopping and not self._decoding:
                     return None
                 self._wake.wait()
             deadline = self._queue[0].arrived + wait_s
@@ -162,10 +170,7 @@ class Batcher:
                 except Exception as error:
                     for job in group:
                         if not job.future.done():
-                            job.future.set_exception(error)
-                finally:
-                    with self._wake:
-                        self._held -= sum(job.nbytes for job in group)
+                            self._finish(job, error)
 
     def _run(self, predictor: Predictor, jobs: list[Job]) -> None:
         inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")
@@ -175,4 +180,14 @@ class Batcher:
             self.options, read_workers=0)
         with contextlib.closing(run(inputs, predictor, options)) as results:
             for prediction in results:
-                jobs[prediction.position].future.set_result(prediction)
+                self._finish(jobs[prediction.position], prediction)
+
+    def _finish(self, job: Job, outcome: Prediction | Exception) -> None:
+        """Give back the job's bytes, then its result (or the error that stopped its batch):
+        a client that sends again as soon as it has its reply finds them free."""
+        with self._wake:
+            self._held -= job.nbytes
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)

@@ -9,14 +9,17 @@ turned into the reply: one image of ``predictions.json`` (:meth:`Service.reply`)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import cv2
 import numpy as np
 
@@ -37,6 +40,7 @@ __all__ = ["OVERLAY_QUALITY", "ServeSettings", "Service"]
 OVERLAY_QUALITY = 90
 """JPEG quality of the overlays in replies."""
 _WARM_UP_SIZE = (256, 192)  # width, height of the warm-up image
+logger = logging.getLogger("aepose")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Service:
         self.batcher = Batcher([_maker(p) for p in predictors], self.limits, self.metrics,
                                self.settings.pose_nms)
         self.ready = threading.Event()
+        self.body_bytes = 0  # of the request bodies being read or held (app._Body)
 
     @property
     def spec(self) -> Any:
@@ -81,24 +86,37 @@ class Service:
                 test.max_people if options.max_people is None else options.max_people)
 
     def warm_up(self) -> None:
-        """One batch through every worker's network, then ready (``/readyz``)."""
+        """One batch through every worker's network, then ready (``/readyz``); a failure
+        is logged in one line and leaves the server unready."""
         width, height = _WARM_UP_SIZE
         image = np.full((height, width, 3), 127, np.uint8)
         key = self.key(RequestOptions())
-        futures = [self.batcher.submit(Job(image, key))
-                   for _ in range(self.batcher.workers)]
-        for future in futures:
-            future.result()
+        try:
+            futures = []
+            for _ in range(self.batcher.workers):
+                self.batcher.reserve(image.nbytes)
+                futures.append(self.batcher.submit(Job(image, key, image.nbytes)))
+            for future in futures:
+                future.result()
+        except Exception as error:
+            logger.error("aepose serve: the warm-up batch failed, not ready: %s",
+                         " ".join(str(error).split()))
+            return
         self.ready.set()
 
     def admit(self, data: bytes) -> int:
-        """Check an image's header and whether the queue would take it, before any decoding
-        (a refusal costs no work); returns its decoded size in bytes."""
+        """Check an image's header and reserve its place in the queue, before any decoding
+        (a refusal costs no work); returns the bytes reserved, which :meth:`submit` takes
+        over or :meth:`release` gives back."""
+        if not self.ready.is_set():
+            raise QueueFull("the server is warming up")
         width, height = image_size(data, self.limits)
         nbytes = width * height * 3
-        if not self.batcher.would_take(nbytes):
-            raise QueueFull("the queue is full")
+        self.batcher.reserve(nbytes)
         return nbytes
+
+    def release(self, nbytes: int) -> None:
+        self.batcher.release(nbytes)
 
     def decode(self, data: bytes) -> np.ndarray:
         """RGB uint8 [H, W, 3] of checked image bytes (:meth:`admit`); 400 when they do not
@@ -108,11 +126,21 @@ class Service:
         except AeposeError as error:
             raise RequestError(400, str(error)) from None
 
-    def submit(self, image: np.ndarray, options: RequestOptions) -> Future[Prediction]:
-        """Queue one decoded image; :class:`QueueFull` when the queue is full."""
-        if not self.ready.is_set():
-            raise QueueFull("the server is warming up")
-        return self.batcher.submit(Job(image, self.key(options)))
+    def submit(self, image: np.ndarray, options: RequestOptions, nbytes: int
+               ) -> Future[Prediction]:
+        """Queue one decoded image in the place :meth:`admit` reserved (``nbytes``)."""
+        return self.batcher.submit(Job(image, self.key(options), nbytes))
+
+    async def predict(self, data: bytes, options: RequestOptions) -> Prediction:
+        """The Prediction of one image's bytes: checked, admitted, decoded off the event
+        loop, then run in a batch."""
+        nbytes = self.admit(data)
+        try:
+            image = await anyio.to_thread.run_sync(self.decode, data)
+        except BaseException:
+            self.release(nbytes)
+            raise
+        return await asyncio.wrap_future(self.submit(image, options, nbytes))
 
     def people(self, prediction: Prediction, options: RequestOptions) -> list[Pose]:
         """The people of a request's Prediction that its min_score keeps (the keypoint

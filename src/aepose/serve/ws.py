@@ -83,13 +83,16 @@ class _Stream:
                 if frame is None:
                     continue
                 if self.waiting is not None:
-                    self.dropped += 1
-                    self.service.metrics.dropped(1)
+                    self._drop()
                 self.waiting = frame
                 self.arrived.set()
         finally:
             self.closed = True
             self.arrived.set()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self.service.metrics.dropped(1)
 
     def _frame(self, data: bytes) -> _Frame | None:
         if len(data) <= _STAMP.size:
@@ -125,7 +128,9 @@ class _Stream:
             rest = started + spacing - time.perf_counter()
             if rest > 0:  # the newest frame after the pause is the one that runs
                 await asyncio.sleep(rest)
-                frame, self.waiting = self.waiting or frame, None
+                if self.waiting is not None:
+                    frame, self.waiting = self.waiting, None
+                    self._drop()
             started = time.perf_counter()
             try:
                 reply = await self._run(frame)
@@ -148,9 +153,7 @@ class _Stream:
         if frame.timestamp_ms <= self.last_timestamp:
             raise RequestError(400, f"timestamp {frame.timestamp_ms} ms is not after the last "
                                f"frame's ({self.last_timestamp} ms)")
-        service.admit(frame.data)
-        image = await anyio.to_thread.run_sync(service.decode, frame.data)
-        prediction = await asyncio.wrap_future(service.submit(image, self.options))
+        prediction = await service.predict(frame.data, self.options)
         self.last_timestamp = frame.timestamp_ms
         people = await anyio.to_thread.run_sync(self._tracked, prediction, frame.timestamp_ms)
         dropped, self.dropped = self.dropped, 0
