@@ -10,8 +10,7 @@ Selenium, loads the page from a running server with a tiny network that finds pe
    log: every message sent is a timestamp and a JPEG, never two frames in flight, and the
    track IDs the page lists are the ones the server's replies carry, kept over the frames.
 3. With ``--token``, the page asks for the token after the 401 and sends it (Bearer header,
-   ``?token=`` on the WebSocket): a strict xfail while the server asks the token for the
-   page's own files too.
+   ``?token=`` on the WebSocket); the page and its files themselves need no token.
 
 Everything the page loads comes from the server itself (checked in Chromium's log).
 
@@ -338,8 +337,6 @@ def test_the_webcam_streams_and_track_ids_stay(server: str, browser: Any) -> Non
     assert _console_errors(browser) == []
 
 
-@pytest.mark.xfail(strict=True, reason="aepose serve asks the token for the page itself (/ and "
-                   "/static/), which a browser cannot send: the page cannot load to ask for it")
 def test_the_page_asks_for_the_token_and_uses_it(
         token_server: str, browser: Any, tmp_path: Path) -> None:
     photo, _ = _crowd(tmp_path)

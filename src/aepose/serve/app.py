@@ -40,7 +40,10 @@ STATIC = Path(__file__).parent / "static"
 """The page's files (index.html, app.js, style.css), served at ``/`` and ``/static/``."""
 RETRY_AFTER_S = 1
 """Seconds a 503 asks the client to wait (``Retry-After``)."""
-_OPEN = frozenset({"/healthz", "/readyz"})  # need no token
+# Need no token: the health checks, and the page with its files, which hold no secret and
+# which a browser opening the page cannot send a token for (the page asks for it after a 401).
+_OPEN = frozenset({"/healthz", "/readyz", "/"})
+_OPEN_PREFIX = "/static/"
 access_log = logging.getLogger("aepose.serve.access")
 
 
@@ -244,7 +247,8 @@ class _Guard:
 
     def _allowed(self, scope: Scope) -> bool:
         token = self.service.settings.token
-        if token is None or scope["path"] in _OPEN:
+        path = scope["path"]
+        if token is None or path in _OPEN or path.startswith(_OPEN_PREFIX):
             return True
         given = ""
         for name, value in scope.get("headers", []):
