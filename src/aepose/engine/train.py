@@ -53,6 +53,7 @@ from aepose.io import note_terminated, write_text
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
+from aepose.threads import use_threads
 
 __all__ = ["StepControl", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
 
@@ -351,6 +352,7 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     it is the AP of the preset's val split with the preset's test settings.
     """
     check_precision(options.dtype)
+    use_threads()  # aepose.threads: one torch thread unless AEPOSE_THREADS says otherwise
     info = init_distributed(options.device)
     if options.control is not None and info.distributed:
         # Its stop would be one rank's decision; the ranks must leave at the same step.
