@@ -258,3 +258,22 @@ def test_busy_core_ends_when_its_parent_is_killed() -> None:
 def test_busy_core_refuses_an_unbounded_load() -> None:
     with pytest.raises(AeposeError, match="busy core runs for"), busy_core(1e9):
         pass
+
+
+def test_the_demo_pins_to_the_override_and_otherwise_measures_every_core(
+    fresh: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's chooser measures thread counts up to the cores, not up to torch's count
+    (which aepose has set to one), and AEPOSE_THREADS pins it as --threads does."""
+    from aepose.apps import demo
+
+    settings = demo.DemoSettings()
+    cfg = demo._recipe(settings)
+    torch.set_num_threads(1)
+    chooser = demo._thread_chooser(cfg, settings)
+    if threads.cpu_cores() > 1:
+        assert chooser is not None and max(chooser.candidates) == threads.cpu_cores()
+    monkeypatch.setenv(threads.ENV_VAR, "2")
+    assert demo._thread_chooser(cfg, settings) is None
+    assert demo._pinned_threads(settings) == 2
+    assert demo._pinned_threads(demo.DemoSettings(threads=1)) == 1
