@@ -10,7 +10,7 @@ are fixed when torch loads), each for about ``--seconds`` after a warm-up:
 * ``aepose predict FOLDER --no-draw --no-flip`` (a subprocess), images/s from its closing
   summary (start-up excluded);
 * training step: ``aepose.apps.bench.run_benchmark(stage="train")``, the training loop's own
-  step, of the small HigherHRNet at 128 px, batch 8, images/s.
+  step, of the small HigherHRNet at 128 px, batch 8, images/s (median of 3 steps after one).
 
 The predictor paths use ``benchmarks/pipeline_speed.py``'s network: a tiny HigherHRNet at
 input 512 whose maps load the decoder like a crowd's (about 50 people per image).
@@ -81,7 +81,7 @@ timed(lambda: (predictor(next(images)), 1)[1], seconds)
     "train": _TIMED + """
 from aepose.apps.bench import run_benchmark
 row = run_benchmark("higherhrnet_small_crowdpose_128", stage="train", batch_size=8,
-                    warmup=1, repeats=None)
+                    warmup=1, repeats=3)
 print(json.dumps({"rate": row.images_per_s}))
 """,
 }

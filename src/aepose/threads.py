@@ -5,12 +5,13 @@ Why one thread: aepose's CPU work is mostly many small torch operations (decodin
 a small network's layers), each an OpenMP parallel region that ends at a barrier. With two
 threads, as soon as another process wants a core, the thread the OS has descheduled holds
 up every region, and with OpenMP's default spin-waiting the other thread burns its core
-waiting. Measured on 2 cores under a load of 3-14 (BENCHMARKS.md, "Under contention"):
-decoding a 94-person map ran 2-4x slower on 2 threads than on 1, a small network's forward
-pass 6-25x, a training step 10-17x; HRNet-w32's 512-px forward pass, the largest op aepose
-runs, was faster on 1 thread too. So aepose runs torch on **one intra-op thread** unless
-told otherwise, and its parallelism comes from processes (decode workers, data-loader
-workers) whose threads never wait on each other.
+waiting. Measured on 2 cores that other jobs kept at a load of 8-13 (BENCHMARKS.md, "Under
+contention"): on torch's default 2 threads, decoding a 94-person map ran 3-4x slower than on
+1, a Predictor loop 6x, a training step 9-11x; HRNet-w32's 512-px forward pass, the largest
+op aepose runs, was faster on 1 thread too (0.22 against 0.14 passes/s with passive
+waiting). So aepose runs torch on **one intra-op thread** unless told otherwise, and its
+parallelism comes from processes (decode workers, data-loader workers) whose threads never
+wait on each other.
 
 What is set, and when:
 
