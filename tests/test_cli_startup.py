@@ -62,16 +62,17 @@ def test_import_aepose_is_lazy_and_names_still_work() -> None:
                                    "True"], done.stderr
 
 
-@pytest.mark.parametrize(("command", "policy"), [("predict", "PASSIVE"), ("train", "unset"),
+@pytest.mark.parametrize(("command", "policy"), [("predict", "PASSIVE"), ("train", "PASSIVE"),
                                                  ("benchmark", "PASSIVE")])
 def test_streaming_commands_let_openmp_wait_passively(
     command: str, policy: str, tmp_path: Path
 ) -> None:
     """predict and test run decode workers beside the network: OpenMP must not spin on the
-    cores they need; training has no such workers and keeps OpenMP's default. benchmark
-    times predict's pipeline, and its forward stage in the same process the same way (with
-    spinning OpenMP threads on a busy machine, a forward pass at 128 px measured 0.35 s, at
-    16 times the time of a passive wait)."""
+    cores they need. benchmark times predict's pipeline, and its forward stage in the same
+    process the same way (with spinning OpenMP threads on a busy machine, a forward pass at
+    128 px measured 0.35 s, at 16 times the time of a passive wait). Training waits
+    passively too since aepose.threads: with more threads asked for (AEPOSE_THREADS), a
+    spinning training step measured 10x slower under load (BENCHMARKS.md, "Demo")."""
     argv = {"predict": ["predict", "missing.jpg", "--weights", "missing.pth"],
             "train": ["train", "--preset", "missing", "--data-root", "."],
             "benchmark": ["benchmark", "--preset", "missing"]}[command]

@@ -472,8 +472,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     demo.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
                       help=f"the recipe's length when the budget allows (default {DEMO_EPOCHS})")
     demo.add_argument("--threads", type=positive_int,
-                      help="torch threads on the CPU (default: the fastest, re-measured while "
-                      "training, since a busy machine can make fewer threads faster)")
+                      help="torch threads on the CPU (default: AEPOSE_THREADS when set, else the "
+                      "fastest, re-measured while training, since a busy machine can make "
+                      "fewer threads faster)")
     demo.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                       help="override config values of the demo recipe")
     return parser, subparsers

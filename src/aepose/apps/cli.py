@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -25,15 +24,13 @@ from typing import TYPE_CHECKING
 from aepose.apps.arguments import build_parser, refuse_ignored
 from aepose.errors import AeposeError, Interrupted, one_line
 from aepose.io import terminate_as_interrupt, terminated
+from aepose.threads import prepare_command_line
 
 if TYPE_CHECKING:  # the command imports it when it runs
     from aepose.apps.predict import PredictOptions
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
 _IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo", "serve"})
-# Decode workers beside the network (benchmark: its pipeline stage, and its other stages
-# measured in the same process alike).
-_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark", "serve"})
 
 # One _cmd_x per command: the namespace becomes the options of the app module that runs the
 # command, imported here so that the parser and --help need none of them.
@@ -267,17 +264,14 @@ def _run(argv: Sequence[str] | None) -> int:
     if extras:
         subparsers[args.command].reject_extras(extras)
     refuse_ignored(args, subparsers[args.command])
-    if args.command in _STREAMING_COMMANDS:
-        # Decoding runs in worker processes beside the network; OpenMP's default
-        # spin-waiting after each parallel region burns the cores they need (6.8 -> 7.6
-        # images/s on 2 cores; training, with no such workers, loses 7 % by it). libgomp
-        # reads this when torch loads, which happens below; a value the user set wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if args.command in _IMAGE_COMMANDS:
-        from aepose.pipeline.workers import keep_freed_memory
-
-        keep_freed_memory()
     try:
+        # Before any command loads torch: one torch thread, OpenMP's idle threads asleep;
+        # a bad AEPOSE_THREADS is one line here (aepose.threads).
+        prepare_command_line()
+        if args.command in _IMAGE_COMMANDS:
+            from aepose.pipeline.workers import keep_freed_memory
+
+            keep_freed_memory()
         COMMANDS[args.command](args)
     except AeposeError as error:
         print(f"aepose: error: {error}", file=sys.stderr)

@@ -42,6 +42,7 @@ from aepose.models.checkpoint import load_model
 from aepose.pipeline.draw import overlay, save_image
 from aepose.pipeline.predictor import Predictor
 from aepose.synth import SceneParams, generate_dataset
+from aepose.threads import cpu_cores, pinned_threads, use_threads
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -103,6 +104,7 @@ def run_demo(settings: DemoSettings) -> dict[str, float]:
     resolve_device(settings.device)  # a device this machine lacks: one line, before any work
     check_writable(settings.out)
     cfg = _recipe(settings)  # bad --set values: refused before the data is generated
+    use_threads()  # first, so that training's own call leaves the demo's choice alone
     threads = torch.get_num_threads()
     with DemoLog(settings.out / "demo.log") as log:
         try:
@@ -187,8 +189,9 @@ def _train(cfg: Config, settings: DemoSettings, data: Path, deadline: float,
     run_dir = settings.out / "train"
     per_epoch = math.ceil(settings.train_images / cfg.train.batch_size)
     full = cfg.train.epochs * per_epoch
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
+    pinned = _pinned_threads(settings)
+    if pinned is not None:
+        torch.set_num_threads(pinned)
     control = BudgetControl(deadline=deadline, reserve=RESERVE, full_total=full,
                             train=cfg.train, iters_per_epoch=per_epoch, say=logger.info,
                             retune=_thread_chooser(cfg, settings))
@@ -206,10 +209,17 @@ def _train(cfg: Config, settings: DemoSettings, data: Path, deadline: float,
     return train(cfg, options), control
 
 
+def _pinned_threads(settings: DemoSettings) -> int | None:
+    """The thread count asked for: ``--threads``, else ``AEPOSE_THREADS``; None: measure."""
+    return settings.threads if settings.threads is not None else pinned_threads()
+
+
 def _thread_chooser(cfg: Config, settings: DemoSettings) -> ThreadChooser | None:
-    """On the CPU with no --threads: a chooser probing the demo's network at batch 8."""
-    cpus = torch.get_num_threads()
-    if settings.threads is not None or settings.device != "cpu" or cpus == 1:
+    """On the CPU with no thread count asked for: a chooser probing the demo's network at
+    batch 8 on every core, half of them and one (the demo measures what aepose's other
+    entry points fix at one thread: aepose.threads)."""
+    cpus = cpu_cores()
+    if _pinned_threads(settings) is not None or settings.device != "cpu" or cpus == 1:
         return None
     with torch.random.fork_rng(devices=[]):  # the training's random numbers stay as they are
         net = build_from_config(cfg.model).eval()

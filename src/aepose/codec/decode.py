@@ -44,6 +44,7 @@ from aepose.codec.tile_search import MAX_TAG_DIMS
 from aepose.config import TestConfig
 from aepose.errors import AeposeError
 from aepose.keypoints import COCO, KeypointSpec
+from aepose.threads import use_threads
 
 ArrayLike = np.ndarray | Tensor
 
@@ -174,6 +175,7 @@ def decode_poses(
             :class:`MapValueError`, maps holding NaN, infinities or magnitudes beyond
             :data:`MAX_MAGNITUDE`.
     """
+    use_threads()  # the API's decoding, like the pipeline's, on aepose's threads
     decoder = Decoder(
         detection_threshold=detection_threshold, tag_threshold=tag_threshold,
         max_people=max_people, nms_kernel=nms_kernel, adjust=adjust, refine=refine,

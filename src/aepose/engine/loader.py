@@ -18,6 +18,7 @@ from aepose.data.dataset import BottomUpDataset, collate
 from aepose.engine.distributed import DistInfo
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec
+from aepose.threads import use_worker_threads
 
 if TYPE_CHECKING:
     from aepose.engine.train import TrainOptions
@@ -58,7 +59,7 @@ def _worker_init(_: int) -> None:
     # One OpenCV/torch thread per worker (reference: opencv_num_threads 0), and Ctrl-C is
     # the main process's to handle: it stops after the current step and saves.
     cv2.setNumThreads(0)
-    torch.set_num_threads(1)
+    use_worker_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

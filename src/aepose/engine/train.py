@@ -56,6 +56,7 @@ from aepose.keypoints import KeypointSpec, get_spec
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.checkpoint import read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
+from aepose.threads import use_threads
 
 __all__ = ["StepControl", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
 
@@ -344,6 +345,7 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     it is the AP of the preset's val split with the preset's test settings.
     """
     check_precision(options.dtype)
+    use_threads()  # aepose.threads: one torch thread unless AEPOSE_THREADS says otherwise
     info = init_distributed(options.device)
     if options.control is not None and info.distributed:
         # Its stop would be one rank's decision; the ranks must leave at the same step.

@@ -45,6 +45,7 @@ from aepose.errors import AeposeError
 from aepose.pipeline.stages import Decoded, Prepared, Stages
 from aepose.pipeline.timer import StageTimer, sync
 from aepose.pipeline.workers import Inline, decode_pool
+from aepose.threads import use_threads
 
 __all__ = ["BATCH_PIXELS_PER_IMAGE", "READ_AHEAD_BYTES", "Result", "named_error", "stream"]
 
@@ -157,6 +158,7 @@ def stream(
         raise AeposeError(f"batch size must be at least 1, got {batch_size}")
     if read_ahead_bytes < 1:
         raise AeposeError(f"read-ahead budget must be at least 1 byte, got {read_ahead_bytes}")
+    use_threads()  # every prediction and evaluation comes through here (aepose.threads)
     own = decoders is None
     pool = decode_pool(stages.device, decode_workers) if decoders is None else decoders
     engine = _Engine(stages, read, batch_size, window or 4 * batch_size, read_workers,

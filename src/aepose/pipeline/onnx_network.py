@@ -36,6 +36,7 @@ from aepose.config import Config, config_from_dict, get_preset
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec
 from aepose.skeleton_file import spec_from_dict
+from aepose.threads import chosen_threads
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -122,7 +123,8 @@ class OnnxNetwork(nn.Module):
     ) -> OnnxNetwork:
         """Open an ONNX file; ``providers`` defaults to CPU (e.g. ``["CUDAExecutionProvider",
         "CPUExecutionProvider"]`` for a GPU), ``threads`` sets ONNX Runtime's intra-op
-        threads (``None``: its default, one per core)."""
+        threads (``None``: :func:`aepose.threads.chosen_threads`, one unless ``AEPOSE_THREADS``
+        says otherwise, for the reason torch gets one)."""
         ort = optional_module("onnxruntime")
         path = Path(path)
         if not path.is_file():
@@ -196,8 +198,7 @@ def _session(
     ort: ModuleType, path: Path, providers: list[str], threads: int | None
 ) -> onnxruntime.InferenceSession:
     options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = chosen_threads() if threads is None else threads
     try:
         session: onnxruntime.InferenceSession = ort.InferenceSession(
             str(path), sess_options=options, providers=providers

@@ -36,6 +36,7 @@ from aepose.pipeline.engine import Result, stream
 from aepose.pipeline.onnx_network import OnnxNetwork, is_onnx_file, providers_for
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.stages import Prepared, Stages, prepare
+from aepose.threads import use_threads
 
 __all__ = [
     "ImageInput",
@@ -172,6 +173,7 @@ class Predictor:
         **overrides: Any,
     ):
         self.channel_order = check_channel_order(channel_order)
+        use_threads()  # before the first forward pass (aepose.threads)
         if device is not None:
             model = model.to(device)
         self.model = model.eval()

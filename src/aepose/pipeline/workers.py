@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from aepose.threads import use_worker_threads
+
 __all__ = ["Inline", "decode_pool", "default_decode_workers", "keep_freed_memory"]
 
 
@@ -44,7 +46,8 @@ def default_decode_workers(device: torch.device) -> int:
 def decode_pool(device: torch.device, workers: int | None) -> Executor:
     """Where post-processing runs: inline (0 workers; None: :func:`default_decode_workers`);
     threads on a GPU, where the maps stay on the device; processes on the CPU, each with one
-    torch thread. Shut it down after use (``with decode_pool(...) as pool:``)."""
+    torch thread (:func:`aepose.threads.use_worker_threads`). Shut it down after use
+    (``with decode_pool(...) as pool:``)."""
     if workers is None:
         workers = default_decode_workers(device)
     if workers <= 0:
@@ -88,8 +91,7 @@ def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent)
-    # One core each: the workers share the machine with the network and with each other.
-    torch.set_num_threads(1)
+    use_worker_threads()  # one core each, whatever AEPOSE_THREADS asks of the main process
     keep_freed_memory()
 
 

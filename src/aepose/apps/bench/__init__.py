@@ -31,7 +31,8 @@ the lower median of synchronised iterations: a given number, or as many as fit i
 behave like trained ones (:func:`realistic_weights`, :func:`mimic_trained_maps`),
 :mod:`.inputs` the generated inputs, :mod:`.crowd_pipeline` the pipeline the e2e and
 pipeline rows share, :mod:`.rows` and :mod:`.table` the result and its table,
-:mod:`.accuracy` what a precision setting costs (:func:`outputs_match`).
+:mod:`.accuracy` what a precision setting costs (:func:`outputs_match`), :mod:`.contention`
+the bounded background load of ``benchmarks/contention.py`` (:func:`.contention.busy_core`).
 
 Legend: B batch, S square input side.
 """

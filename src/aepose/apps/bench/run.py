@@ -13,6 +13,7 @@ from aepose.apps.bench.pipeline import time_pipeline
 from aepose.apps.bench.rows import BenchRow, make_row
 from aepose.apps.bench.training import time_train_step
 from aepose.errors import AeposeError
+from aepose.threads import use_threads
 
 __all__ = ["STAGES", "run_benchmark"]
 
@@ -61,10 +62,11 @@ def run_benchmark(
     ``repeats`` timed ones, or by default as many as fit in about 10 s (3 to 20: see
     :mod:`aepose.apps.bench.measure`). Progress lines go to the ``aepose`` logger.
     Raises AeposeError for an unknown stage, dtype, compile mode, preset or device and for
-    fp16 on the CPU.
+    fp16 on the CPU. torch's threads are aepose's (:func:`aepose.threads.use_threads`).
     """
     if stage not in STAGES:
         raise AeposeError(f"unknown stage {stage!r} (choices: {', '.join(STAGES)})")
+    use_threads()  # every stage on the threads aepose's own code runs on (aepose.threads)
     job = make_job(
         preset, stage=stage, device=device, batch_size=batch_size, dtype=dtype,
         compile=compile, channels_last=channels_last, repeats=repeats, warmup=warmup,
