@@ -61,7 +61,9 @@ class ModelConfig:
 class DataConfig:
     """Dataset files, input/output geometry and training augmentation (reference.md §1.3-1.4)."""
 
-    dataset: str  # KeypointSpec name: "aic", "crowdpose" or "coco"
+    # KeypointSpec name: "aic", "crowdpose", "coco", or CUSTOM_DATASET for a skeleton read
+    # from the data, whose spec travels with the network (aepose.keypoints.spec_of).
+    dataset: str
     input_size: int = 512
     heatmap_sizes: tuple[int, ...] = (128,)
     sigma: float = 2.0
@@ -76,7 +78,7 @@ class DataConfig:
     flip_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        require(self, "data", dataset=one_of(self.dataset, tuple(_KEYPOINTS)))
+        require(self, "data", dataset=one_of(self.dataset, (*_KEYPOINTS, CUSTOM_DATASET)))
         require(self, "data", input_size=integer_in(self.input_size, 32, MAX_INPUT_SIZE))
         if self.input_size % 32:
             refuse("data", "input_size", self.input_size, "a multiple of 32 (HRNet's stride)")
@@ -109,6 +111,9 @@ class TrainConfig:
     pull_loss_factor: tuple[float, ...] = (0.001,)
     checkpoint_interval: int = 50
     val_interval: int = 50
+    # Fine-tuning: the backbone's weights stay as loaded for this many first epochs (its
+    # learning rate is 0; BatchNorm statistics still follow the new data).
+    freeze_backbone_epochs: int = 0
 
     def __post_init__(self) -> None:
         # lr 0 is allowed: it freezes the weights (tests).
@@ -131,6 +136,8 @@ class TrainConfig:
                    "as many values as train.heatmap_loss_factor and train.pull_loss_factor")
         require(self, "train", checkpoint_interval=integer_in(self.checkpoint_interval, 1, 10**6))
         require(self, "train", val_interval=integer_in(self.val_interval, 1, 10**6))
+        require(self, "train",
+                freeze_backbone_epochs=integer_in(self.freeze_backbone_epochs, 0, 10**6))
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,8 @@ class Config:
     reported: str = ""  # mmpose's published result for those weights
 
     def __post_init__(self) -> None:
-        expected = _KEYPOINTS[self.data.dataset]
+        # A custom skeleton's count is its spec's, checked where network and spec meet.
+        expected = _KEYPOINTS.get(self.data.dataset, self.model.num_keypoints)
         if self.model.num_keypoints != expected:
             refuse("model", "num_keypoints", self.model.num_keypoints,
                    f"{expected}, the keypoint count of data.dataset {self.data.dataset!r}")
@@ -221,6 +229,7 @@ DATASET_FILES: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 _KEYPOINTS = {"aic": 14, "crowdpose": 14, "coco": 17}
+CUSTOM_DATASET = "custom"
 # AIC's push factor is ten times everyone else's (reference.md §1.6, trap 9).
 _PUSH = {"aic": 0.01, "crowdpose": 0.001, "coco": 0.001}
 

@@ -12,9 +12,11 @@ Facts: reference.md §5.1 (AIC-14, CrowdPose-14) and mmpose 0.x
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from aepose.config import CUSTOM_DATASET, Config, did_you_mean
 from aepose.errors import AeposeError
 
 RGB = tuple[int, int, int]
@@ -111,30 +113,60 @@ class KeypointSpec:
         """Each left/right pair once, (lower id, higher id), in the order first met."""
         return tuple((i, j) for i, j in enumerate(self.flip_index) if i < j)
 
+    @property
+    def is_builtin(self) -> bool:
+        """Whether this is one of :data:`KEYPOINT_SPECS`, fact for fact."""
+        return KEYPOINT_SPECS.get(self.name) == self
 
-def _make_spec(
+    def to_dict(self) -> dict[str, Any]:
+        """Every fact as JSON types (lists, numbers, strings): what a checkpoint and an ONNX
+        file store; :func:`aepose.skeleton_file.spec_from_dict` reads it back."""
+        return {
+            "name": self.name,
+            "keypoint_names": list(self.keypoint_names),
+            "flip_index": list(self.flip_index),
+            "sigmas": list(self.sigmas),
+            "skeleton": [list(link) for link in self.skeleton],
+            "grouping_order": list(self.grouping_order),
+            "keypoint_colors": [list(c) for c in self.keypoint_colors],
+            "link_colors": [list(c) for c in self.link_colors],
+            "oks_area": self.oks_area,
+        }
+
+
+def build_spec(
     name: str,
     keypoint_names: tuple[str, ...],
-    sigmas: tuple[float, ...],
     skeleton: tuple[tuple[int, int], ...],
-    grouping_order: tuple[int, ...] | None = None,
+    sigmas: tuple[float, ...],
     *,
-    oks_area: OksArea,
+    flip_index: tuple[int, ...] | None = None,
+    grouping_order: tuple[int, ...] | None = None,
+    keypoint_colors: tuple[RGB, ...] | None = None,
+    link_colors: tuple[RGB, ...] | None = None,
+    oks_area: OksArea = "annotated",
 ) -> KeypointSpec:
-    """Build a spec whose flip index and colours follow from the left/right names.
+    """A spec whose unset facts are inferred from the joint names: the one mechanism behind
+    the built-in specs and a dataset's own (:mod:`aepose.skeleton_file`).
 
-    Deriving them (rather than typing them) keeps names, flip and colours consistent; the
-    tests compare the derived flip index with the reference's literal lists.
+    Inferred: the flip index from ``left_``/``right_`` and ``l_``/``r_`` name pairs (a joint
+    whose mirror is not listed maps to itself); colours by side (:func:`keypoint_side`; a link
+    takes its side's colour when both ends are on it, else the centre's); the grouping
+    order as listed. Deriving them rather than typing them keeps names, flip and colours
+    consistent; the tests compare the derived flip index with the reference's literal lists.
     """
     index = {n: i for i, n in enumerate(keypoint_names)}
-    flip_index = tuple(index[mirror_name(n)] for n in keypoint_names)
+    if flip_index is None:
+        flip_index = tuple(index.get(mirror_name(n), i) for i, n in enumerate(keypoint_names))
     sides = [keypoint_side(n) for n in keypoint_names]
-    keypoint_colors = tuple(_SIDE_COLOR[s] for s in sides)
-    # A link is drawn in its side's colour only when both ends are on that side; links that
-    # cross the body (shoulder-shoulder, shoulder-neck, nose-eye) are centre-coloured.
-    link_colors = tuple(
-        _SIDE_COLOR[sides[a]] if sides[a] == sides[b] else CENTER_COLOR for a, b in skeleton
-    )
+    if keypoint_colors is None:
+        keypoint_colors = tuple(_SIDE_COLOR[s] for s in sides)
+    if link_colors is None:
+        # Links that cross the body (shoulder-shoulder, shoulder-neck, nose-eye) are
+        # centre-coloured.
+        link_colors = tuple(
+            _SIDE_COLOR[sides[a]] if sides[a] == sides[b] else CENTER_COLOR for a, b in skeleton
+        )
     order = grouping_order if grouping_order is not None else tuple(range(len(keypoint_names)))
     return KeypointSpec(
         name=name,
@@ -199,26 +231,62 @@ _CROWDPOSE_SKELETON = (
 # OKS area per dataset as mmpose 0.x scores it (datasets/bottom_up/bottom_up_coco.py calls
 # COCOeval with xtcocotools' default use_area=True; bottom_up_aic.py and
 # bottom_up_crowdpose.py pass use_area=False).
-COCO = _make_spec("coco", _COCO_NAMES, _COCO_SIGMAS, _COCO_SKELETON, _COCO_GROUPING_ORDER,
-                  oks_area="annotated")
-AIC = _make_spec("aic", _AIC_NAMES, _AIC_SIGMAS, _AIC_SKELETON, oks_area="box")
-CROWDPOSE = _make_spec("crowdpose", _CROWDPOSE_NAMES, _CROWDPOSE_SIGMAS, _CROWDPOSE_SKELETON,
+COCO = build_spec("coco", _COCO_NAMES, _COCO_SKELETON, _COCO_SIGMAS,
+                  grouping_order=_COCO_GROUPING_ORDER, oks_area="annotated")
+AIC = build_spec("aic", _AIC_NAMES, _AIC_SKELETON, _AIC_SIGMAS, oks_area="box")
+CROWDPOSE = build_spec("crowdpose", _CROWDPOSE_NAMES, _CROWDPOSE_SKELETON, _CROWDPOSE_SIGMAS,
                        oks_area="box")
 
 KEYPOINT_SPECS: dict[str, KeypointSpec] = {"coco": COCO, "aic": AIC, "crowdpose": CROWDPOSE}
+
+CUSTOM = CUSTOM_DATASET
+"""``data.dataset`` of a recipe whose keypoints came from its data: the spec travels with
+the network (checkpoint, ONNX metadata), not in a table here."""
+
+# OKS sigmas known by joint name, for a dataset's own skeleton: COCO's 17 and CrowdPose's
+# two extra joints, which share one scale (CrowdPose took COCO's values). AIC's sigmas are
+# measured on another scale (ten times smaller) and would not mix with them.
+KNOWN_SIGMAS: dict[str, float] = {
+    **dict(zip(_CROWDPOSE_NAMES, _CROWDPOSE_SIGMAS, strict=True)),
+    **dict(zip(_COCO_NAMES, _COCO_SIGMAS, strict=True)),
+}
+DEFAULT_SIGMA = 0.079
+"""The OKS sigma of a joint no built-in dataset names: CrowdPose's value for the joints it
+added to COCO's (top_head, neck). A spec file's ``sigmas`` overrides it."""
 
 
 def get_spec(name: str) -> KeypointSpec:
     """The :class:`KeypointSpec` called ``name``; an unknown name raises
     :class:`~aepose.errors.AeposeError` with the closest valid names."""
+    if name == CUSTOM:
+        raise AeposeError(
+            "the keypoints of a custom skeleton travel with its network (an aepose checkpoint "
+            "or ONNX file) or come from an annotation file's categories; none was given")
     try:
         return KEYPOINT_SPECS[name]
     except KeyError:
-        # Imported here: aepose.config may itself import this module for its presets.
-        from aepose.config import did_you_mean
-
         choices = ", ".join(KEYPOINT_SPECS)
         raise AeposeError(
             f"unknown keypoint spec {name!r}{did_you_mean(name, KEYPOINT_SPECS)} "
             f"(choices: {choices})"
         ) from None
+
+
+def spec_of(network: object, dataset: str) -> KeypointSpec:
+    """The keypoints a network's channels mean: its own ``keypoint_spec`` (a network trained
+    on or loaded with a skeleton: :class:`~aepose.models.AssociativeEmbeddingNet`, an ONNX
+    file's, or the one a wrapper runs), else the built-in spec ``dataset`` names."""
+    own = getattr(network, "keypoint_spec", None)
+    if isinstance(own, KeypointSpec):
+        return own
+    return get_spec(dataset)
+
+
+def recipe_for(config: Config, spec: KeypointSpec) -> Config:
+    """``config``'s recipe (architecture, schedule) for the keypoints of ``spec``: K heatmap
+    and K tag channels, ``data.dataset`` the built-in name or :data:`CUSTOM`, and no
+    test-time flip for a skeleton without left/right pairs (there is no mirror to map back)."""
+    model = dataclasses.replace(config.model, num_keypoints=spec.num_keypoints)
+    data = dataclasses.replace(config.data, dataset=spec.name if spec.is_builtin else CUSTOM)
+    test = config.test if spec.flip_pairs else dataclasses.replace(config.test, flip=False)
+    return dataclasses.replace(config, model=model, data=data, test=test)

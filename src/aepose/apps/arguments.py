@@ -73,7 +73,10 @@ HELP: dict[str, tuple[str, str]] = {
               "  aepose synth data/synth --images 500   # writes data/synth/ (CrowdPose layout)\n"
               "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
               "      --set train.epochs=3 train.lr=1e-3 --out runs/tiny\n"
-              "  aepose train --resume runs/tiny/last.pth --data-root data/synth"),
+              "  aepose train --resume runs/tiny/last.pth --data-root data/synth\n"
+              "  aepose train --preset higherhrnet_tiny_crowdpose_128 --data-root data/synth \\\n"
+              "      --init runs/tiny/last.pth --set train.freeze_backbone_epochs=1 "
+              "--out runs/tuned"),
     "test": ("evaluate weights on a COCO-format set: AP table, metrics.json, results",
              "examples:\n"
              "  aepose test --weights hrnet_w32_aic_512x512-77e2a98a_20210131.pth "
@@ -131,8 +134,19 @@ HELP: dict[str, tuple[str, str]] = {
 
 def _add_train_arguments(p: Parser) -> None:
     p.add_argument("--preset", help="recipe to train (see 'aepose models')")
-    p.add_argument("--data-root", required=True,
-                   help="dataset root in the dataset's own layout (see README, Data)")
+    p.add_argument("--data-root",
+                   help="dataset root in the preset dataset's layout (see README, Data)")
+    p.add_argument("--ann", help="training annotation file (COCO format; instead of "
+                   "--data-root): its categories' keypoints and skeleton are the network's")
+    p.add_argument("--images", help="image folder of --ann")
+    p.add_argument("--val-ann", help="validation annotation file (same keypoints as --ann)")
+    p.add_argument("--val-images", help="image folder of --val-ann (default: --images)")
+    p.add_argument("--spec", metavar="NAME|FILE",
+                   help="keypoints of --ann: a built-in name, or a JSON spec file overriding "
+                   "what is inferred (README, Your own keypoints); default: the file's own")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights (file, preset or URL): every tensor whose "
+                   "name and shape match; layers sized by the keypoint count start fresh")
     p.add_argument("--out", help="run folder for logs and checkpoints "
                    "(default runs/PRESET-TIMESTAMP, or the resumed run's folder)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -418,6 +432,8 @@ NEEDS: dict[str, list[tuple[tuple[str, ...], Callable[[argparse.Namespace], bool
                  "without tracking: drop --no-track"),
                 (("--smooth-min-cutoff", "--smooth-beta"), lambda a: a.smooth,
                  "without --smooth")],
+    "train": [(("--images", "--val-ann", "--val-images", "--spec"), lambda a: bool(a.ann),
+               "without --ann")],
     "synth": [(("--frames", "--people", "--frame-size", "--fps"), lambda a: a.video,
                "without --video (clips only)"),
               (("--spec",), lambda a: a.keypoints is None, "with --keypoints"),

@@ -68,18 +68,21 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from aepose.apps.train import run_train
+    from aepose.apps.train import TrainFiles, run_train
     from aepose.engine.train import TrainOptions
 
     options = TrainOptions(
-        data_root=Path(args.data_root), out=Path(args.out) if args.out else None,
+        data_root=Path(args.data_root or "."), out=Path(args.out) if args.out else None,
         resume=Path(args.resume) if args.resume else None, dtype=args.dtype,
         channels_last=args.channels_last,
         pretrained=Path(args.pretrained) if args.pretrained else None, device=args.device,
         seed=args.seed, deterministic=args.deterministic, log_interval=args.log_interval,
-        stop_after=args.stop_after,
+        stop_after=args.stop_after, init=args.init,
     )
-    run_train(args.preset, args.overrides, options)
+    files = TrainFiles(ann=args.ann, images=args.images, val_ann=args.val_ann,
+                       val_images=args.val_images, spec=args.spec,
+                       data_root=args.data_root is not None)
+    run_train(args.preset, args.overrides, options, files)
 
 
 def _compile_mode(args: argparse.Namespace) -> str | None:

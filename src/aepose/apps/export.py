@@ -41,8 +41,15 @@ from torch import Tensor, nn
 from aepose.config import Config, ModelConfig
 from aepose.errors import AeposeError
 from aepose.io import atomic_write
+from aepose.keypoints import spec_of
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.onnx_network import CONFIG_KEY, INPUT_NAME, is_onnx_file, optional_module
+from aepose.pipeline.onnx_network import (
+    CONFIG_KEY,
+    INPUT_NAME,
+    KEYPOINTS_KEY,
+    is_onnx_file,
+    optional_module,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -70,9 +77,10 @@ def export_onnx(
             module keeps its mode, dtype and device. The copy is exported in eval mode, fp32,
             on the CPU.
         path: destination ``.onnx`` file; missing parent folders are created.
-        config: stored as JSON under :data:`CONFIG_KEY` so ``OnnxNetwork.load`` and
-            ``Predictor.from_checkpoint`` recover it; its ``model`` must equal ``model.config``
-            where the model has one.
+        config: stored as JSON under :data:`CONFIG_KEY`, and the model's keypoint spec
+            (:func:`aepose.keypoints.spec_of`) under :data:`KEYPOINTS_KEY`, so
+            ``OnnxNetwork.load`` and ``Predictor.from_checkpoint`` recover both; its
+            ``model`` must equal ``model.config`` where the model has one.
         input_size: side of the square example input [B, 3, S, S], a multiple of 32; with
             ``dynamic=False`` it is the only size (and 1 the only batch) the file accepts.
         dynamic: batch, height and width as symbolic dims ``batch``, ``height``, ``width``.
@@ -90,8 +98,16 @@ def export_onnx(
     names = [f"output{i}" for i in range(_count_outputs(net, example))]
     proto = _to_onnx(net, example, names, dynamic, opset)
     if config is not None:
-        _set_metadata(proto, CONFIG_KEY, json.dumps(dataclasses.asdict(config), sort_keys=True))
+        for key, value in _metadata(model, config).items():
+            _set_metadata(proto, key, value)
     return _save_checked(onnx, proto, path)
+
+
+def _metadata(model: nn.Module, config: Config) -> dict[str, str]:
+    """The file's ``metadata_props``: the Config and what the network's channels mean."""
+    spec = spec_of(model, config.data.dataset)
+    return {CONFIG_KEY: json.dumps(dataclasses.asdict(config), sort_keys=True),
+            KEYPOINTS_KEY: json.dumps(spec.to_dict(), sort_keys=True)}
 
 
 def export_weights(weights: str, output: str | Path, *, preset: str | None = None,

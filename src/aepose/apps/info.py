@@ -4,18 +4,27 @@ fits it; for an ONNX file, what its graph takes and gives and what its metadata 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 from aepose.errors import AeposeError
 from aepose.hub import hash_report, resolve_weights
+from aepose.keypoints import KeypointSpec
 from aepose.models.checkpoint import (
     detect_architecture,
     matching_presets,
     read_checkpoint,
     resolve_config,
 )
-from aepose.pipeline.onnx_network import CONFIG_KEY, is_onnx_file, optional_module, stored_config
+from aepose.pipeline.onnx_network import (
+    CONFIG_KEY,
+    KEYPOINTS_KEY,
+    is_onnx_file,
+    optional_module,
+    stored_config,
+)
+from aepose.skeleton_file import spec_from_dict
 
 __all__ = ["describe_onnx", "describe_weights"]
 
@@ -50,6 +59,8 @@ def describe_weights(weights: str) -> None:
     others = [n for n in matching_presets(arch) if n != name]
     if others:
         print(f"also fits:     {', '.join(others)}")
+    if ckpt.spec is not None:
+        print(f"keypoints:     {_keypoints(ckpt.spec)}")
     for key in _META_KEYS:
         if key in ckpt.meta:
             print(f"{key + ':':15}{ckpt.meta[key]}")
@@ -83,7 +94,12 @@ def describe_onnx(weights: str | Path) -> None:
               "--preset NAME")
         return
     print(f"preset:        {cfg.name} (stored in the file's metadata)")
-    print(f"keypoints:     {cfg.data.dataset} ({cfg.model.num_keypoints})")
+    stored = metadata.get(KEYPOINTS_KEY)
+    if stored is not None:
+        spec = spec_from_dict(_json(stored, path), f"{path}: {KEYPOINTS_KEY} metadata")
+        print(f"keypoints:     {_keypoints(spec)}")
+    else:
+        print(f"keypoints:     {cfg.data.dataset} ({cfg.model.num_keypoints})")
     print(f"input size:    {cfg.data.input_size}")
     print(f"test:          {_settings(dataclasses.asdict(cfg.test))}")
 
@@ -99,3 +115,19 @@ def _value(info: Any) -> str:
 
 def _settings(values: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in values.items())
+
+
+def _keypoints(spec: KeypointSpec) -> str:
+    """``name (K)`` of a built-in spec, else ``name (K: joint, ...; N links, P left/right
+    pairs)``."""
+    if spec.is_builtin:
+        return f"{spec.name} ({spec.num_keypoints})"
+    return (f"{spec.name} ({spec.num_keypoints}: {', '.join(spec.keypoint_names)}; "
+            f"{len(spec.skeleton)} links, {len(spec.flip_pairs)} left/right pairs)")
+
+
+def _json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AeposeError(f"{path}: unreadable {KEYPOINTS_KEY} metadata ({error})") from None

@@ -29,6 +29,7 @@ from aepose.engine.eval_loop import evaluate_model
 from aepose.engine.evaluation import evaluate_keypoints, format_table
 from aepose.errors import AeposeError
 from aepose.io import check_writable, write_text
+from aepose.keypoints import KeypointSpec, spec_of
 from aepose.models.checkpoint import load_with_config
 
 __all__ = ["TestOptions", "run_test"]
@@ -106,7 +107,7 @@ def run_test(options: TestOptions) -> None:
                           "test": dataclasses.asdict(cfg.test), "images": result.images,
                           "people": result.people, "seconds": result.seconds,
                           "skipped": list(result.skipped), "metrics": result.metrics}
-                _finish_test(report, cfg.data.dataset, out / "metrics.json")
+                _finish_test(report, spec_of(network, cfg.data.dataset), out / "metrics.json")
     finally:
         shutdown()
 
@@ -196,7 +197,7 @@ def _rescore(options: TestOptions) -> None:
     _finish_test({"ann": str(ann), "results": results, "metrics": metrics}, spec, target)
 
 
-def _finish_test(report: dict[str, Any], spec: str, target: Path) -> None:
+def _finish_test(report: dict[str, Any], spec: KeypointSpec | str, target: Path) -> None:
     """Print the table first (a failed write then costs no result), then save it."""
     print(format_table(report["metrics"], spec), flush=True)
     for problem in report.get("skipped", []):

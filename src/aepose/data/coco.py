@@ -343,8 +343,10 @@ def _segmentation(ann: dict[str, Any], path: Path, header: dict[str, Any]) -> An
 # Dataset folders
 
 
-def load_split(data_root: str | Path, data: DataConfig, split: Split) -> CocoKeypoints:
-    """The ``train`` or ``val`` split under ``data_root`` at the preset's relative paths.
+def load_split(data_root: str | Path, data: DataConfig, split: Split,
+               spec: KeypointSpec | None = None) -> CocoKeypoints:
+    """The ``train`` or ``val`` split under ``data_root`` at the preset's relative paths (an
+    absolute path stays itself), read with ``spec`` (default: the one ``data.dataset`` names).
 
     ``data.train_ann`` / ``data.train_images`` (or ``val_*``) are relative to ``data_root``
     (reference §1.9); ``val`` loads in test mode (every image kept). A missing folder or file
@@ -365,7 +367,7 @@ def load_split(data_root: str | Path, data: DataConfig, split: Split) -> CocoKey
             f"image folder {image_dir} not found; a {data.dataset} data root holds {expected}"
         )
     return load_annotations(
-        ann_file, get_spec(data.dataset), image_dir=image_dir, test_mode=split == "val"
+        ann_file, spec or get_spec(data.dataset), image_dir=image_dir, test_mode=split == "val"
     )
 
 

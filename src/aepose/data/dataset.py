@@ -31,6 +31,7 @@ from aepose.data.coco import CocoKeypoints, load_split, read_image
 from aepose.data.transforms import bottom_up_affine, draw_affine_params, draw_flip, flip_bottom_up
 from aepose.errors import AeposeError
 from aepose.image import check_rgb
+from aepose.keypoints import CUSTOM, KeypointSpec
 
 __all__ = [
     "Batch",
@@ -157,7 +158,7 @@ class BottomUpDataset(Dataset[TrainSample | None]):
     """
 
     def __init__(self, annotations: CocoKeypoints, data: DataConfig, *, seed: int = 0) -> None:
-        if annotations.spec.name != data.dataset:
+        if data.dataset != CUSTOM and annotations.spec.name != data.dataset:
             raise ValueError(
                 f"annotations use the {annotations.spec.name} keypoints but the data config "
                 f"is for {data.dataset}"
@@ -174,10 +175,12 @@ class BottomUpDataset(Dataset[TrainSample | None]):
 
     @classmethod
     def from_data_root(
-        cls, data_root: str | Path, data: DataConfig, *, seed: int = 0
+        cls, data_root: str | Path, data: DataConfig, *, seed: int = 0,
+        spec: KeypointSpec | None = None,
     ) -> BottomUpDataset:
-        """The training split found under ``data_root`` at ``data``'s relative paths."""
-        return cls(load_split(data_root, data, "train"), data, seed=seed)
+        """The training split found under ``data_root`` at ``data``'s relative paths, read
+        with ``spec`` (default: the one ``data.dataset`` names)."""
+        return cls(load_split(data_root, data, "train", spec), data, seed=seed)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch``."""
@@ -253,7 +256,9 @@ class BottomUpDataset(Dataset[TrainSample | None]):
             output_sizes=d.heatmap_sizes,
         )
         out_image, masks, out_joints = warped.image, warped.masks, warped.joints
-        if draw_flip(rng, d.flip_prob):
+        # A skeleton without left/right pairs has no mirror image to learn: no flip (and no
+        # draw, so built-in skeletons keep their random sequence).
+        if self.annotations.spec.flip_pairs and draw_flip(rng, d.flip_prob):
             flip_index = self.annotations.spec.flip_index
             out_image, masks, out_joints = flip_bottom_up(out_image, masks, out_joints, flip_index)
         targets = [

@@ -24,7 +24,7 @@ from aepose.data.dataset import EvalImage, eval_images
 from aepose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 from aepose.engine.eval_inputs import detections_from_poses
 from aepose.engine.evaluation import evaluate_keypoints, results_from_poses, write_results
-from aepose.keypoints import get_spec
+from aepose.keypoints import spec_of
 from aepose.pipeline.engine import named_error, stream
 from aepose.pipeline.stages import Stages
 
@@ -64,7 +64,8 @@ def evaluate_model(
     :func:`~aepose.pipeline.workers.default_decode_workers`). ``results_file``, when given,
     receives the COCO-format records (written by rank 0).
     """
-    spec = get_spec(cfg.data.dataset)
+    # The network's own keypoints (a custom skeleton's sigmas), else the dataset's.
+    spec = spec_of(model, cfg.data.dataset)
     annotations = load_annotations(ann_file, spec, image_dir=image_dir, test_mode=True)
     mine = eval_images(annotations)[info.rank :: info.world_size]
     start = time.perf_counter()

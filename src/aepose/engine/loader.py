@@ -17,6 +17,7 @@ from aepose.config import Config
 from aepose.data.dataset import BottomUpDataset, collate
 from aepose.engine.distributed import DistInfo
 from aepose.errors import AeposeError
+from aepose.keypoints import KeypointSpec
 
 if TYPE_CHECKING:
     from aepose.engine.train import TrainOptions
@@ -62,9 +63,10 @@ def _worker_init(_: int) -> None:
 
 
 def build_loader(
-    cfg: Config, options: TrainOptions, info: DistInfo
+    cfg: Config, options: TrainOptions, info: DistInfo, spec: KeypointSpec | None = None
 ) -> tuple[DataLoader[Any], BottomUpDataset, EpochSampler]:
-    dataset = BottomUpDataset.from_data_root(options.data_root, cfg.data, seed=options.seed)
+    dataset = BottomUpDataset.from_data_root(options.data_root, cfg.data, seed=options.seed,
+                                             spec=spec)
     if len(dataset) == 0:
         raise AeposeError(f"{dataset.annotations.ann_file}: no training images with people")
     check_images(dataset, info)

@@ -11,7 +11,8 @@ object per log interval, epoch and validation), ``last.pth`` (newest checkpoint)
 ``epoch_NNN.pth`` (every ``checkpoint_interval`` epochs and the last) and TensorBoard events
 when the ``tensorboard`` package is installed. Checkpoints carry everything needed to resume
 exactly (same world size and batch size): weights, optimiser, schedule, grad scaler, epoch,
-position inside the epoch, RNG state and the config.
+position inside the epoch, RNG state, the config and the keypoint spec (``keypoints``: what
+the network's channels mean, read back by every command that loads the file).
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ from aepose.engine.distributed import (
     init_distributed,
 )
 from aepose.engine.eval_loop import evaluate_model
+from aepose.engine.finetune import init_from, load_pretrained_backbone, optimizer_and_factors
 from aepose.engine.loader import build_loader
 from aepose.engine.losses import compute_loss
 from aepose.engine.train_log import TrainLog
 from aepose.errors import AeposeError
 from aepose.io import note_terminated, write_text
+from aepose.keypoints import KeypointSpec, get_spec
 from aepose.models import AssociativeEmbeddingNet, build_from_config
-from aepose.models.checkpoint import read_checkpoint, read_training_state, write_checkpoint
+from aepose.models.checkpoint import read_training_state, write_checkpoint
 from aepose.precision import autocast, check_precision
 
 __all__ = ["StepControl", "TrainOptions", "TrainResult", "lr_factor", "train", "train_step"]
@@ -88,6 +91,8 @@ class TrainOptions:
     dtype: str = "fp32"  # aepose.precision.PRECISIONS; fp16 adds gradient scaling
     channels_last: bool = False
     pretrained: Path | None = None  # backbone-only weights (e.g. ImageNet HRNet)
+    init: str | None = None  # weights to fine-tune from (engine.finetune.init_from)
+    keypoints: KeypointSpec | None = None  # the data's skeleton (default: cfg.data.dataset's)
     device: str | None = None  # "cpu", "cuda" or None for CUDA when available
     seed: int = 0
     deterministic: bool = False
@@ -123,32 +128,6 @@ def lr_factor(train: TrainConfig, iteration: int, iters_per_epoch: int) -> float
     return float(factor)
 
 
-def _load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None:
-    """Copy a backbone-only checkpoint (keys with or without ``backbone.``) into the model,
-    reporting what did not fit; a shape mismatch or no usable key is an error."""
-    weights = read_checkpoint(path).state_dict
-    weights = {k.removeprefix("backbone."): v for k, v in weights.items()}
-    own = model.backbone.state_dict()
-    matched = {k: v for k, v in weights.items() if k in own}
-    for key, value in matched.items():
-        if value.shape != own[key].shape:
-            raise AeposeError(
-                f"{path}: {key} has shape {list(value.shape)}, the backbone expects "
-                f"{list(own[key].shape)}")
-    if not matched:
-        raise AeposeError(f"{path}: no key matches the {model.config.backbone} backbone")
-    model.backbone.load_state_dict(matched, strict=False)
-    missing = sorted(set(own) - set(matched))
-    unexpected = sorted(set(weights) - set(own))
-    logger.info("pretrained backbone %s: %d tensors loaded, %d missing%s, %d unexpected%s",
-                path, len(matched), len(missing), _examples(missing), len(unexpected),
-                _examples(unexpected))
-
-
-def _examples(keys: list[str]) -> str:
-    return f" (e.g. {', '.join(keys[:3])})" if keys else ""
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
                              "numpy": np.random.get_state()}
@@ -170,6 +149,7 @@ class _Run:
     """The mutable state of a run: what a checkpoint saves and a resume restores."""
 
     cfg: Config
+    spec: KeypointSpec
     info: DistInfo
     model: AssociativeEmbeddingNet
     net: nn.Module  # the model itself or its DDP wrapper
@@ -192,6 +172,7 @@ class _Run:
             "iteration": self.iteration,
             "world_size": self.info.world_size,
             "config": dataclasses.asdict(self.cfg),
+            "keypoints": self.spec.to_dict(),
             "rng_state": _rng_state(),
             "version": aepose.__version__,
         }
@@ -222,22 +203,28 @@ class _Run:
 
 
 def _resolve_run(
-    cfg: Config, options: TrainOptions, info: DistInfo
-) -> tuple[Config, Path, dict[str, Any] | None]:
-    """The config to train, the run folder and, when resuming, the checkpoint's content."""
+    cfg: Config, spec: KeypointSpec | None, options: TrainOptions, info: DistInfo
+) -> tuple[Config, KeypointSpec, Path, dict[str, Any] | None]:
+    """The config and keypoints to train, the run folder and, when resuming, the
+    checkpoint's content."""
     raw = None
     if options.resume is not None:
         ckpt, raw = read_training_state(options.resume)
         if ckpt.config is None:
             raise AeposeError(f"{options.resume}: has no embedded config")
         cfg = _merge_resumed(ckpt.config, cfg)
+        spec = ckpt.spec or spec
     if options.out is not None:
         run_dir = options.out
     elif options.resume is not None:
         run_dir = options.resume.parent
     else:
         run_dir = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return cfg, Path(broadcast_object(str(run_dir), info)), raw
+    spec = spec or get_spec(cfg.data.dataset)
+    if spec.num_keypoints != cfg.model.num_keypoints:
+        raise AeposeError(f"the {spec.name} keypoints are {spec.num_keypoints}; {cfg.name}'s "
+                          f"network has {cfg.model.num_keypoints} (set model.num_keypoints)")
+    return cfg, spec, Path(broadcast_object(str(run_dir), info)), raw
 
 
 def _merge_resumed(saved: Config, requested: Config) -> Config:
@@ -248,12 +235,14 @@ def _merge_resumed(saved: Config, requested: Config) -> Config:
     return dataclasses.replace(saved, train=requested.train, test=requested.test)
 
 
-def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
-              iters_per_epoch: int) -> _Run:
+def _make_run(cfg: Config, spec: KeypointSpec, options: TrainOptions, info: DistInfo,
+              run_dir: Path, iters_per_epoch: int) -> _Run:
     torch.manual_seed(options.seed)  # identical initial weights on every rank
-    model = build_from_config(cfg.model)
+    model = build_from_config(cfg.model, spec)
     if options.pretrained is not None:
-        _load_pretrained_backbone(model, options.pretrained)
+        load_pretrained_backbone(model, options.pretrained)
+    if options.init is not None:
+        init_from(model, options.init)
     model.to(info.device)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -261,14 +250,14 @@ def _make_run(cfg: Config, options: TrainOptions, info: DistInfo, run_dir: Path,
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     control = options.control
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, control.lr_factor if control is not None
-        else lambda i: lr_factor(cfg.train, i, iters_per_epoch))
+    optimizer, factors = optimizer_and_factors(
+        model, cfg.train, control.lr_factor if control is not None
+        else lambda i: lr_factor(cfg.train, i, iters_per_epoch), iters_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     scaler = torch.amp.GradScaler(info.device.type, enabled=options.dtype == "fp16")
     torch.manual_seed(options.seed + info.rank)
-    return _Run(cfg, info, model, net, optimizer, scheduler, scaler, run_dir)
+    return _Run(cfg, spec, info, model, net, optimizer, scheduler, scaler, run_dir)
 
 
 def train_step(
@@ -346,6 +335,10 @@ class _StopFlag:
 def train(cfg: Config, options: TrainOptions, validate: Validator | None = None) -> TrainResult:
     """Train ``cfg``'s network on ``options.data_root``; see the module docstring.
 
+    The data's skeleton is ``options.keypoints`` (default: a resumed checkpoint's, else the
+    one ``cfg.data.dataset`` names); it shapes the flip augmentation and the validation's OKS
+    and goes into every checkpoint (``keypoints``).
+
     ``validate(model, epoch)`` is called on every rank every ``train.val_interval`` epochs and
     after the last one; its metrics are logged by rank 0. By default (``options.validate``)
     it is the AP of the preset's val split with the preset's test settings.
@@ -355,12 +348,12 @@ def train(cfg: Config, options: TrainOptions, validate: Validator | None = None)
     if options.control is not None and info.distributed:
         # Its stop would be one rank's decision; the ranks must leave at the same step.
         raise AeposeError("a step control steers single-process runs only")
-    cfg, run_dir, raw = _resolve_run(cfg, options, info)
+    cfg, spec, run_dir, raw = _resolve_run(cfg, options.keypoints, options, info)
     # Refused in one line, on every rank, before any work: a folder that cannot be written,
     # one another live run holds, and one that holds an earlier run (_refuse_reuse).
     refuse = functools.partial(_refuse_reuse, options=options)
     with claim_run_folder_on_all_ranks(run_dir, info, refuse):
-        return _run_training(cfg, options, validate, info, run_dir, raw)
+        return _run_training(cfg, spec, options, validate, info, run_dir, raw)
 
 
 # What a run folder holds once training has started in it (module docstring).
@@ -381,14 +374,15 @@ def _refuse_reuse(run_dir: Path, options: TrainOptions) -> None:
                           f"{hint}, or choose a new --out")
 
 
-def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None,
-                  info: DistInfo, run_dir: Path, raw: dict[str, Any] | None) -> TrainResult:
+def _run_training(cfg: Config, spec: KeypointSpec, options: TrainOptions,
+                  validate: Validator | None, info: DistInfo, run_dir: Path,
+                  raw: dict[str, Any] | None) -> TrainResult:
     """:func:`train` once the run folder is this run's: data, network, the loop, last.pth."""
     if options.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = not options.deterministic
-    loader, dataset, sampler = build_loader(cfg, options, info)
-    run = _make_run(cfg, options, info, run_dir, max(1, len(loader)))
+    loader, dataset, sampler = build_loader(cfg, options, info, spec)
+    run = _make_run(cfg, spec, options, info, run_dir, max(1, len(loader)))
     if raw is not None:
         run.restore(raw)
     if info.is_main:
@@ -437,6 +431,9 @@ def _run_training(cfg: Config, options: TrainOptions, validate: Validator | None
 
 
 def _default_validator(cfg: Config, options: TrainOptions, info: DistInfo) -> Validator | None:
+    if not cfg.data.val_ann:
+        logger.warning("no validation: no validation annotation file (--val-ann)")
+        return None
     ann = options.data_root / cfg.data.val_ann
     if not ann.is_file():
         logger.warning("no validation: %s does not exist", ann)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from aepose.config import Config, ModelConfig, did_you_mean, get_preset
 from aepose.errors import AeposeError
+from aepose.keypoints import KeypointSpec
 from aepose.models.heads import AEHigherResolutionHead, AESimpleHead
 from aepose.models.hrnet import HRNET_VARIANTS, HRNet
 
@@ -22,14 +23,23 @@ class AssociativeEmbeddingNet(nn.Module):
 
     ``forward(images [N, 3, H, W])`` returns one tensor per output resolution, stride 4
     first: [N, K + K_tag, H/4, W/4] (and [N, K, H/2, W/2] for HigherHRNet), heatmap
-    channels first, then tag channels. ``config`` records the architecture.
+    channels first, then tag channels. ``config`` records the architecture;
+    ``keypoint_spec`` what the K channels mean when the network was trained on or loaded
+    with a skeleton (``None``: the one its recipe's dataset names; see
+    :func:`aepose.keypoints.spec_of`).
     """
 
-    def __init__(self, config: ModelConfig, backbone: HRNet, head: nn.Module):
+    def __init__(self, config: ModelConfig, backbone: HRNet, head: nn.Module,
+                 keypoint_spec: KeypointSpec | None = None):
         super().__init__()
+        if keypoint_spec is not None and keypoint_spec.num_keypoints != config.num_keypoints:
+            raise AeposeError(f"the {keypoint_spec.name} keypoints are "
+                              f"{keypoint_spec.num_keypoints}; the network has "
+                              f"{config.num_keypoints} keypoint channels")
         self.config = config
         self.backbone = backbone
         self.keypoint_head = head
+        self.keypoint_spec = keypoint_spec
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """[N, 3, H, W] normalised RGB (H, W multiples of 32) -> list of per-stride outputs."""
@@ -68,8 +78,10 @@ def _init_backbone(backbone: HRNet) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_from_config(cfg: ModelConfig) -> AssociativeEmbeddingNet:
-    """Network for an explicit ModelConfig, initialised as mmpose does without pretraining."""
+def build_from_config(cfg: ModelConfig, keypoint_spec: KeypointSpec | None = None
+                      ) -> AssociativeEmbeddingNet:
+    """Network for an explicit ModelConfig, initialised as mmpose does without pretraining;
+    ``keypoint_spec`` (K = ``cfg.num_keypoints``) is what its channels mean."""
     if cfg.backbone not in HRNET_VARIANTS:
         raise AeposeError(
             f"unknown backbone {cfg.backbone!r}{did_you_mean(cfg.backbone, HRNET_VARIANTS)}"
@@ -79,7 +91,7 @@ def build_from_config(cfg: ModelConfig) -> AssociativeEmbeddingNet:
     backbone = HRNet(HRNET_VARIANTS[cfg.backbone])
     _init_backbone(backbone)
     head = HEADS[cfg.head](cfg, HRNET_VARIANTS[cfg.backbone].widths[0])
-    return AssociativeEmbeddingNet(cfg, backbone, head)
+    return AssociativeEmbeddingNet(cfg, backbone, head, keypoint_spec)
 
 
 def build_model(name: str | Config, **overrides: object) -> AssociativeEmbeddingNet:

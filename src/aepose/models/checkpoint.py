@@ -25,8 +25,10 @@ from aepose.device import resolve_device
 from aepose.errors import AeposeError
 from aepose.hub import resolve_weights
 from aepose.io import atomic_write
+from aepose.keypoints import KeypointSpec
 from aepose.models import AssociativeEmbeddingNet, build_from_config
 from aepose.models.hrnet import HRNET_VARIANTS
+from aepose.skeleton_file import spec_from_dict
 
 _NUMPY_TYPES = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGUSVO"]
 _SAFE_NUMPY: list[Any] = [
@@ -51,7 +53,9 @@ class Checkpoint:
     """The parts of a weights file aepose uses.
 
     ``kind`` is ``"mmpose"`` (``{"state_dict", "meta"}``), ``"aepose"`` (``{"model",
-    "config", ...}``) or ``"state_dict"`` (a bare mapping of tensors).
+    "config", "keypoints", ...}``) or ``"state_dict"`` (a bare mapping of tensors). ``spec``
+    is the keypoint spec an aepose file stores (``None`` in older files and other kinds:
+    their config's dataset names it).
     """
 
     path: Path
@@ -59,6 +63,7 @@ class Checkpoint:
     state_dict: dict[str, Tensor]
     config: Config | None
     meta: dict[str, Any]
+    spec: KeypointSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
 def _parse(path: Path, raw: Any) -> Checkpoint:
     if not isinstance(raw, dict):
         raise AeposeError(f"{path}: not a checkpoint (holds a {type(raw).__name__}, not a dict)")
-    config = None
+    config, spec = None, None
     if "state_dict" in raw:
         kind, weights = "mmpose", raw["state_dict"]
         meta = raw.get("meta") or {}
@@ -104,6 +109,8 @@ def _parse(path: Path, raw: Any) -> Checkpoint:
                 config = config_from_dict(raw["config"])
             except (AeposeError, TypeError) as error:
                 raise AeposeError(f"{path}: unreadable embedded config ({error})") from None
+        if "keypoints" in raw:
+            spec = spec_from_dict(raw["keypoints"], f"{path}: keypoints")
     else:
         kind, weights, meta = "state_dict", raw, {}
     if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
@@ -116,7 +123,11 @@ def _parse(path: Path, raw: Any) -> Checkpoint:
         raise AeposeError(f"{path}: holds complex-valued weights ({', '.join(unreal[:2])}"
                           f"{', ...' if len(unreal) > 2 else ''}); network weights are real")
     state = {k.removeprefix("module."): v for k, v in weights.items()}
-    return Checkpoint(path, kind, state, config, meta if isinstance(meta, dict) else {})
+    if spec is not None and config is not None and spec.num_keypoints != \
+            config.model.num_keypoints:
+        raise AeposeError(f"{path}: keypoints: {spec.num_keypoints} names for a network of "
+                          f"{config.model.num_keypoints} keypoint channels")
+    return Checkpoint(path, kind, state, config, meta if isinstance(meta, dict) else {}, spec)
 
 
 def _torch_load(path: Path) -> Any:
@@ -288,10 +299,12 @@ def load_with_config(
     name, cfg, how = resolve_config(ckpt, preset)
     if preset is None:
         logger.info("%s: using preset %s (%s)", ckpt.path.name, name, how)
-    model = build_from_config(cfg)
+    own = preset is None and ckpt.config is not None
+    # The file's keypoints come with its own config (a custom skeleton has no preset).
+    model = build_from_config(cfg, ckpt.spec if own else None)
     _key_report(ckpt, model, name)
     model.load_state_dict(ckpt.state_dict, strict=True)
-    config = ckpt.config if preset is None and ckpt.config is not None else get_preset(name)
+    config = ckpt.config if own and ckpt.config is not None else get_preset(name)
     return model.to(target).eval(), config
 
 

@@ -33,6 +33,8 @@ class FastNetwork(nn.Module):
         self.dtype = check_precision(dtype)
         self.channels_last = channels_last
         self.run = torch.compile(self.model, mode=compile) if compile else self.model
+        # What the channels mean travels with the network (aepose.keypoints.spec_of).
+        self.keypoint_spec = getattr(model, "keypoint_spec", None)
 
     def forward(self, images: Tensor) -> list[Tensor]:
         if self.channels_last:

@@ -7,7 +7,9 @@ parameters works there). The file carries the full :class:`~aepose.config.Config
 keypoints, input size, test settings) as JSON in its ``metadata_props`` under
 :data:`CONFIG_KEY`, so a :class:`~aepose.pipeline.predictor.Predictor` can be built from the
 file alone (:meth:`Predictor.from_checkpoint <aepose.pipeline.predictor.Predictor.
-from_checkpoint>` takes ``.onnx`` files).
+from_checkpoint>` takes ``.onnx`` files); what the keypoint channels mean (the
+:class:`~aepose.keypoints.KeypointSpec`, a custom skeleton's included) is under
+:data:`KEYPOINTS_KEY`.
 
 Graph interface: input ``images`` float32 [B, 3, H, W] (normalised RGB, H and W multiples of
 32); outputs ``output0``, ``output1``, ... in the network's order, stride 4 first:
@@ -25,22 +27,25 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from aepose.config import Config, config_from_dict, get_preset
 from aepose.errors import AeposeError
+from aepose.keypoints import KeypointSpec
+from aepose.skeleton_file import spec_from_dict
 
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["CONFIG_KEY", "CPU_PROVIDERS", "INPUT_NAME", "OnnxNetwork", "is_onnx_file",
-           "optional_module", "providers_for"]
+__all__ = ["CONFIG_KEY", "CPU_PROVIDERS", "INPUT_NAME", "KEYPOINTS_KEY", "OnnxNetwork",
+           "is_onnx_file", "optional_module", "providers_for"]
 
 INPUT_NAME = "images"
 CONFIG_KEY = "aepose_config"
+KEYPOINTS_KEY = "aepose_keypoints"
 CPU_PROVIDERS = ("CPUExecutionProvider",)
 CUDA_PROVIDERS = ("CUDAExecutionProvider",)
 
@@ -80,6 +85,8 @@ class OnnxNetwork(nn.Module):
         session: the ``onnxruntime.InferenceSession``.
         path: the file it was loaded from (``None`` when built from a session).
         config: the Config stored at export under :data:`CONFIG_KEY`, or ``None``.
+        keypoint_spec: the keypoints stored under :data:`KEYPOINTS_KEY`, or ``None`` (a file
+            written before they were: its config's dataset names them).
         input_name, output_names: the graph's input and outputs, in order.
     """
 
@@ -89,6 +96,7 @@ class OnnxNetwork(nn.Module):
         *,
         path: Path | None = None,
         config: Config | None = None,
+        keypoint_spec: KeypointSpec | None = None,
     ):
         super().__init__()
         where = path or "ONNX model"
@@ -99,6 +107,7 @@ class OnnxNetwork(nn.Module):
         self.session = session
         self.path = path
         self.config = config
+        self.keypoint_spec = keypoint_spec
         self.input_name: str = inputs[0].name
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
         self.training = False
@@ -120,7 +129,12 @@ class OnnxNetwork(nn.Module):
             what = "is a directory" if path.is_dir() else "no such file"
             raise AeposeError(f"{path}: {what}; expected an ONNX model file")
         session = _session(ort, path, _checked_providers(ort, providers), threads)
-        return cls(session, path=path, config=_stored_config(session, path))
+        stored = session.get_modelmeta().custom_metadata_map
+        spec = None
+        if KEYPOINTS_KEY in stored:
+            spec = spec_from_dict(_json(stored[KEYPOINTS_KEY], path, KEYPOINTS_KEY),
+                                  f"{path}: {KEYPOINTS_KEY} metadata")
+        return cls(session, path=path, config=_stored_config(session, path), keypoint_spec=spec)
 
     def resolve_config(self, config: Config | str | None = None) -> Config:
         """The Config to run this network with: ``config`` (a Config or a preset name), else
@@ -206,6 +220,13 @@ def stored_config(text: str | None, path: str | Path) -> Config | None:
     if text is None:
         return None
     try:
-        return config_from_dict(json.loads(text))
-    except (json.JSONDecodeError, AeposeError, TypeError, ValueError) as error:
+        return config_from_dict(_json(text, path, CONFIG_KEY))
+    except (AeposeError, TypeError, ValueError) as error:
         raise AeposeError(f"{path}: unreadable {CONFIG_KEY} metadata ({error})") from None
+
+
+def _json(text: str, path: str | Path, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AeposeError(f"{path}: unreadable {key} metadata ({error})") from None

@@ -38,7 +38,7 @@ from aepose.data.dataset import normalize_image
 from aepose.data.transforms import TestSizes, back_project, resize_align, test_sizes
 from aepose.errors import AeposeError
 from aepose.image import check_rgb
-from aepose.keypoints import get_spec
+from aepose.keypoints import spec_of
 from aepose.pipeline.timer import Laps
 
 __all__ = ["MAX_INPUT_PIXELS", "Decoded", "PostProcess", "Prepared", "Stages", "prepare"]
@@ -135,7 +135,14 @@ class Stages:
                               "aggregated at the input size, as every mmpose AE config does)")
         self.network = network
         self.config = config
-        self.spec = get_spec(config.data.dataset)
+        self.spec = spec_of(network, config.data.dataset)
+        if self.spec.num_keypoints != config.model.num_keypoints:
+            raise AeposeError(f"the {self.spec.name} keypoints are {self.spec.num_keypoints}; "
+                              f"{config.name}'s network has {config.model.num_keypoints}")
+        if test.flip and not self.spec.flip_pairs:
+            raise AeposeError(f"test.flip: the {self.spec.name} keypoints have no left/right "
+                              "pairs, so a flipped image cannot be mapped back; set "
+                              "test.flip=false")
         self.scales = test.scales
         self.device = device or _module_device(network)
         self.post = PostProcess(

@@ -1,0 +1,111 @@
+"""Starting weights and fine-tuning: other weights by matching name and shape
+(:func:`init_from`), a backbone-only file (:func:`load_pretrained_backbone`), and the
+backbone frozen for the first epochs (:func:`optimizer_and_factors`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aepose.config import TrainConfig
+from aepose.errors import AeposeError
+from aepose.models import AssociativeEmbeddingNet
+from aepose.models.checkpoint import read_checkpoint
+
+__all__ = ["InitReport", "init_from", "load_pretrained_backbone", "optimizer_and_factors"]
+
+logger = logging.getLogger("aepose")
+
+LrFactor = Callable[[int], float]
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`init_from` did: tensor names loaded, left at their fresh initialisation
+    (absent from the weights or of another shape: the layers whose shape depends on K),
+    and the weights' tensors not used."""
+
+    loaded: tuple[str, ...]
+    reinitialised: tuple[str, ...]
+    unused: tuple[str, ...]
+
+    def line(self, weights: str | Path) -> str:
+        """One line: the three counts and a few re-initialised names."""
+        shown = ", ".join(self.reinitialised[:3]) + (", ..." if len(self.reinitialised) > 3
+                                                      else "")
+        return (f"init from {weights}: {len(self.loaded)} tensors loaded, "
+                f"{len(self.reinitialised)} re-initialised{f' ({shown})' if shown else ''}, "
+                f"{len(self.unused)} unused")
+
+
+def init_from(model: AssociativeEmbeddingNet, weights: str | Path) -> InitReport:
+    """Copy into ``model`` every tensor of ``weights`` (a file, a preset name, a release file
+    name or a URL: :func:`aepose.models.checkpoint.read_checkpoint`) whose name and shape
+    match its own; the others keep ``model``'s initialisation. Logs :meth:`InitReport.line`.
+
+    Raises:
+        AeposeError: the weights share no tensor with the model (another network entirely).
+    """
+    source = read_checkpoint(weights).state_dict
+    own = model.state_dict()
+    loaded = {k: v for k, v in source.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not loaded:
+        raise AeposeError(f"{weights}: no tensor matches the {model.config.backbone} network by "
+                          "name and shape; nothing to start from")
+    model.load_state_dict(loaded, strict=False)
+    report = InitReport(loaded=tuple(loaded),
+                        reinitialised=tuple(k for k in own if k not in loaded),
+                        unused=tuple(k for k in source if k not in loaded))
+    logger.info("%s", report.line(weights))
+    return report
+
+
+def optimizer_and_factors(model: AssociativeEmbeddingNet, train: TrainConfig, factor: LrFactor,
+                          iters_per_epoch: int) -> tuple[torch.optim.Optimizer, list[LrFactor]]:
+    """Adam over the model's parameters and the learning-rate multiplier of each parameter
+    group (for ``LambdaLR``): one group and ``factor``; with ``train.freeze_backbone_epochs``
+    = N > 0 the backbone in a second group whose multiplier is 0 for the iterations of the
+    first N epochs, so its weights stay exactly as loaded, then ``factor``."""
+    frozen_epochs = train.freeze_backbone_epochs
+    if frozen_epochs == 0:
+        return torch.optim.Adam(model.parameters(), lr=train.lr), [factor]
+    backbone = list(model.backbone.parameters())
+    in_backbone = {id(p) for p in backbone}
+    rest: list[nn.Parameter] = [p for p in model.parameters() if id(p) not in in_backbone]
+    optimizer = torch.optim.Adam([{"params": rest}, {"params": backbone}], lr=train.lr)
+
+    def backbone_factor(iteration: int) -> float:
+        return 0.0 if iteration // iters_per_epoch < frozen_epochs else factor(iteration)
+
+    return optimizer, [factor, backbone_factor]
+
+
+def load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None:
+    """Copy a backbone-only checkpoint (keys with or without ``backbone.``) into the model,
+    reporting what did not fit; a shape mismatch or no usable key is an error."""
+    weights = read_checkpoint(path).state_dict
+    weights = {k.removeprefix("backbone."): v for k, v in weights.items()}
+    own = model.backbone.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own}
+    for key, value in matched.items():
+        if value.shape != own[key].shape:
+            raise AeposeError(
+                f"{path}: {key} has shape {list(value.shape)}, the backbone expects "
+                f"{list(own[key].shape)}")
+    if not matched:
+        raise AeposeError(f"{path}: no key matches the {model.config.backbone} backbone")
+    model.backbone.load_state_dict(matched, strict=False)
+    missing = sorted(set(own) - set(matched))
+    unexpected = sorted(set(weights) - set(own))
+    logger.info("pretrained backbone %s: %d tensors loaded, %d missing%s, %d unexpected%s",
+                path, len(matched), len(missing), _examples(missing), len(unexpected),
+                _examples(unexpected))
+
+
+def _examples(keys: list[str]) -> str:
+    return f" (e.g. {', '.join(keys[:3])})" if keys else ""
