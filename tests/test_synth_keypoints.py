@@ -21,6 +21,7 @@ from pycocotools import coco as oracle_coco
 
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec, mirror_name
+from aepose.skeleton_file import spec_from_annotations
 from aepose.synth import NAMED_SETS, PointSet, custom_points, generate_dataset, parse_points
 from aepose.synth.annotate import generate_image, keypoints_for
 from aepose.synth.figure import (
@@ -186,6 +187,24 @@ def test_files_carry_the_skeleton_and_k_keypoints_per_person(tmp_path: Path) -> 
         assert sorted(fast.getAnnIds()) == sorted(oracle.getAnnIds()) == sorted(
             a["id"] for a in data["annotations"])
         assert oracle.loadCats(1)[0]["keypoints"] == names
+
+
+def test_the_written_skeleton_reads_back_as_a_keypoint_spec_with_flip_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What train --ann reads (aepose.skeleton_file): names, links and, inferred from the
+    names, the left/right pairs, hands and toes included."""
+    # The default-sigma notice is said once per process: this test's stays its own.
+    monkeypatch.setattr("aepose.skeleton_file._TOLD", set())
+    points = parse_points(FEET)
+    generate_dataset(tmp_path, points, train_images=1, val_images=0, size=SMALL)
+    spec = spec_from_annotations(tmp_path / "train.json")
+    assert spec.keypoint_names == points.keypoint_names
+    assert spec.skeleton == points.skeleton
+    names = spec.keypoint_names
+    pairs = {(names[a], names[b]) for a, b in spec.flip_pairs}
+    assert ("left_hand", "right_hand") in pairs and ("left_toe", "right_toe") in pairs
+    assert len(pairs) == 10  # eyes, ears, shoulders, elbows, wrists, hips, knees, ankles + 2
 
 
 def test_same_seed_same_bytes_and_the_points_shared_with_coco_agree(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from aepose.keypoints import CUSTOM
 from aepose.synth import (
     PointSet,
     generate_dataset,
@@ -15,7 +16,6 @@ from aepose.synth import (
     split_counts,
     write_sequences,
 )
-from aepose.synth.skeleton import CUSTOM
 
 __all__ = ["SynthOptions", "run_synth"]
 

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
-from aepose.keypoints import KeypointSpec
+from aepose.keypoints import CUSTOM, KeypointSpec
 from aepose.synth.figure import ALIASES, POINT_INDEX, BoolArray, Figure, FloatArray
 from aepose.synth.render import (
     CROWD_LABEL,
@@ -39,7 +39,7 @@ from aepose.synth.render import (
     render_scene,
 )
 from aepose.synth.scene import SceneParams, sample_scene
-from aepose.synth.skeleton import CUSTOM, PointSet, point_set
+from aepose.synth.skeleton import PointSet, point_set
 
 __all__ = [
     "FORMATS",

@@ -22,15 +22,11 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from aepose.errors import AeposeError
-from aepose.keypoints import KeypointSpec, get_spec
+from aepose.keypoints import CUSTOM, KeypointSpec, get_spec
 from aepose.synth.figure import ALIASES, POINT_NAMES
 
-__all__ = ["ANATOMY", "CUSTOM", "NAMED_SETS", "PointSet", "custom_points", "parse_points",
+__all__ = ["ANATOMY", "NAMED_SETS", "PointSet", "custom_points", "parse_points",
            "point_set"]
-
-CUSTOM = "custom"
-"""The name of every custom set; its files take COCO's format."""
-
 
 def _sides(*names: str) -> tuple[str, ...]:
     return tuple(f"{side}_{n}" for n in names for side in ("left", "right"))
@@ -79,7 +75,7 @@ class PointSet:
 
     Attributes:
         name: ``"coco"``, ``"aic"``, ``"crowdpose"`` (the datasets' own sets, formats and
-            folder layouts) or :data:`CUSTOM`.
+            folder layouts) or :data:`~aepose.keypoints.CUSTOM` (COCO's format).
         keypoint_names: K distinct names of :data:`~aepose.synth.figure.POINT_NAMES` (the
             built-in sets keep their dataset's own spelling, e.g. CrowdPose's ``top_head``).
         skeleton: links as (a, b) keypoint-id pairs, 0-based.

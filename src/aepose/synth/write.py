@@ -23,10 +23,11 @@ import numpy as np
 from aepose.config import DATASET_FILES
 from aepose.errors import AeposeError
 from aepose.io import write_bytes, write_text
+from aepose.keypoints import CUSTOM
 from aepose.synth.annotate import FORMATS, DatasetFormat, ImageSample, generate_image
 from aepose.synth.render import ImageArray
 from aepose.synth.scene import SceneParams
-from aepose.synth.skeleton import CUSTOM, PointSet, point_set
+from aepose.synth.skeleton import PointSet, point_set
 
 __all__ = [
     "CUSTOM_FILES",
