@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from clips import write_squares
 from custom_skeleton import BODY21, BODY21_LINKS, POINTS9, POINTS9_LINKS, write_dataset
 from helpers import run_cli
 
@@ -25,7 +26,7 @@ from aepose.engine import eval_loop
 from aepose.engine.distributed import init_distributed
 from aepose.engine.finetune import init_from
 from aepose.errors import AeposeError
-from aepose.keypoints import CUSTOM, recipe_for
+from aepose.keypoints import AIC, CROWDPOSE, CUSTOM, recipe_for
 from aepose.models import build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state
 from aepose.pipeline.predictor import Predictor
@@ -85,10 +86,15 @@ def test_every_user_of_the_checkpoint_takes_its_keypoints(
     image = str(body21 / "images" / "1.png")
     [prediction] = aepose.predict(image, weights=str(trained), device="cpu")
     assert prediction.spec == spec and prediction.keypoints.shape[1:] == (21, 3)
+    video = tmp_path / "v.mp4"
+    write_squares(video)  # tracked with the custom keypoints' OKS
+    frames = aepose.predict(str(video), weights=str(trained), device="cpu")
+    assert len(frames) == 5 and all(f.spec == spec for f in frames)
     code, out, _ = run_cli(capsys, "predict", image, "--weights", str(trained), "--out",
                            str(tmp_path / "p"), "--device", "cpu")
     written = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert code == 0 and written["keypoint_names"] == BODY21
+    assert (tmp_path / "p" / "1.png").is_file()  # the overlay, drawn with the 23 links
     assert written["skeleton"] == [[a - 1, b - 1] for a, b in BODY21_LINKS]
     code, out, _ = run_cli(capsys, "info", str(trained))
     assert code == 0 and "keypoints:     person (21: nose" in out and "10 left/right" in out
@@ -193,6 +199,23 @@ def test_init_loads_what_matches_and_reports_counts(
                   _save(torch.nn.Linear(2, 2), tmp_path / "linear.pth"))
 
 
+def test_init_restarts_the_final_layers_of_other_joints(tmp_path: Path) -> None:
+    """Same K, other joints (CrowdPose's 14 -> AIC's 14): every shape matches, but the
+    K-dependent layers start fresh; the same joints load everything."""
+    crowd = get_preset("higherhrnet_tiny_crowdpose_128")
+    source = _save(build_from_config(crowd.model), tmp_path / "higherhrnet_tiny_crowdpose.pth")
+    same = init_from(build_from_config(crowd.model, CROWDPOSE), source)
+    assert same.reinitialised == () and same.unused == ()
+    model = build_from_config(crowd.model, AIC)
+    rng = torch.get_rng_state()
+    other = init_from(model, source)
+    assert torch.equal(torch.get_rng_state(), rng)  # finding the layers draws nothing
+    assert sorted(other.reinitialised) == sorted(other.unused) == sorted([
+        "keypoint_head.final_layers.0.weight", "keypoint_head.final_layers.0.bias",
+        "keypoint_head.final_layers.1.weight", "keypoint_head.final_layers.1.bias",
+        "keypoint_head.deconv_layers.0.0.0.weight"])
+
+
 def test_frozen_backbone_keeps_its_weights_for_n_epochs(
         body21: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     torch.manual_seed(3)
@@ -218,7 +241,10 @@ def test_frozen_backbone_keeps_its_weights_for_n_epochs(
 def test_train_command_line_errors(body21: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     ann = str(body21 / "train.json")
+    nine = str(write_dataset(tmp_path, POINTS9, POINTS9_LINKS, images=1))
     cases = [
+        (["--preset", TINY, "--ann", ann, "--images", "x", "--val-ann", nine],
+         "categories: its keypoints differ from those of"),
         (["--preset", TINY, "--ann", ann], "needs --images DIR"),
         (["--preset", TINY, "--ann", ann, "--images", "x", "--data-root", "y"],
          "drop --data-root"),
@@ -228,8 +254,10 @@ def test_train_command_line_errors(body21: Path, tmp_path: Path,
     ]
     for argv, expected in cases:
         code, _, err = train_cli(capsys, *argv)
-        assert code != 0 and expected in err, err
-        assert len(err.strip().splitlines()) == 1, err
+        # One error line (after the default-sigma note when the keypoints were read).
+        lines = err.strip().splitlines()
+        assert code != 0 and lines[-1].startswith("aepose: error: ") and expected in lines[-1]
+        assert len(lines) == 1 or (len(lines) == 2 and "no known OKS sigma" in lines[0]), err
     code, _, err = train_cli(capsys, "--preset", TINY, "--data-root", "x", "--images", "y")
     assert code == 2 and "--images would be ignored without --ann" in err
 

@@ -48,12 +48,9 @@ from aepose.keypoints import (
     build_spec,
 )
 
-__all__ = ["SPEC_FILE_KEYS", "spec_from_annotations", "spec_from_dict"]
+__all__ = ["SPEC_FILE_KEYS", "category_names", "spec_from_annotations", "spec_from_dict"]
 
 logger = logging.getLogger("aepose")
-
-# The joints already told about (the default sigma).
-_TOLD: set[tuple[str, ...]] = set()
 
 SPEC_FILE_KEYS = ("name", "keypoints", "skeleton", "flip_pairs", "sigmas", "keypoint_colors",
                   "link_colors", "grouping_order", "oks_area")
@@ -96,6 +93,15 @@ def spec_from_annotations(ann_file: str | Path, spec_file: str | Path | None = N
         raise AeposeError(f"{spec_file or ann_path}: name: {name!r} is not a non-empty string")
     return _spec(name, names, skeleton, overrides, Path(spec_file) if spec_file else None,
                  data.get("annotations"), ann_path)
+
+
+def category_names(ann_file: str | Path) -> tuple[str, ...] | None:
+    """The joint names of a COCO-format file's keypoint category (None: it has none)."""
+    path = Path(ann_file)
+    data = read_json(path, "annotation")
+    categories = data.get("categories") if isinstance(data, dict) else None
+    category, where = _keypoint_category(categories, path)
+    return None if category is None else _names(category.get("keypoints"), f"{where}keypoints")
 
 
 def _spec(name: str, names: tuple[str, ...], skeleton: tuple[tuple[int, int], ...],
@@ -251,8 +257,7 @@ def _sigmas(names: tuple[str, ...], builtin: KeypointSpec | None, given: Any, wh
     if builtin is not None:
         return tuple(chosen.get(n, s) for n, s in zip(names, builtin.sigmas, strict=True))
     unknown = [n for n in names if n not in chosen and n not in KNOWN_SIGMAS]
-    if unknown and tuple(unknown) not in _TOLD:
-        _TOLD.add(tuple(unknown))  # once per process: a val file repeats the train file's
+    if unknown:
         listed = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6
                                            else "")
         logger.warning("%s: no known OKS sigma for %s; using %s (set \"sigmas\" in a spec file "

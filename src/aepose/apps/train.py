@@ -16,7 +16,7 @@ from aepose.engine.train import TrainOptions, train
 from aepose.errors import AeposeError, Interrupted
 from aepose.keypoints import KEYPOINT_SPECS, KeypointSpec, get_spec, recipe_for
 from aepose.models.checkpoint import read_checkpoint, resolve_config
-from aepose.skeleton_file import spec_from_annotations
+from aepose.skeleton_file import category_names, spec_from_annotations
 
 __all__ = ["TrainFiles", "run_train"]
 
@@ -103,7 +103,8 @@ def _on_files(cfg: Config, files: TrainFiles, options: TrainOptions
         cfg.data, train_ann=str(ann), train_images=str(Path(files.images).resolve()),
         val_ann=str(val_ann) if val_ann else "",
         val_images=str(Path(val_images).resolve()) if val_ann else "")
-    if val_ann is not None and _spec(val_ann, files.spec).keypoint_names != spec.keypoint_names:
+    # A validation file without a category is read with the training file's keypoints.
+    if val_ann is not None and category_names(val_ann) not in (None, spec.keypoint_names):
         raise AeposeError(f"{val_ann}: categories: its keypoints differ from those of {ann}")
     return recipe_for(dataclasses.replace(cfg, data=data), spec), spec
 

@@ -4,6 +4,7 @@ backbone frozen for the first epochs (:func:`optimizer_and_factors`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aepose.config import TrainConfig
+from aepose.config import TrainConfig, get_preset
 from aepose.errors import AeposeError
-from aepose.models import AssociativeEmbeddingNet
-from aepose.models.checkpoint import read_checkpoint
+from aepose.keypoints import CUSTOM, get_spec
+from aepose.models import AssociativeEmbeddingNet, build_from_config
+from aepose.models.checkpoint import Checkpoint, read_checkpoint, resolve_config
 
 __all__ = ["InitReport", "init_from", "load_pretrained_backbone", "optimizer_and_factors"]
 
@@ -46,14 +48,23 @@ class InitReport:
 def init_from(model: AssociativeEmbeddingNet, weights: str | Path) -> InitReport:
     """Copy into ``model`` every tensor of ``weights`` (a file, a preset name, a release file
     name or a URL: :func:`aepose.models.checkpoint.read_checkpoint`) whose name and shape
-    match its own; the others keep ``model``'s initialisation. Logs :meth:`InitReport.line`.
+    match its own; the others keep ``model``'s initialisation. When both skeletons are known
+    and differ (other joints, or the same count in another order), the layers whose shape
+    depends on K start fresh too: their channels would mean other joints. Logs
+    :meth:`InitReport.line`.
 
     Raises:
         AeposeError: the weights share no tensor with the model (another network entirely).
     """
-    source = read_checkpoint(weights).state_dict
+    ckpt = read_checkpoint(weights)
+    source = ckpt.state_dict
     own = model.state_dict()
-    loaded = {k: v for k, v in source.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    fresh = set()
+    names = _keypoint_names(ckpt)
+    if model.keypoint_spec is not None and names not in (None, model.keypoint_spec.keypoint_names):
+        fresh = _k_dependent(model)
+    loaded = {k: v for k, v in source.items()
+              if k in own and k not in fresh and tuple(v.shape) == tuple(own[k].shape)}
     if not loaded:
         raise AeposeError(f"{weights}: no tensor matches the {model.config.backbone} network by "
                           "name and shape; nothing to start from")
@@ -109,3 +120,28 @@ def load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None
 
 def _examples(keys: list[str]) -> str:
     return f" (e.g. {', '.join(keys[:3])})" if keys else ""
+
+
+def _keypoint_names(ckpt: Checkpoint) -> tuple[str, ...] | None:
+    """The joints of a file's channels: its stored spec, its config's dataset, or the preset
+    its keys are recognised as; None when unknown."""
+    if ckpt.spec is not None:
+        return ckpt.spec.keypoint_names
+    if ckpt.config is not None:
+        dataset = ckpt.config.data.dataset
+    else:
+        try:
+            dataset = get_preset(resolve_config(ckpt)[0]).data.dataset
+        except AeposeError:  # no preset has this network: nothing to compare with
+            return None
+    return None if dataset == CUSTOM else get_spec(dataset).keypoint_names
+
+
+def _k_dependent(model: AssociativeEmbeddingNet) -> set[str]:
+    """Names of the tensors whose shape changes with the keypoint count (the head's final
+    layers, HigherHRNet's deconvolution reading the first output): found by building the
+    network with one keypoint more on the meta device (no memory, no random draws)."""
+    bigger = dataclasses.replace(model.config, num_keypoints=model.config.num_keypoints + 1)
+    with torch.device("meta"):
+        other = build_from_config(bigger).state_dict()
+    return {k for k, v in model.state_dict().items() if other[k].shape != v.shape}
