@@ -190,12 +190,10 @@ def test_files_carry_the_skeleton_and_k_keypoints_per_person(tmp_path: Path) -> 
 
 
 def test_the_written_skeleton_reads_back_as_a_keypoint_spec_with_flip_pairs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """What train --ann reads (aepose.skeleton_file): names, links and, inferred from the
     names, the left/right pairs, hands and toes included."""
-    # The default-sigma notice is said once per process: this test's stays its own.
-    monkeypatch.setattr("aepose.skeleton_file._TOLD", set())
     points = parse_points(FEET)
     generate_dataset(tmp_path, points, train_images=1, val_images=0, size=SMALL)
     spec = spec_from_annotations(tmp_path / "train.json")
