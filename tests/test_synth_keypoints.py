@@ -290,7 +290,8 @@ def test_cli_writes_a_custom_dataset_and_refuses_bad_choices(
     code, stdout, _ = run_cli(capsys, "synth", str(out), "--keypoints", FEET, "--images", "3",
                               "--size", "96")
     assert code == 0
-    assert f"use it as --ann {out / 'train.json'} --images {out / 'train'}" in stdout
+    assert (f"use it as --ann {out / 'train.json'} --images {out / 'train'} "
+            f"--val-ann {out / 'val.json'} --val-images {out / 'val'}\n") in stdout
     assert len(load(out / "val.json")["categories"][0]["keypoints"]) == 21
     code, _, err = run_cli(capsys, "synth", str(tmp_path / "x"), "--keypoints", "coco+nose")
     assert code != 0 and err.count("\n") == 1 and "nose chosen twice" in err

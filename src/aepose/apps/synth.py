@@ -75,7 +75,9 @@ def run_synth(options: SynthOptions) -> None:
               f"crowdIndex easy/medium/hard {easy}/{medium}/{hard}  -> {split.annotation_file}")
     if summary.spec == CUSTOM:
         # A skeleton of its own: no preset's layout, so the files are named one by one.
-        first = summary.splits[0]
-        print(f"use it as --ann {first.annotation_file} --images {first.image_dir}")
+        fit, held_out = summary.splits
+        print(f"use it as --ann {fit.annotation_file} --images {fit.image_dir}"
+              + (f" --val-ann {held_out.annotation_file} --val-images {held_out.image_dir}"
+                 if held_out.images else ""))
     else:
         print(f"use it as --data-root {summary.root}")
