@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from itertools import pairwise
 
+from aepose.config import did_you_mean
 from aepose.errors import AeposeError
 from aepose.keypoints import CUSTOM, KeypointSpec, get_spec
 from aepose.synth.figure import ALIASES, POINT_NAMES
@@ -136,8 +137,9 @@ def custom_points(names: tuple[str, ...] | list[str], what: str = "keypoints") -
     names = tuple(names)
     unknown = [n for n in names if n not in POINT_NAMES]
     if unknown:
+        hint = did_you_mean(unknown[0], (*NAMED_SETS, *POINT_NAMES))
         raise AeposeError(
-            f"{what}: the generator draws no point called {unknown[0]!r} (named sets: "
+            f"{what}: the generator draws no point called {unknown[0]!r}{hint} (named sets: "
             f"{', '.join(NAMED_SETS)}; points: {', '.join(POINT_NAMES)})"
         )
     twice = sorted({n for n in names if names.count(n) > 1}, key=names.index)
