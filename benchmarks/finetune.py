@@ -157,11 +157,12 @@ def _child(paths: Paths, name: str, init: Path, seconds: float, points: int,
 
 
 def _table(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Markdown rows: both runs' snapshots side by side (each taken at the first epoch end
-    after the same training time; the last when the budget ran out)."""
+    """Markdown rows: each init snapshot beside the scratch snapshot closest in time (both
+    are taken at the first epoch end after the same marks; a slow epoch can skip one)."""
     rows = ["| init: time, step | init AP (AP50) | scratch: time, step | scratch AP (AP50) |",
             "|---|---|---|---|"]
-    for init, scratch in zip(curves["init"], curves["scratch"], strict=False):
+    for init in curves["init"]:
+        scratch = min(curves["scratch"], key=lambda p: abs(p["seconds"] - init["seconds"]))
         cells = [f"{p['seconds']:.0f} s, {p['step']} | {p['AP']:.3f} ({p['AP50']:.3f})"
                  for p in (init, scratch)]
         rows.append(f"| {cells[0]} | {cells[1]} |")
