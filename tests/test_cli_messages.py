@@ -67,6 +67,26 @@ def test_an_option_that_is_a_config_field_suggests_set(
     assert code == 2 and "unrecognized arguments: " + hint in err
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    # The value given to a misspelt option once trailed the suggestion: "... did you mean
+    # '--conf' or '--no-flip'? 0.2".
+    (["predict", "x.jpg", "--cnf", "0.2"],
+     "unrecognized arguments: --cnf; did you mean '--conf' or '--no-flip'?"),
+    (["predict", "x.jpg", "--weights", "w", "--cnf", "0.2", "--ouut", "o"],
+     "unrecognized arguments: --cnf; did you mean '--conf' or '--no-flip'? --ouut; did you "
+     "mean '--out' or '--smooth'?"),
+    # Stray arguments come first: after a suggestion they would read as part of it.
+    (["export", "--weights", "w", "--output", "o", "extra", "--ouptut=m.onnx"],
+     "unrecognized arguments: extra --ouptut=m.onnx; did you mean '--output' or '--opset'?"),
+])
+def test_a_misspelt_option_is_named_with_its_suggestion_and_nothing_after_it(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err == f"aepose {argv[0]}: error: {message} (see aepose {argv[0]} --help)\n"
+
+
 @pytest.mark.parametrize("command", [
     ["predict", "x.png", "--weights", "w.pth"],
     ["test", "--weights", "w.pth", "--data-root", "d"],

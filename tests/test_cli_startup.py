@@ -21,7 +21,8 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as stop:
     code = stop.code or 0
-heavy = sorted(m for m in ("torch", "cv2", "numpy", "scipy") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "cv2", "numpy", "scipy", "starlette", "uvicorn")
+               if m in sys.modules)
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
@@ -34,11 +35,12 @@ def _probe(*argv: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("argv", [("--help",), ("predict", "--help"), ("test", "--help"),
                                   ("train", "--help"), ("benchmark", "--help"), ("models",),
-                                  ("--version",)])
+                                  ("serve", "--help"), ("--version",)])
 def test_help_and_models_do_not_import_torch(argv: tuple[str, ...]) -> None:
     result = _probe(*argv)
     assert result["code"] == 0
     assert "torch" not in result["heavy"], result
+    assert not {"starlette", "uvicorn"} & set(result["heavy"]), result  # nor aepose serve's
 
 
 def test_python_dash_m_help_answers() -> None:

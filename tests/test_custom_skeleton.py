@@ -258,6 +258,11 @@ def test_train_command_line_errors(body21: Path, tmp_path: Path,
         lines = err.strip().splitlines()
         assert code != 0 and lines[-1].startswith("aepose: error: ") and expected in lines[-1]
         assert len(lines) == 1 or (len(lines) == 2 and "no known OKS sigma" in lines[0]), err
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"flip_pairs": []}))
+    code, _, err = train_cli(capsys, "--preset", TINY, "--ann", nine, "--images", "x", "--spec",
+                             str(spec_file), "--set", "test.flip=true")
+    assert code == 1 and err.strip().splitlines()[-1].endswith("drop test.flip=true"), err
     code, _, err = train_cli(capsys, "--preset", TINY, "--data-root", "x", "--images", "y")
     assert code == 2 and "--images would be ignored without --ann" in err
 

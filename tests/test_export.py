@@ -246,6 +246,31 @@ def test_weights_giving_non_finite_outputs_are_not_exported(tmp_path: Path, pois
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("bias", "problem"), [
+    (1e30, "hold a value of 5e+29; the decoder takes magnitudes up to 1e+18"),
+    (2e38, "hold a value of 1e+38; the decoder takes magnitudes up to 1e+18"),  # near max
+])
+def test_export_refuses_weights_whose_maps_overflow_after_aggregation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bias: float, problem: str
+) -> None:
+    """Finite but huge head outputs passed the check of the raw outputs and were exported;
+    every image predicted with the file then failed (or, before the decoder's guard, hung)."""
+    model = lively(HIGHER, seed=1).eval()
+    with torch.no_grad():
+        model.keypoint_head.final_layers[1].bias.fill_(bias)  # the stride-2 heatmaps
+    weights = tmp_path / "huge.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(get_preset(HIGHER))},
+               weights)
+    code, out, err = run_cli(capsys, "export", "--weights", str(weights), "--output",
+                             str(tmp_path / "huge.onnx"))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        f"aepose: error: {weights}: the network's heatmaps after aggregation {problem} "
+        "(broken weights or an overflow in reduced precision), on a probe image; nothing "
+        "was exported")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.pth"]
+
+
 # ---------------------------------------------------------------------------------------
 # ONNX as a first-class path: Predictor.from_checkpoint, aepose info, aepose predict
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import http.server
 import importlib
 import json
 import os
@@ -18,10 +19,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from helpers import run_cli
@@ -368,3 +373,158 @@ def test_a_second_predict_into_a_busy_folder_is_refused(
     assert code == 0, err
     images = json.loads((out / "predictions.json").read_text())["images"]
     assert len(images) == IMAGES  # the first run was not disturbed
+
+
+# ---------------------------------------------------------------------------------------
+# Out of memory outside the pipeline (drawing, merging): one line, the finished work kept
+
+# ``python -c _OUT_OF_MEMORY MODULE NAME N ARGV...``: aepose ARGV where the N-th call of
+# MODULE.NAME, and every later one, fails for want of memory.
+_OUT_OF_MEMORY = """
+import importlib, sys
+target = importlib.import_module(sys.argv[1])
+real, calls = getattr(target, sys.argv[2]), [0]
+
+def failing(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] >= int(sys.argv[3]):
+        raise MemoryError("Unable to allocate 1.00 GiB for an array")
+    return real(*args, **kwargs)
+
+setattr(target, sys.argv[2], failing)
+from aepose.apps.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _out_of_memory(name: str, call: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY, "aepose.apps.predict", name,
+                           str(call), *argv, "--decode-workers", "0"], env=env,
+                          capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_out_of_memory_drawing_an_overlay_keeps_the_finished_images(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The third overlay cannot be drawn: a MemoryError traceback once lost the merged
+    JSON; now the run stops there in one line and every finished image is merged."""
+    out = tmp_path / "out"
+    argv = [a for a in _predict_args(setup, out) if a != "--no-draw"]
+    done = _out_of_memory("save_image", 3, argv)
+    assert_one_line(done.returncode, done.stderr)
+    assert done.returncode == 1
+    third = sorted(setup.images.iterdir())[2]
+    assert done.stderr.splitlines()[-1] == (
+        f"aepose: error: out of memory drawing the overlay of {third}; the 3 finished "
+        f"images/frames are in {out / 'predictions.json'}")
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(images) == 3 and (out / "results.json").is_file()
+    assert len([p for p in out.iterdir() if p.suffix in (".jpg", ".png")]) == 2
+
+
+def test_out_of_memory_merging_the_json_keeps_every_finished_image(
+    setup: Setup, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = _out_of_memory("merge_predictions", 1, _predict_args(setup, out))
+    assert_one_line(done.returncode, done.stderr)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"aepose: error: out of memory merging the predictions into {out / 'predictions.json'}"
+        f"; the images finished before it are in {out / 'predictions.jsonl'}")
+    assert len(_jsonl(out / "predictions.jsonl")) == IMAGES
+    assert not (out / "predictions.json").exists()
+
+
+def test_out_of_memory_in_any_command_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError("Unable to allocate 1.00 GiB for an array")
+
+    monkeypatch.setattr("aepose.apps.models.print_models", exhausted)
+    code, _, err = run_cli(capsys, "models")
+    assert_one_line(code, err)
+    assert code == 1 and err == ("aepose: error: out of memory (Unable to allocate 1.00 GiB "
+                                 "for an array)\n")
+
+
+# ---------------------------------------------------------------------------------------
+# A live stream that sends slowly
+
+
+class _SlowMjpeg(http.server.BaseHTTPRequestHandler):
+    """A live MJPEG stream (multipart/x-mixed-replace, as IP cameras serve it) stating 25
+    fps: three frames at once (enough for FFmpeg to open it), then one every 2 s. Each
+    frame's send time goes to the server's ``sent`` list."""
+
+    server: _StreamServer
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        jpeg = cv2.imencode(".jpg", np.full((96, 128, 3), 90, np.uint8))[1].tobytes()
+        part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                % len(jpeg)) + jpeg + b"\r\n"
+        try:
+            for n in range(60):
+                self.wfile.write(part)
+                self.wfile.flush()
+                self.server.sent.append(time.monotonic())
+                if self.server.stopped.wait(0.04 if n < 2 else 2.0):
+                    return
+        except OSError:  # the reader went away
+            pass
+
+
+class _StreamServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowMjpeg)
+        self.sent: list[float] = []
+        self.stopped = threading.Event()
+
+
+def test_duration_ends_a_slow_live_stream_on_time(setup: Setup, tmp_path: Path) -> None:
+    """``--duration 1`` on a stream sending a frame every 3 s ran 86 s (25 frames of stream
+    time at the stated 25 fps; here, a frame every 2 s, 50 s): on a live source it is
+    wall-clock time from the first frame, and the wait for the next frame ends with it; what
+    finished is written then."""
+    server = _StreamServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aepose", "predict", f"http://127.0.0.1:{server.server_port}/cam",
+         "--weights", str(setup.weights), "--out", str(out), "--device", "cpu", "--duration",
+         "1", "--workers", "1", "--decode-workers", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "predictions.json").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "predictions.json not written in 30 s"
+            time.sleep(0.02)
+        written = time.monotonic()
+        # The process exits once the read in progress returns (at the next frame): a thread
+        # left inside FFmpeg's read while the process tore down crashed it (SIGSEGV).
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        server.stopped.set()
+        server.shutdown()
+        server.server_close()
+    assert process.returncode == 0, err
+    # From the first frame: the 1 s, then the frames in flight and the merge.
+    assert written - server.sent[0] <= 3.0, err
+    frames = json.loads((out / "predictions.json").read_text())["images"]
+    assert 1 <= len(frames) <= 3 and (out / "cam.mp4").is_file()

@@ -142,3 +142,44 @@ def test_training_on_a_full_disk_names_the_checkpoint_that_stays(
     assert not list(run.glob(".aepose-*"))
     _, raw = read_training_state(run / "last.pth")
     assert raw["epoch"] == 1
+
+
+def test_a_clip_on_a_full_disk_names_the_video_not_its_temporary_file(tmp_path: Path) -> None:
+    """The disk fills while the clip is closed (the muxer's last writes): the line named the
+    hidden ``.aepose-XXXXXXXX.tmp.mp4`` the frames went to, which the user never sees."""
+    out = tmp_path / "clips"
+    done = _run(12_000, _CLI, "synth", str(out), "--video", "--frames", "20", "--frame-size",
+                "160x128", "--people", "2")  # the clip is 25 KB
+    assert done.returncode == 1
+    assert done.stderr == (f"aepose: error: cannot write video {out / 'clip_0000.mp4'}: File "
+                           "too large\n")
+    assert list(out.iterdir()) == []  # no temporary file either (the truth comes after)
+
+
+_NOISE_VIDEO = """
+import numpy as np
+from aepose.errors import AeposeError
+from aepose.video.writer import VideoWriter
+rng = np.random.default_rng(0)
+writer = VideoWriter(sys.argv[3], fps=25, width=320, height=240)
+try:
+    with writer:
+        for _ in range(100):  # noise: the encoder's packets fill the disk as frames go in
+            writer.write(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+except AeposeError as error:
+    print(writer.frames_written, error)
+"""
+
+
+def test_a_video_that_fills_the_disk_while_frames_go_in_is_one_line(tmp_path: Path) -> None:
+    """A write that fails between frames was the muxer's raw OSError naming the temporary
+    file (a traceback from the CLI); now one line naming the video, which stays as it was."""
+    path = tmp_path / "overlay.mp4"
+    path.write_bytes(b"an earlier run's overlay")
+    done = _run(50_000, _NOISE_VIDEO, str(path))
+    assert done.stderr == "", done.stderr
+    written, line = done.stdout.rstrip("\n").split(" ", 1)
+    assert 0 < int(written) < 100  # it failed while frames went in, not at the end
+    assert line == f"cannot write video {path}: File too large"
+    assert path.read_bytes() == b"an earlier run's overlay"
+    assert [p.name for p in tmp_path.iterdir()] == ["overlay.mp4"]

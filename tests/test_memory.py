@@ -210,3 +210,54 @@ def test_a_small_budget_still_lets_one_item_through(tiny: nn.Module) -> None:
         assert result.error is None
         ahead.append(pulled - n)
     assert len(ahead) == 5 and max(ahead) <= 1
+
+
+def test_run_takes_a_read_ahead_budget(tiny: nn.Module, monkeypatch: pytest.MonkeyPatch
+                                       ) -> None:
+    """``RunOptions.read_ahead_bytes`` (``aepose.predict(read_ahead_bytes=...)``) reaches the
+    stream: a budget of one byte reads one image at a time; the default reads ahead."""
+    from aepose.pipeline import run as run_module
+    from aepose.pipeline.predictor import Predictor
+
+    predictor = Predictor(tiny, get_preset(TINY), flip=False)
+    images = [np.zeros((96, 128, 3), np.uint8) for _ in range(6)]
+    read = 0
+    load = run_module.load_rgb
+
+    def counted(*args: object) -> np.ndarray:
+        nonlocal read
+        read += 1
+        return load(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "load_rgb", counted)
+
+    def most_ahead(**budget: int) -> int:
+        nonlocal read
+        read, ahead = 0, []
+        chosen = run_module.RunOptions(decode_workers=0, read_workers=1, **budget)
+        for done, result in enumerate(run_module.run(run_module.expand_inputs(images),
+                                                     predictor, chosen), start=1):
+            assert result.error is None
+            ahead.append(read - done)
+        assert len(ahead) == len(images)
+        return max(ahead)
+
+    assert most_ahead(read_ahead_bytes=1) == 0
+    assert most_ahead() > 1
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5, True, "1GB", None])
+def test_a_nonsense_read_ahead_budget_is_one_line(tiny: nn.Module, budget: object) -> None:
+    import aepose
+    from aepose.pipeline.predictor import Predictor
+    from aepose.pipeline.run import RunOptions
+
+    line = f"RunOptions.read_ahead_bytes = {budget!r}: expected an integer >= 1"
+    with pytest.raises(AeposeError) as error:
+        RunOptions(read_ahead_bytes=budget)  # type: ignore[arg-type]
+    assert str(error.value) == line
+    predictor = Predictor(tiny, get_preset(TINY))
+    with pytest.raises(AeposeError) as error:
+        aepose.predict(np.zeros((96, 128, 3), np.uint8), predictor,
+                       read_ahead_bytes=budget)  # type: ignore[arg-type]
+    assert str(error.value) == line

@@ -6,11 +6,14 @@ CrowdPose-layout dataset). Weights by name come from a real HTTP server on 127.0
 ``AEPOSE_WEIGHTS_MIRROR`` into a cache under ``AEPOSE_HOME``: the released files cannot be
 fetched here, so each name used is served as a generated tiny network (with trained-like maps,
 so people are found) under its release name carrying the file's TRUE SHA-256 prefix, and the
-URL table points at it; the hash check is never bypassed. ```bash blocks are not run.
+URL table points at it; the hash check is never bypassed. A block talking to ``aepose serve``
+at 127.0.0.1:8000 talks to one started for it (the tiny network) on a free port instead.
+```bash blocks are not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -32,6 +35,7 @@ from aepose.models import build_model
 from aepose.synth import generate_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SERVER = "127.0.0.1:8000"  # where README's clients of aepose serve connect
 # Released name -> the tiny network served in its place (same head and keypoints).
 SERVED = {"higherhrnet_w32_crowdpose_512": "higherhrnet_tiny_crowdpose_128",
           "hrnet_w32_aic_512": "hrnet_tiny_aic_128"}
@@ -112,7 +116,7 @@ def test_readme_has_the_documented_blocks() -> None:
     code = "\n".join(code for _, code in BLOCKS)
     for call in ("aepose.predict(", "Predictor.from_checkpoint(", "channel_order=",
                  "aepose.preprocess(", "decode_poses(", ".to_coco(", ".to_dict(", ".draw(",
-                 "evaluate_keypoints(", "export_weights("):
+                 "evaluate_keypoints(", "export_weights(", "/predict?", "/stream"):
         assert call in code, f"README's Python blocks no longer show {call}"
 
 
@@ -133,4 +137,11 @@ def test_readme_block_runs(code: str, mirror: str, workdir: Path,
     monkeypatch.setenv("AEPOSE_HOME", str(tmp_path / "home"))  # each block downloads afresh
     monkeypatch.delenv("AEPOSE_OFFLINE", raising=False)
     monkeypatch.chdir(workdir)
-    exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+    with contextlib.ExitStack() as stack:
+        if SERVER in code:  # a client of aepose serve: one runs, on a free port
+            pytest.importorskip("uvicorn", reason="pip install 'aepose[serve]'")
+            from serve_helpers import serving, tiny_predictor
+
+            running = stack.enter_context(serving(tiny_predictor()))
+            code = code.replace(SERVER, running.url.removeprefix("http://"))
+        exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})

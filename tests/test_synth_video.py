@@ -230,14 +230,15 @@ def test_cli_refuses_existing_clips_and_overwrite_replaces_the_whole_set(
 
 def test_an_endless_clip_is_refused_at_once(tmp_path: Path) -> None:
     """``--frames 100000000`` once built its truth in memory for hours, writing nothing: now
-    one line before any work (in a child process, under a time and memory limit)."""
+    a usage error (exit 2, as every other range check of the command line) before any work
+    (in a child process, under a time and memory limit)."""
     out = tmp_path / "clips"
     done = subprocess.run(
         [sys.executable, "-c", _LIMITED, "synth", str(out), "--video", "--frames", "100000000"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
-    assert done.returncode == 1 and done.stderr == (
-        f"aepose: error: frames must be 1 to {MAX_FRAMES:,} (a clip's truth is built in "
-        "memory), got 100,000,000\n"), done.stderr[-2000:]
+    assert done.returncode == 2 and done.stderr == (
+        f"aepose synth: error: argument --frames: 100000000 is not an integer in "
+        f"[1, {MAX_FRAMES}] (see aepose synth --help)\n"), done.stderr[-2000:]
     assert not out.exists()
     with pytest.raises(AeposeError, match="frames must be 1 to 10,000"):
         sequence_truth("coco", frames=MAX_FRAMES + 1, people=1, size=SIZE)

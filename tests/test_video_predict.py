@@ -560,6 +560,40 @@ def test_live_reader_keeps_every_frame_for_a_fast_consumer_and_stops_on_close() 
     assert (reader.read, reader.dropped, reader.problem) == (1, 0, None)
 
 
+def test_duration_of_a_live_source_is_wall_clock_time_waiting_included() -> None:
+    """A camera that delivers a frame every 0.4 s and states 25 fps: 1 s of stream time is
+    25 frames, 10 s here; a live source stops after 1 s of wall-clock time from its first
+    frame, also while it waits for the next frame."""
+    camera = _FakeCamera(frames=1000, period=0.4)
+    reader = LatestFrames(camera, "slow")
+    taken, start = [], None
+    for index, _ in run_module._limited(reader, 25.0, _options(duration_s=1.0).run_options(),
+                                        live=True):
+        start = start or time.monotonic()
+        taken.append(index)
+    stopped = time.monotonic() - start
+    reader.close()
+    closed = time.monotonic() - start
+    assert taken[:2] == [0, 1] and len(taken) <= 4  # frames at 0.4 s spacing within 1 s
+    assert 0.9 <= stopped <= 1.5, stopped  # the deadline, not the next frame (at 1.2 s)
+    assert closed - stopped <= 0.9  # close() does not wait out a read in progress
+    assert (reader.read, reader.dropped, reader.problem) == (len(taken), 0, None)
+
+
+def test_live_reader_without_dropping_keeps_every_frame_for_a_slow_consumer() -> None:
+    """``--no-drop`` on a live source: every frame, in order, one pending at most."""
+    camera = _FakeCamera(frames=12, period=0.001)
+    reader = LatestFrames(camera, "fake", max_failures=3, drop=False)
+    taken = []
+    for index, _ in reader:
+        assert reader.pending <= 1
+        taken.append(index)
+        time.sleep(0.01)  # 10x slower than the camera
+    reader.close()
+    assert taken == list(range(12)) and camera.released
+    assert (reader.read, reader.dropped, reader.problem) == (12, 0, None)
+
+
 def test_live_reader_without_any_frame_raises_naming_the_source() -> None:
     reader = LatestFrames(_FakeCamera(frames=0, period=0.0), "rtsp://cam/x", max_failures=2)
     with pytest.raises(AeposeError, match="stream rtsp://cam/x delivered no frames"):

@@ -46,3 +46,7 @@ DEMO_EPOCHS = 48
 
 FRAME_SIDES = (32, 4096)
 """Frame sides in pixels that ``aepose synth --video`` accepts."""
+
+CLIP_MAX_FRAMES = 10_000
+"""The longest clip ``aepose synth --video --frames`` writes (6 min 40 s at 25 fps): a
+clip's ground truth is built in memory before its frames are rendered."""

@@ -25,6 +25,7 @@ from aepose.apps.parser import (
 )
 from aepose.choices import (
     BENCHMARK_STAGES,
+    CLIP_MAX_FRAMES,
     COMPILE_MODES,
     DEMO_EPOCHS,
     DEMO_MINUTES,
@@ -124,6 +125,17 @@ HELP: dict[str, tuple[str, str]] = {
                "--output hrnet_aic.onnx\n"
                "  aepose demo                       # writes runs/demo/train/last.pth\n"
                "  aepose export --weights runs/demo/train/last.pth --output demo.onnx --static"),
+    "serve": ("poses over HTTP and WebSocket: batched requests, tracked streams, a page",
+              "examples:\n"
+              "  aepose demo                      # writes runs/demo/train/last.pth, "
+              "runs/demo/data/images/\n"
+              "  aepose serve --weights runs/demo/train/last.pth   # http://127.0.0.1:8000/\n"
+              "  curl -s -H 'Content-Type: image/jpeg' --data-binary "
+              "@runs/demo/data/images/1.jpg \\\n"
+              "      'http://127.0.0.1:8000/predict?min_score=0.3'\n"
+              "  aepose serve --weights hrnet_w32_aic_512 --max-batch 16 --token s3cret\n"
+              "  AEPOSE_SERVE_TOKEN=s3cret aepose serve --weights hrnet_w32_aic_512 "
+              "--host 0.0.0.0"),
     "demo": ("the main job, offline: generate crowds, train, evaluate, draw",
              "examples:\n  aepose demo                       # 8 minutes in all, on any machine\n"
              "  aepose demo --minutes 3 --out runs/quick\n"
@@ -299,12 +311,61 @@ def _add_video_arguments(p: Parser) -> None:
                        help="stop each video or stream after N frames")
     video.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True),
                        metavar="SECONDS", help="stop each video or stream after SECONDS of "
-                       "it from its first frame read (frame index / frame rate)")
+                       "it from its first frame read (frame index / frame rate; a live "
+                       "source also after SECONDS of wall-clock time)")
     video.add_argument("--no-drop", action="store_true",
                        help="live sources (webcam, rtsp://, http:// naming neither a video "
                        "file nor an image sequence): process every frame, even if processing "
                        "falls behind (default: keep only the newest frame and count the "
                        "dropped ones; files never drop)")
+
+
+def _add_serve_arguments(p: Parser) -> None:
+    p.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose), "
+                   ".onnx file, preset name, release name or URL")
+    p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: every CUDA device, one "
+                   "batch worker each; else the CPU)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="default 8000")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or ?token=) on "
+                   "every endpoint but /healthz and /readyz (default: $AEPOSE_SERVE_TOKEN)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-batch", type=int_in(1, 1024), default=8,
+                        help="most images per batch (default 8; 1: no batching)")
+    limits.add_argument("--max-wait-ms", type=float_in(0, 10_000), default=10.0,
+                        help="how long a batch's first request waits for others (default 10)")
+    limits.add_argument("--queue", type=int_in(1, 1_000_000), default=64,
+                        help="most requests waiting; past it 503 + Retry-After (default 64)")
+    limits.add_argument("--queue-mb", type=float_in(0, 1e6, low_open=True), default=512.0,
+                        help="most MB of decoded images waiting or running (default 512)")
+    limits.add_argument("--max-body-mb", type=float_in(0, 4096, low_open=True), default=20.0,
+                        help="largest request body or stream frame (default 20)")
+    limits.add_argument("--max-megapixels", type=float_in(0, 1024, low_open=True),
+                        default=40.0, help="largest image, width x height (default 40)")
+    limits.add_argument("--max-streams", type=int_in(0, 10_000), default=4,
+                        help="concurrent WebSocket streams (default 4)")
+    limits.add_argument("--max-fps", type=float_in(0, 1000, low_open=True), default=30.0,
+                        help="frames processed per second per stream; faster ones are "
+                        "dropped (default 30)")
+    p.add_argument("--scales", type=test_scale, nargs="+",
+                   help=f"test scales in [{MIN_TEST_SCALE:g}, {MAX_TEST_SCALE:g}], e.g. 2 1")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no flip test by default (a request may ask flip=true)")
+    p.add_argument("--stage-average", choices=STAGE_AVERAGES,
+                   help="HigherHRNet output averaging (default the preset's)")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override test settings, e.g. test.detection_threshold=0.2")
+    p.add_argument("--min-score", type=fraction, default=PREDICT_MIN_SCORE, metavar="S",
+                   help="leave out people scoring below S unless a request says otherwise "
+                   f"(default {PREDICT_MIN_SCORE:g})")
+    p.add_argument("--pose-nms", type=_oks_or_none, default=PREDICT_POSE_NMS, metavar="OKS",
+                   help=f"as predict's (default {PREDICT_POSE_NMS:g}; none: keep everyone)")
+    p.add_argument("--threshold", type=fraction, default=KEYPOINT_THRESHOLD, metavar="T",
+                   help=f"keypoints scoring below T get score 0 (default {KEYPOINT_THRESHOLD:g})")
+    p.add_argument("--smooth", action="store_true",
+                   help="streams: smooth each track's keypoints (One-Euro filter)")
 
 
 def _add_benchmark_arguments(p: Parser) -> None:
@@ -382,8 +443,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     synth.add_argument("--video", action="store_true",
                        help="write clips of people walking (clip_NNNN.mp4, H.264) with "
                             "PoseTrack-like truth (clip_NNNN.json: track ids, keypoints, boxes)")
-    synth.add_argument("--frames", type=positive_int, default=100,
-                       help="frames per clip (default 100)")
+    # Bounded here, as every other range: an argparse error (exit 2) before any work.
+    synth.add_argument("--frames", type=int_in(1, CLIP_MAX_FRAMES), default=100,
+                       help=f"frames per clip, 1..{CLIP_MAX_FRAMES} (default 100)")
     synth.add_argument("--people", type=int_in(1, 20), default=None,
                        help="distinct people per clip, 1..20 (default: drawn from 1..12)")
     synth.add_argument("--frame-size", type=frame_size, default=(640, 480),
@@ -396,6 +458,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     _add_test_arguments(subparsers["test"])
     _add_predict_arguments(subparsers["predict"])
     _add_benchmark_arguments(subparsers["benchmark"])
+    _add_serve_arguments(subparsers["serve"])
     export = subparsers["export"]
     export.add_argument("--weights", required=True, help="checkpoint (mmpose 0.x or aepose)")
     export.add_argument("--preset", help="recipe (default: the file's own, or recognised)")

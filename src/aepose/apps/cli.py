@@ -30,10 +30,10 @@ if TYPE_CHECKING:  # the command imports it when it runs
     from aepose.apps.predict import PredictOptions
 
 # Commands that run networks over images: they get glibc's keep-freed-memory setting.
-_IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo"})
+_IMAGE_COMMANDS = frozenset({"train", "test", "predict", "benchmark", "demo", "serve"})
 # Decode workers beside the network (benchmark: its pipeline stage, and its other stages
 # measured in the same process alike).
-_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark"})
+_STREAMING_COMMANDS = frozenset({"test", "predict", "benchmark", "serve"})
 
 # One _cmd_x per command: the namespace becomes the options of the app module that runs the
 # command, imported here so that the parser and --help need none of them.
@@ -178,6 +178,26 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(settings)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from aepose.apps.serve import ServeCommand, serve_command
+    from aepose.pipeline.run import tracker_config
+    from aepose.serve.limits import ServeLimits
+    from aepose.serve.service import ServeSettings
+
+    serve_command(ServeCommand(
+        weights=str(args.weights), preset=args.preset, device=args.device,
+        overrides=_test_overrides(args), host=args.host, port=args.port,
+        limits=ServeLimits(
+            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue=args.queue,
+            queue_mb=args.queue_mb, max_body_mb=args.max_body_mb,
+            max_megapixels=args.max_megapixels, max_streams=args.max_streams,
+            max_fps=args.max_fps),
+        settings=ServeSettings(
+            min_score=args.min_score, pose_nms=args.pose_nms,
+            keypoint_threshold=args.threshold, tracker=tracker_config(smooth=args.smooth),
+            token=args.token, weights=str(args.weights))))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "models": _cmd_models,
     "info": _cmd_info,
@@ -189,6 +209,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "benchmark": _cmd_benchmark,
     "export": _cmd_export,
     "demo": _cmd_demo,
+    "serve": _cmd_serve,
 }
 """What runs each command (its arguments and help are in :mod:`aepose.apps.arguments`)."""
 
@@ -264,5 +285,10 @@ def _run(argv: Sequence[str] | None) -> int:
         return 1
     except OSError as error:  # a failure no command foresaw still costs one line
         print(f"aepose: error: {one_line(error)}", file=sys.stderr)
+        return 1
+    except MemoryError as error:  # outside what the commands turn into their own lines
+        detail = one_line(error)
+        print(f"aepose: error: out of memory{f' ({detail})' if detail else ''}",
+              file=sys.stderr)
         return 1
     return 0

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +44,7 @@ from aepose.errors import AeposeError
 from aepose.io import atomic_write
 from aepose.keypoints import spec_of
 from aepose.models.checkpoint import load_with_config
+from aepose.pipeline.engine import stream
 from aepose.pipeline.onnx_network import (
     CONFIG_KEY,
     INPUT_NAME,
@@ -50,6 +52,7 @@ from aepose.pipeline.onnx_network import (
     is_onnx_file,
     optional_module,
 )
+from aepose.pipeline.stages import Stages
 
 if TYPE_CHECKING:
     import onnx
@@ -120,11 +123,33 @@ def export_weights(weights: str, output: str | Path, *, preset: str | None = Non
     if is_onnx_file(weights):
         raise AeposeError(f"{weights}: is an ONNX file already; export takes PyTorch weights")
     model, cfg = load_with_config(weights, preset=preset)
+    _refuse_overflowing_outputs(model, cfg, weights)
     path = export_onnx(model, output, config=cfg, input_size=input_size or cfg.data.input_size,
                        dynamic=dynamic, opset=opset)
     print(f"wrote {path} (input 'images' [B, 3, H, W]"
           f"{', dynamic batch/height/width' if dynamic else ''}; config {cfg.name})")
     return path
+
+
+def _refuse_overflowing_outputs(model: nn.Module, cfg: Config, weights: str) -> None:
+    """Run the network once through the pipeline's own stages on a probe image (mid-grey,
+    the recipe's input size, its test scales and flip) and refuse ``weights`` in one line
+    naming them when the maps fail the decoder's checks after aggregation.
+
+    Finite but huge outputs (a head bias of 1e30) pass the check of the raw outputs and
+    export fine, then overflow when flip and scale averaging add them up, or exceed the
+    decoder's :data:`~aepose.codec.decode.MAX_MAGNITUDE`: every image predicted with the
+    exported file would fail.
+    """
+    side = cfg.data.input_size
+    probe = np.full((side, side, 3), 128, np.uint8)
+    # load_with_config gives the network as it is exported: fp32, on the CPU, in eval mode.
+    results = stream(Stages(model, cfg), [probe], lambda image: image, read_workers=0,
+                     decode_workers=0)
+    with contextlib.closing(results):
+        error = next(results).error
+    if error is not None:
+        raise AeposeError(f"{weights}: {error}, on a probe image; nothing was exported")
 
 
 def _destination(path: str | Path) -> Path:

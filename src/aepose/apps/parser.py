@@ -24,7 +24,7 @@ from aepose.config import (
 # --set sections an unknown ``--name VALUE`` may belong to, in the order they are suggested.
 SET_SECTIONS = {"train": ("train", "model", "data", "test"),
                  "demo": ("train", "model", "data", "test"),
-                 "test": ("test",), "predict": ("test",)}
+                 "test": ("test",), "predict": ("test",), "serve": ("test",)}
 _NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's own test for negative numbers
 
 
@@ -90,18 +90,25 @@ class Parser(argparse.ArgumentParser):
         return unknown
 
     def _unrecognized(self, extras: list[str]) -> str:
+        """``unrecognized arguments: ...``: stray arguments first, then each unknown option
+        followed by its suggestion. The value that followed an unknown option is its own
+        (``--cnf 0.2``): it appears only where the suggestion uses it (``--set key=0.2``),
+        never after a suggestion, where it read as part of it (``did you mean '--conf'?
+        0.2``)."""
+        strays: list[str] = []
         hints: list[str] = []
         i = 0
         while i < len(extras):
             token = extras[i]
-            value = extras[i + 1] if i + 1 < len(extras) and "=" not in token \
-                and not extras[i + 1].startswith("-") else None
-            hint = self._hint(token, value) if token.startswith("-") else token
-            if value is not None and "--set " in hint:
-                i += 1  # the value is part of the suggestion
-            hints.append(hint)
             i += 1
-        return "unrecognized arguments: " + " ".join(hints)
+            if not token.startswith("-"):
+                strays.append(token)
+                continue
+            value = extras[i] if i < len(extras) and "=" not in token \
+                and not extras[i].startswith("-") else None
+            hints.append(self._hint(token, value))
+            i += value is not None
+        return "unrecognized arguments: " + " ".join([*strays, *hints])
 
     def _hint(self, token: str, value: str | None) -> str:
         """``token`` with a suggestion: a config field as ``--set section.field=VALUE`` when

@@ -266,6 +266,9 @@ def run_predict(
                         summary.out_dir, _header(predictor, options), info.world_size)
             except KeyboardInterrupt:
                 summary.interrupted = True  # Ctrl-C during the merge: it finished first
+            except MemoryError:  # the partial files stay: the caller names them
+                raise AeposeError("out of memory merging the predictions into "
+                                  f"{summary.out_dir / 'predictions.json'}") from None
             if survivors:
                 summary.images = _merged_count(summary.json_path)
     return summary
@@ -392,7 +395,12 @@ class _Sink:
         self.summary.images += 1
         self.summary.people += len(result.poses)
         if self.options.draw and result.image is not None:
-            self._draw(result)
+            try:
+                self._draw(result)
+            except MemoryError:  # the run stops here; what finished is merged
+                frame = "" if result.frame is None else f" frame {result.frame}"
+                raise AeposeError(f"out of memory drawing the overlay of {result.name}"
+                                  f"{frame}") from None
 
     def _draw(self, result: Prediction) -> None:
         # Every person of the JSON, its detected keypoints (the run marked the others).

@@ -46,13 +46,17 @@ def run_train(preset: str | None, overrides: Sequence[str], options: TrainOption
             stop at ``options.stop_after`` is planned, not an interruption).
     """
     files = files or TrainFiles()
-    cfg = apply_overrides(_recipe(preset, options), overrides)
-    spec = None
+    cfg, spec = _recipe(preset, options), None
     if files.ann is not None:
         cfg, spec = _on_files(cfg, files, options)
     elif not files.data_root and options.resume is None:
         raise AeposeError("train needs --data-root DIR (a preset dataset's layout) or "
                           "--ann FILE --images DIR")
+    # After the keypoints' recipe, so that what --set says is what runs.
+    cfg = apply_overrides(cfg, overrides)
+    if spec is not None and cfg.test.flip and not spec.flip_pairs:
+        raise AeposeError(f"test.flip: the {spec.name} keypoints have no left/right pairs, so "
+                          "validation cannot flip; drop test.flip=true")
     try:
         result = train(cfg, dataclasses.replace(options, keypoints=spec))
     finally:

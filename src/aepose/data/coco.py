@@ -34,6 +34,7 @@ __all__ = [
     "CocoKeypoints",
     "ImageRecord",
     "Split",
+    "decode_image",
     "load_annotations",
     "load_split",
     "read_image",
@@ -430,14 +431,21 @@ def read_image(path: str | Path) -> npt.NDArray[np.uint8]:
         raise AeposeError(f"image file {file} not found") from None
     except OSError as err:
         raise AeposeError(f"cannot read image file {file}: {err.strerror or err}") from None
+    return decode_image(data, f"image file {file}")
+
+
+def decode_image(data: bytes, name: str) -> npt.NDArray[np.uint8]:
+    """RGB uint8 [H, W, 3] of an encoded image's bytes (:func:`read_image`'s decoding: the
+    EXIF orientation applied). Empty, truncated (JPEG) or undecodable bytes raise a one-line
+    AeposeError beginning with ``name``."""
     if not data:
-        raise AeposeError(f"image file {file} is empty")
+        raise AeposeError(f"{name} is empty")
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
-        raise AeposeError(f"image file {file} is a truncated JPEG (no end-of-image marker)")
+        raise AeposeError(f"{name} is a truncated JPEG (no end-of-image marker)")
     try:
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
         bgr = None
     if bgr is None:
-        raise AeposeError(f"image file {file} cannot be decoded (not an image, or corrupt)")
+        raise AeposeError(f"{name} cannot be decoded (not an image, or corrupt)")
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)

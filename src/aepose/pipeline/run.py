@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from aepose.device import default_device
 from aepose.errors import AeposeError
 from aepose.image import check_channel_order, to_rgb
 from aepose.models.checkpoint import load_with_config
-from aepose.pipeline.engine import Result, named_error, stream
+from aepose.pipeline.engine import READ_AHEAD_BYTES, Result, named_error, stream
 from aepose.pipeline.inputs import Input, Inputs, Source, expand_inputs
 from aepose.pipeline.network import FastNetwork
 from aepose.pipeline.pose import Pose
@@ -62,9 +63,9 @@ from aepose.pipeline.timer import StageTimer
 from aepose.pipeline.workers import decode_pool, default_decode_workers
 from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
-from aepose.validate import number_in, require
+from aepose.validate import integer_in, number_in, require
 from aepose.video.capture import FALLBACK_FPS
-from aepose.video.readers import FrameReader, open_video
+from aepose.video.readers import FrameReader, LatestFrames, open_video
 
 __all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run",
            "tracker_config"]
@@ -77,7 +78,10 @@ class RunOptions:
     decode_workers: post-processing workers (None:
     :func:`~aepose.pipeline.workers.default_decode_workers` when there is more than one image
     or any video, else 0); keep_images: put each image in its Prediction (an array given is
-    kept whatever this says: :meth:`Prediction.plot` has no file to read it from).
+    kept whatever this says: :meth:`Prediction.plot` has no file to read it from);
+    read_ahead_bytes: the most bytes the images and frames read ahead of the output may
+    hold, their network inputs included (:data:`~aepose.pipeline.engine.READ_AHEAD_BYTES`,
+    1 GiB; one item always goes through, however large).
 
     Which people and keypoints: min_score: people scoring below it are left out (0: none
     are); pose_nms: then a person is dropped when its OKS with a better-scored one exceeds
@@ -91,8 +95,9 @@ class RunOptions:
     Videos: tracker: one :class:`~aepose.tracking.tracker.PoseTracker` per video with this
     config (its ``fps`` replaced by the video's), None for no ``track_id``; max_frames /
     duration_s: stop each video after this many frames / seconds of stream time from its
-    first frame read (None: to its end); drop: read through a newest-frame-only reader that
-    drops frames when processing falls behind (None: for live sources only).
+    first frame read (None: to its end), a live source also after that many seconds of
+    wall-clock time, waiting for a frame included; drop: read through a newest-frame-only
+    reader that drops frames when processing falls behind (None: for live sources only).
     """
 
     batch_size: int = 8
@@ -106,11 +111,13 @@ class RunOptions:
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
+    read_ahead_bytes: int = READ_AHEAD_BYTES
 
     def __post_init__(self) -> None:
         require(self, "RunOptions", min_score=number_in(self.min_score, 0, 1),
                 pose_nms=None if self.pose_nms is None else number_in(self.pose_nms, 0, 1),
-                keypoint_threshold=number_in(self.keypoint_threshold, 0, 1))
+                keypoint_threshold=number_in(self.keypoint_threshold, 0, 1),
+                read_ahead_bytes=integer_in(self.read_ahead_bytes, 1))
 
 
 def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None, *,
@@ -173,6 +180,7 @@ class _Driver:
         given: dict[str, Any] = {
             "batch_size": o.batch_size, "read_workers": o.read_workers,
             "keep_images": o.keep_images, "timer": self.timer, "decoders": self.pool,
+            "read_ahead_bytes": o.read_ahead_bytes,
         }
         return stream(self.predictor.stages, items, read, **(given | settings))
 
@@ -243,7 +251,8 @@ class _Driver:
         config = self.options.tracker
         tracker = (PoseTracker(self.predictor.spec, dataclasses.replace(config, fps=fps))
                    if config is not None else None)
-        frames = self._stream(_limited(reader, fps, self.options), lambda f: f[1], **settings)
+        frames = self._stream(_limited(reader, fps, self.options, live=item.video.live),
+                              lambda f: f[1], **settings)
         with contextlib.closing(frames):
             for result in frames:
                 index = result.item[0]
@@ -270,19 +279,25 @@ def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
             for pose, t in zip(poses, tracked, strict=True)]
 
 
-def _limited(reader: FrameReader, fps: float, options: RunOptions
+def _limited(reader: FrameReader, fps: float, options: RunOptions, *, live: bool = False
              ) -> Iterator[tuple[int, np.ndarray]]:
     """The reader's frames up to ``max_frames`` frames and ``duration_s`` of stream time
     from the first frame read (frame index / fps: frames a live reader dropped count as
     time passed). From the first frame read, not from index 0: a live reader's first frame
-    can come well into the stream (the model's start-up), and would end a short run there."""
+    can come well into the stream (the model's start-up), and would end a short run there.
+
+    ``live``: also ``duration_s`` of wall-clock time, waiting included (a stream sending a
+    frame every 3 s at a stated 25 fps once took 75 s for ``--duration 1``)."""
     taken, first = 0, None
     while options.max_frames is None or taken < options.max_frames:
         try:
             index, image = next(reader)
         except StopIteration:
             return
-        first = index if first is None else first
+        if first is None:
+            first = index
+            if live and options.duration_s is not None and isinstance(reader, LatestFrames):
+                reader.stop_at(time.monotonic() + options.duration_s)
         if options.duration_s is not None and index - first >= options.duration_s * fps:
             return
         taken += 1
@@ -304,6 +319,7 @@ def predict(
     workers: int = 2,
     decode_workers: int | None = None,
     keep_images: bool = False,
+    read_ahead_bytes: int = READ_AHEAD_BYTES,
     track: bool | TrackerConfig = True,
     track_max_age: int | None = None,
     track_min_similarity: float | None = None,
@@ -351,6 +367,7 @@ def predict(
             keypoint's own score, as ``aepose test`` scores them.
         keep_images: keep each image (RGB) in its Prediction, for :meth:`Prediction.plot`
             of video frames (images are read again from their files; arrays are kept).
+        read_ahead_bytes: the memory budget of reading ahead (:class:`RunOptions`).
         track: videos: give each person a ``track_id`` that persists across frames, one
             :class:`~aepose.tracking.tracker.PoseTracker` per video, as ``aepose predict``
             does: True (configured by ``track_max_age``, ``track_min_similarity``,
@@ -396,6 +413,7 @@ def predict(
         batch_size=batch_size, read_workers=workers, decode_workers=decode_workers,
         keep_images=keep_images, min_score=min_score, pose_nms=pose_nms,
         keypoint_threshold=threshold, max_frames=max_frames, duration_s=duration, drop=False,
+        read_ahead_bytes=read_ahead_bytes,
         tracker=(tracker_config(**given) if track is True else track or None))
     out = []
     with contextlib.closing(run(inputs, predictor, options)) as results:

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aepose.choices import FRAME_SIDES
+from aepose.choices import CLIP_MAX_FRAMES, FRAME_SIDES
 from aepose.errors import AeposeError
 from aepose.io import write_text
 from aepose.keypoints import KeypointSpec
@@ -54,7 +54,7 @@ __all__ = [
 
 MAX_PEOPLE = 20
 SIDE_LIMITS = FRAME_SIDES  # accepted frame sides in pixels
-MAX_FRAMES = 10_000
+MAX_FRAMES = CLIP_MAX_FRAMES
 """The longest clip (6 min 40 s at 25 fps). A clip's ground truth is built in memory before
 its frames are rendered (about 30 KiB a frame with 20 people: 300 MB at most);
 ``--frames 100000000`` once grew memory for hours with nothing written."""

@@ -5,9 +5,10 @@ its :class:`VideoInfo` and a :class:`FrameReader`: :class:`VideoFrames` (every f
 order, through OpenCV's FFmpeg backend; webcams through OpenCV's default camera backend),
 :class:`LatestFrames` (a live source: a thread keeps only the newest frame, so a consumer
 slower than the camera gets the newest one each time it asks, the frames in between are
-dropped and counted, and memory never grows) or :class:`ImageSequenceFrames` (file by file,
-with aepose's image reader). All three report lost frames alike (:class:`ReportingReader`).
-FFmpeg's and OpenCV's own log lines are silenced (:func:`quiet_native_video_logs`).
+dropped and counted, and memory never grows; or every frame, when asked not to drop) or
+:class:`ImageSequenceFrames` (file by file, with aepose's image reader). All three report
+lost frames alike (:class:`ReportingReader`). FFmpeg's and OpenCV's own log lines are
+silenced (:func:`quiet_native_video_logs`).
 
 Legend: H x W frame (pixels). Frames are RGB uint8 [H, W, 3], as everywhere else in aepose;
 the BGR order OpenCV uses stays inside this module.
@@ -15,9 +16,11 @@ the BGR order OpenCV uses stays inside this module.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -235,23 +238,32 @@ class LatestFrames(ReportingReader):
     taken is dropped and counted in ``dropped``: a consumer slower than the camera sees
     fresh frames and memory holds at most one pending frame. The index of each frame is its
     position in the stream, so gaps show what was dropped. Iteration ends when
-    ``max_failures`` reads in a row fail (camera unplugged, stream ended) or on ``close()``.
-    After ``close()``, ``read`` and ``dropped`` count the frames up to the last one taken:
-    those the thread read after it were past the consumer's stop, not dropped.
+    ``max_failures`` reads in a row fail (camera unplugged, stream ended), at the time given
+    to :meth:`stop_at`, or on ``close()``. After ``close()``, ``read`` and ``dropped`` count
+    the frames up to the last one taken: those the thread read after it were past the
+    consumer's stop, not dropped.
+
+    ``drop=False`` keeps every frame: the thread waits until the pending frame is taken
+    before it reads the next one (a live source read in full, ``--no-drop``); the wait for
+    a frame is still bounded by :meth:`stop_at`, which a read in the consumer's thread
+    could not be.
     """
 
     def __init__(self, capture: Capture, name: str, *,
-                 max_failures: int = MAX_BAD_FRAMES) -> None:
+                 max_failures: int = MAX_BAD_FRAMES, drop: bool = True) -> None:
         super().__init__(f"stream {name}")
         self.read = 0  # frames read from the source (taken + dropped + one pending)
         self._capture = capture
         self._max_failures = max_failures
+        self._drop = drop
         self._pending: tuple[int, npt.NDArray[np.uint8]] | None = None
         self._at_take = (0, 0)  # (read, dropped) when the last frame was taken
+        self._deadline: float | None = None  # time.monotonic() at which iteration ends
         self._done = False
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="aepose-live", daemon=True)
+        _reading.add(self)
         self._thread.start()
 
     @property
@@ -259,11 +271,23 @@ class LatestFrames(ReportingReader):
         """Frames read and not yet taken: 0 or 1."""
         return int(self._pending is not None)
 
+    def stop_at(self, deadline: float) -> None:
+        """End the iteration at ``deadline`` (a :func:`time.monotonic` time): ``next()``
+        then stops, also while it waits for a frame that a slow or stalled source has not
+        sent, and takes no frame after it."""
+        with self._changed:
+            self._deadline = deadline
+            self._changed.notify_all()
+
     def _run(self) -> None:
         index = failures = 0
         try:
             while not self._stop.is_set() and failures < self._max_failures:
+                if not self._drop and not self._taken():
+                    break
                 ok, bgr = self._capture.read()
+                if self._stop.is_set():  # a read that outlasted close(): past the stop
+                    break
                 if not ok or bgr is None:
                     failures += 1
                     continue
@@ -281,16 +305,35 @@ class LatestFrames(ReportingReader):
             with self._changed:
                 self._done = True
                 self._changed.notify_all()
+            _reading.discard(self)
+
+    def _taken(self) -> bool:
+        """Wait until the pending frame is taken (``drop=False``); False once stopped."""
+        with self._changed:
+            while self._pending is not None and not self._stop.is_set():
+                self._changed.wait()
+        return not self._stop.is_set()
+
+    def _left(self) -> float | None:
+        """Seconds to the deadline (None: no deadline; 0 or less: past it)."""
+        return None if self._deadline is None else self._deadline - time.monotonic()
 
     def __next__(self) -> tuple[int, npt.NDArray[np.uint8]]:
         with self._changed:
             while self._pending is None and not self._done:
-                self._changed.wait()
+                left = self._left()
+                if left is not None and left <= 0:
+                    break
+                self._changed.wait(left)
+            left = self._left()
+            if left is not None and left <= 0:  # a stop, not the end: close() reports
+                raise StopIteration
             if self._pending is None:
                 self._report()
                 raise StopIteration
             frame, self._pending = self._pending, None
             self._at_take = (self.read, self.dropped)
+            self._changed.notify_all()  # the reading thread waits for this (drop=False)
             return frame
 
     def _report(self) -> None:
@@ -300,15 +343,37 @@ class LatestFrames(ReportingReader):
             self._report_lost([f"{self.dropped} of {self.read} frames dropped (processing "
                                "fell behind; --no-drop processes every frame)"])
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the reading thread (waits up to ``timeout`` s for a read in progress)."""
+    def close(self, timeout: float = 0.5) -> None:
+        """Stop the reading thread, waiting up to ``timeout`` s for a read in progress.
+
+        A read that takes longer (a stream that sends a frame every few seconds, or has
+        stalled: up to :data:`STREAM_TIMEOUT_MS`) is not waited for: the thread releases the
+        source when that read returns, and whatever it read is past the stop.
+        """
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()  # a thread waiting for its frame to be taken
         self._thread.join(timeout)
         with self._changed:
             if not self._done or self._pending is not None:  # stopped before the stream ended
                 self.read, self.dropped = self._at_take
             if self.dropped:  # read > 0 then: no error, only the line
                 self._report()
+
+
+_reading: set[LatestFrames] = set()
+"""The live readers whose thread still runs (a read in progress after close(), or never
+closed)."""
+
+
+@atexit.register
+def _stop_reading() -> None:
+    """Stop every live reader and wait for the reads in progress (each ends within the
+    stream's read timeout) before the interpreter shuts down: a thread left inside FFmpeg's
+    read while the process tears down the libraries crashed it (SIGSEGV) after a run that
+    had finished and written everything."""
+    for reader in list(_reading):
+        reader.close(timeout=STREAM_TIMEOUT_MS / 1000 + 1.0)
 
 
 SEQUENCE_FPS = 25.0
@@ -395,10 +460,11 @@ def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
         item: a :class:`~aepose.video.sources.SourceItem` (as
             :func:`~aepose.video.sources.expand_sources` makes them) or a video path.
         drop: True reads through :class:`LatestFrames` (frames dropped when the consumer
-            falls behind), False reads every frame in order (:class:`VideoFrames`); None
-            (default): drop for live sources (``item.live``) only. A local image sequence
-            is read by :class:`ImageSequenceFrames` and never drops (its files are there
-            to read, as a video file's frames are).
+            falls behind), False reads every frame in order (:class:`VideoFrames`; a live
+            source through ``LatestFrames(drop=False)``, whose wait for a frame can be
+            bounded); None (default): drop for live sources (``item.live``) only. A local
+            image sequence is read by :class:`ImageSequenceFrames` and never drops (its
+            files are there to read, as a video file's frames are).
 
     Raises:
         AeposeError: one line naming the file, URL or camera when it cannot be opened.
@@ -412,6 +478,8 @@ def open_video(item: SourceItem | str | Path, *, drop: bool | None = None
     info = info_of(capture)
     if item.live if drop is None else drop:
         return info, LatestFrames(capture, item.name)
+    if item.live:
+        return info, LatestFrames(capture, item.name, drop=False)
     if item.url is None:
         return info, VideoFrames(capture, item.path)
     return info, VideoFrames(capture, item.url, "stream")

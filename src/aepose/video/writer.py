@@ -80,6 +80,7 @@ class VideoWriter:
         self.fps, self.width, self.height = float(fps), width, height
         self.frames_written = 0
         self._next_pts = 0  # the default place of the next frame
+        self._failure: str | None = None  # why a frame could not be written (a full disk)
         self._file: AtomicFile | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
@@ -135,15 +136,28 @@ class VideoWriter:
                 f"{list(frame.shape)}, expected uint8 {list(expected)}"
             )
         pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+        if self._failure is not None:  # the file lacks a frame: none may follow it
+            raise AeposeError(self._failure)
         # Ctrl-C waits for the frame: an interrupt between the encoder taking it and the
         # muxer writing the packets it gave back lost a frame from the middle of the video.
         with interrupt_after():
             video_frame = av.VideoFrame.from_ndarray(np.pad(frame, pad, mode="edge"),
                                                      format="rgb24")
             video_frame.pts = pts  # in frames: the stream's time base is 1 / rate
-            self._container.mux(self._stream.encode(video_frame))
+            try:
+                self._container.mux(self._stream.encode(video_frame))
+            except (av.FFmpegError, OSError) as err:  # a full disk, a file size limit
+                assert self._file is not None  # open, as the container is
+                self._failure = self._cannot_write(err, self._file.tmp)
+                raise AeposeError(self._failure) from None
             self.frames_written += 1
             self._next_pts = pts + 1
+
+    def _cannot_write(self, err: Exception, tmp: Path) -> str:
+        """The line for a failed write: the final path and the reason, never the hidden
+        temporary file ``tmp``, whose name FFmpeg's and the OS's messages carry."""
+        reason = getattr(err, "strerror", None) or str(err)
+        return f"cannot write video {self.path}: {reason.replace(str(tmp), str(self.path))}"
 
     def _close(self) -> None:
         """Flush the encoder (frames it still holds) and close the file."""
@@ -178,9 +192,11 @@ class VideoWriter:
         try:
             self._close()
         except (av.FFmpegError, OSError) as err:
+            self._failure = self._failure or self._cannot_write(err, file.tmp)
+        if self._failure is not None:  # a frame or the index is missing: never kept
             file.discard()
             if exc_type is None:
-                raise AeposeError(f"cannot write video {self.path}: {err}") from None
+                raise AeposeError(self._failure)
             return
         if exc_type is None and self.frames_written > 0:
             file.commit()

@@ -1,0 +1,193 @@
+"""Dynamic batching: :class:`Batcher` runs the images of concurrent requests as one batch
+through the one driver (:func:`aepose.pipeline.run.run`).
+
+Requests are queued as :class:`Job` objects. A worker thread (one per device) takes the
+oldest job, waits up to ``max_wait_ms`` from its arrival for others, up to ``max_batch`` in
+all, and runs them through ``run()`` as one list of inputs: the stream batches the images of
+equal network-input size into shared forward passes. Jobs whose test settings differ (the
+flip test, max_people) run as separate groups of the same turn, each through a
+:class:`~aepose.pipeline.predictor.Predictor` of its settings on the worker's network. Each
+job gets its own :class:`~aepose.pipeline.prediction.Prediction`, matched by its position in
+the list. The queue is bounded in jobs and in bytes of decoded image: past either,
+:meth:`Batcher.submit` raises :class:`QueueFull` at once.
+
+The driver runs with no person-score threshold and no keypoint threshold: those are each
+request's (see :func:`kept`), applied to its own Prediction.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aepose.pipeline.inputs import Input, Inputs
+from aepose.pipeline.pose import Pose
+from aepose.pipeline.prediction import Prediction
+from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.run import RunOptions, run
+from aepose.serve.limits import ServeLimits
+from aepose.serve.metrics import Metrics
+
+__all__ = ["Batcher", "Job", "PredictorKey", "QueueFull", "kept"]
+
+PredictorKey = tuple[bool, int]
+"""A request's network-side test settings: (flip, max_people)."""
+_PREDICTORS_PER_WORKER = 8  # settings kept built; others are rebuilt (cheap) when asked
+
+
+class QueueFull(Exception):  # noqa: N818  (a refusal, reported as 503)
+    """The queue holds its most jobs or bytes: come back later."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One image to run: RGB uint8 [H, W, 3], its settings, and where its result goes;
+    ``nbytes``: what its :meth:`Batcher.reserve` held for it."""
+
+    image: np.ndarray
+    key: PredictorKey
+    nbytes: int
+    future: Future[Prediction] = field(default_factory=Future)
+    arrived: float = field(default_factory=time.monotonic)
+
+
+def kept(poses: Sequence[Pose], min_score: float) -> list[Pose]:
+    """The people of a batch's Prediction that a request's ``min_score`` keeps. The batch ran
+    the pose NMS on everyone first; filtering after it keeps the same people as filtering
+    before (a person is only ever suppressed by a better-scored one, who scores at least
+    ``min_score`` whenever the suppressed one does)."""
+    return list(poses) if min_score <= 0 else [p for p in poses if p.score >= min_score]
+
+
+class Batcher:
+    """The queue and its worker threads: ``predictors[i](key)`` gives worker i's Predictor
+    for a job's settings (one worker per device)."""
+
+    def __init__(self, predictors: Sequence[Callable[[PredictorKey], Predictor]],
+                 limits: ServeLimits, metrics: Metrics, pose_nms: float | None) -> None:
+        self.limits, self.metrics = limits, metrics
+        self.options = RunOptions(batch_size=limits.max_batch, decode_workers=0,
+                                  min_score=0.0, pose_nms=pose_nms, keypoint_threshold=0.0,
+                                  tracker=None)
+        self._queue: collections.deque[Job] = collections.deque()
+        self._held = 0  # bytes of the jobs reserved, queued or running
+        self._decoding = 0  # places reserved, not yet submitted
+        self._stopping = False
+        self._wake = threading.Condition()
+        self._threads = [threading.Thread(target=self._work, args=(make,), daemon=True,
+                                          name=f"aepose-batch-{i}")
+                         for i, make in enumerate(predictors)]
+        for thread in self._threads:
+            thread.start()
+
+    def reserve(self, nbytes: int) -> None:
+        """Hold a place in the queue and ``nbytes`` of its memory for an image about to be
+        decoded (so that decoding happens within the bounds too); :class:`QueueFull` when
+        ``limits.queue`` requests are waiting or being decoded, or ``limits.queue_mb`` would
+        be passed (an image alone is always taken when nothing is held). Then
+        :meth:`submit` the job, or :meth:`release` the place."""
+        with self._wake:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            if len(self._queue) + self._decoding >= self.limits.queue or (
+                    self._held and self._held + nbytes > self.limits.queue_bytes):
+                raise QueueFull(f"the queue is full ({len(self._queue)} requests waiting)")
+            self._held += nbytes
+            self._decoding += 1
+
+    def release(self, nbytes: int) -> None:
+        """Give back a reserved place that will not be submitted."""
+        with self._wake:
+            self._held -= nbytes
+            self._decoding -= 1
+            self._wake.notify_all()
+
+    def submit(self, job: Job) -> Future[Prediction]:
+        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``)."""
+        with self._wake:
+            self._decoding -= 1
+            self._queue.append(job)
+            self.metrics.queue_depth = len(self._queue)
+            self._wake.notify_all()  # a stopping worker may be waiting for the last one
+        return job.future
+
+    @property
+    def workers(self) -> int:
+        return len(self._threads)
+
+    def stop(self) -> None:
+        """Refuse new jobs, finish the queued ones and those being decoded, and end the
+        workers."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def _take(self) -> list[Job] | None:
+        """The next batch: the oldest job and those arriving within ``max_wait_ms`` of it,
+        ``max_batch`` at most; None once stopping with nothing queued or being decoded."""
+        wait_s = self.limits.max_wait_ms / 1000.0
+        with self._wake:
+            while not self._queue:
+                if self._stopping and not self._decoding:
+                    return None
+                self._wake.wait()
+            deadline = self._queue[0].arrived + wait_s
+            while len(self._queue) < self.limits.max_batch and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(left)
+            count = min(self.limits.max_batch, len(self._queue))
+            jobs = [self._queue.popleft() for _ in range(count)]
+            self.metrics.queue_depth = len(self._queue)
+        return jobs
+
+    def _work(self, make: Callable[[PredictorKey], Predictor]) -> None:
+        built: collections.OrderedDict[PredictorKey, Predictor] = collections.OrderedDict()
+        while (jobs := self._take()) is not None:
+            self.metrics.batch(len(jobs))
+            groups: dict[PredictorKey, list[Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key, []).append(job)
+            for key, group in groups.items():
+                try:
+                    if key not in built:
+                        built[key] = make(key)
+                        if len(built) > _PREDICTORS_PER_WORKER:
+                            built.popitem(last=False)
+                    built.move_to_end(key)
+                    self._run(built[key], group)
+                except Exception as error:
+                    for job in group:
+                        if not job.future.done():
+                            self._finish(job, error)
+
+    def _run(self, predictor: Predictor, jobs: list[Job]) -> None:
+        inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")
+                              for i, job in enumerate(jobs)))
+        # Reading an array is a copy and a resize: threads pay off only for several.
+        options = self.options if len(jobs) > 1 else dataclasses.replace(
+            self.options, read_workers=0)
+        with contextlib.closing(run(inputs, predictor, options)) as results:
+            for prediction in results:
+                self._finish(jobs[prediction.position], prediction)
+
+    def _finish(self, job: Job, outcome: Prediction | Exception) -> None:
+        """Give back the job's bytes, then its result (or the error that stopped its batch):
+        a client that sends again as soon as it has its reply finds them free."""
+        with self._wake:
+            self._held -= job.nbytes
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
