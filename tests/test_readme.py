@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from aepose.apps.bench import crowd_images, mimic_trained_maps, realistic_weights
+from aepose.apps.demo import DEMO_PRESET
 from aepose.config import WEIGHTS_BASE, WEIGHTS_URLS, get_preset
 from aepose.data.dataset import normalize_image
 from aepose.models import build_model
@@ -95,7 +96,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The files the blocks name: photo.jpg, shots/ and data/crowdpose."""
+    """The files the blocks name: photo.jpg, shots/, data/crowdpose and the demo's
+    checkpoint runs/demo/train/last.pth (its network, with trained-like maps)."""
     work = tmp_path_factory.mktemp("readme")
     scenes = crowd_images(3, (200, 150), seed=7)
     cv2.imwrite(str(work / "photo.jpg"), scenes[0][:, :, ::-1])
@@ -104,6 +106,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cv2.imwrite(str(work / "shots" / f"shot_{i}.jpg"), scene[:, :, ::-1])
     generate_dataset(work / "data" / "crowdpose", "crowdpose", train_images=2, val_images=2,
                      seed=0, size=(128, 192))
+    demo = work / "runs" / "demo" / "train" / "last.pth"
+    demo.parent.mkdir(parents=True)
+    demo.write_bytes(_checkpoint(DEMO_PRESET))
     return work
 
 

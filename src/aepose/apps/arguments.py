@@ -63,6 +63,8 @@ HELP: dict[str, tuple[str, str]] = {
     "synth": ("generate a crowd dataset (images + COCO-format JSON) offline",
               "examples:\n  aepose synth data/synth --spec crowdpose --images 500 --seed 0\n"
               "  aepose synth data/synth_aic --spec aic --images 200 --size 256..512\n"
+              "  aepose synth data/feet --keypoints coco+hands+toes --images 300"
+              "   # 21 keypoints\n"
               "  aepose synth data/clips --video --images 5 --frames 150 --people 6"),
     "train": ("train a preset on a COCO-format dataset (one GPU, torchrun, or CPU)",
               "examples:\n"
@@ -424,6 +426,12 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     synth.add_argument("out_dir", help="folder to write (the dataset's own layout)")
     synth.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), default="crowdpose",
                        help="keypoint definition and folder layout (default crowdpose)")
+    synth.add_argument("--keypoints", metavar="SET",
+                       help="a skeleton of your own instead of --spec, written in COCO's format "
+                            "as train.json, train/, val.json, val/: named sets (coco, aic, "
+                            "crowdpose, face, hands, toes, body9, all) and point names (neck, "
+                            "head_top, head_centre, left_hand, left_toe, ...) joined by + or , "
+                            "e.g. coco+hands+toes (21 points)")
     synth.add_argument("--images", type=positive_int, default=None,
                        help="images in total; a fifth (at least 1) go to val (default 200); "
                             "with --video, clips (default 1)")
@@ -492,6 +500,7 @@ NEEDS: dict[str, list[tuple[tuple[str, ...], Callable[[argparse.Namespace], bool
                "without --ann")],
     "synth": [(("--frames", "--people", "--frame-size", "--fps"), lambda a: a.video,
                "without --video (clips only)"),
+              (("--spec",), lambda a: a.keypoints is None, "with --keypoints"),
               (("--size",), lambda a: not a.video, "with --video: clips take --frame-size")],
 }
 

@@ -58,7 +58,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from aepose.apps.synth import SynthOptions, run_synth
 
     run_synth(SynthOptions(
-        out_dir=Path(args.out_dir), spec=args.spec, images=args.images, seed=args.seed,
+        out_dir=Path(args.out_dir), spec=args.spec, keypoints=args.keypoints,
+        images=args.images, seed=args.seed,
         size=args.size, overwrite=args.overwrite, video=args.video, frames=args.frames,
         people=args.people, frame_size=args.frame_size, fps=args.fps))
 

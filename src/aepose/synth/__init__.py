@@ -11,6 +11,7 @@ One module per job, each importing only those before it:
 - :mod:`~aepose.synth.figure`: joint angles -> the points of one person (kinematics);
 - :mod:`~aepose.synth.render`: figures painted over a background, with a label map;
 - :mod:`~aepose.synth.scene`: random scenes (background, people, crowd) from a generator;
+- :mod:`~aepose.synth.skeleton`: keypoint sets, the datasets' and custom ones;
 - :mod:`~aepose.synth.annotate`: COCO annotations, visibility flags, crowdIndex;
 - :mod:`~aepose.synth.write`: dataset folders, deterministic by seed;
 - :mod:`~aepose.synth.video`: clips of people walking, with track ids (PoseTrack-like).
@@ -42,8 +43,10 @@ from aepose.synth.render import (
     render_scene,
 )
 from aepose.synth.scene import SceneParams, sample_scene
+from aepose.synth.skeleton import NAMED_SETS, PointSet, custom_points, parse_points
 from aepose.synth.video import sequence_truth, write_sequence, write_sequences
 from aepose.synth.write import (
+    CUSTOM_FILES,
     SplitSummary,
     SynthSummary,
     generate_dataset,
@@ -54,10 +57,13 @@ from aepose.synth.write import (
 __all__ = [
     "CANONICAL_JOINTS",
     "CROWD_LABEL",
+    "CUSTOM_FILES",
+    "NAMED_SETS",
     "Figure",
     "FigureStyle",
     "ImageSample",
     "JointAngles",
+    "PointSet",
     "RenderedScene",
     "Scene",
     "SceneParams",
@@ -66,11 +72,13 @@ __all__ = [
     "annotate_scene",
     "build_figure",
     "crowd_index",
+    "custom_points",
     "figure_bbox",
     "figure_mask",
     "generate_dataset",
     "generate_image",
     "keypoints_for",
+    "parse_points",
     "parse_size",
     "render_scene",
     "sample_scene",

@@ -1,5 +1,8 @@
 """COCO annotations of a rendered scene in the format of AIC, CrowdPose or COCO.
 
+The keypoints are those of a :class:`~aepose.synth.skeleton.PointSet`: a dataset's own, or a
+custom set, which takes COCO's format.
+
 For each person and keypoint (x, y, v):
 
 - v = 0, stored as (0, 0, 0): not labelled - outside the image, randomly left unlabelled
@@ -25,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aepose.errors import AeposeError
-from aepose.keypoints import KeypointSpec, get_spec
+from aepose.keypoints import CUSTOM, KeypointSpec
 from aepose.synth.figure import ALIASES, POINT_INDEX, BoolArray, Figure, FloatArray
 from aepose.synth.render import (
     CROWD_LABEL,
@@ -36,6 +39,7 @@ from aepose.synth.render import (
     render_scene,
 )
 from aepose.synth.scene import SceneParams, sample_scene
+from aepose.synth.skeleton import PointSet, point_set
 
 __all__ = [
     "FORMATS",
@@ -50,8 +54,8 @@ __all__ = [
 
 
 @cache
-def _spec_points(spec: KeypointSpec) -> npt.NDArray[np.intp]:
-    """Index into :data:`CANONICAL_JOINTS` of each keypoint of ``spec``, in spec order."""
+def _spec_points(spec: KeypointSpec | PointSet) -> npt.NDArray[np.intp]:
+    """Index into :data:`POINT_NAMES` of each keypoint of ``spec``, in spec order."""
     try:
         names = spec.keypoint_names
         return np.array([POINT_INDEX[ALIASES.get(n, n)] for n in names], dtype=np.intp)
@@ -61,7 +65,9 @@ def _spec_points(spec: KeypointSpec) -> npt.NDArray[np.intp]:
         ) from None
 
 
-def keypoints_for(fig: Figure, label: int, labels: ImageArray, spec: KeypointSpec) -> FloatArray:
+def keypoints_for(
+    fig: Figure, label: int, labels: ImageArray, spec: KeypointSpec | PointSet
+) -> FloatArray:
     """float64 [K, 3] COCO keypoints (x, y, v) of ``fig`` drawn with value ``label`` in the
     label map ``labels`` (uint8 [H, W]); v = 0 rows are (0, 0, 0). See the module docstring."""
     idx = _spec_points(spec)
@@ -175,6 +181,7 @@ FORMATS: dict[str, DatasetFormat] = {
     "aic": DatasetFormat(iscrowd=False, visible_region=False, crowd_regions=False,
                          crowd_index=False, header=True, naming="sha1"),
 }  # fmt: skip
+FORMATS[CUSTOM] = FORMATS["coco"]  # a custom keypoint set takes the most widely read format
 
 
 def _visible_fields(fig: Figure, label: int, labels: ImageArray) -> dict[str, Any] | None:
@@ -195,7 +202,7 @@ def _visible_fields(fig: Figure, label: int, labels: ImageArray) -> dict[str, An
 
 
 def _person_record(
-    fig: Figure, label: int, labels: ImageArray, spec: KeypointSpec, fmt: DatasetFormat
+    fig: Figure, label: int, labels: ImageArray, spec: PointSet, fmt: DatasetFormat
 ) -> dict[str, Any] | None:
     """One person's annotation (without ``id`` and ``image_id``); None if COCO would skip it."""
     kpts = keypoints_for(fig, label, labels, spec)
@@ -216,7 +223,7 @@ def _person_record(
 
 
 def _crowd_record(
-    labels: ImageArray, spec: KeypointSpec, fmt: DatasetFormat
+    labels: ImageArray, spec: PointSet, fmt: DatasetFormat
 ) -> dict[str, Any] | None:
     """The iscrowd=1 annotation of the visible crowd pixels; None if people hide them all."""
     mask = labels == CROWD_LABEL
@@ -255,12 +262,13 @@ def _records_crowd_index(records: Sequence[dict[str, Any]], num_keypoints: int) 
 
 
 def annotate_scene(
-    scene: Scene, rendered: RenderedScene, spec_name: str
+    scene: Scene, rendered: RenderedScene, points: PointSet | str
 ) -> tuple[dict[str, Any], ...]:
-    """COCO annotation records of a rendered scene in ``spec_name``'s format, without ``id``
-    and ``image_id``: one per person, near or far, (COCO skips people hidden completely),
-    then the crowd region's ``iscrowd`` record if the scene has a visible crowd."""
-    spec = get_spec(spec_name)
+    """COCO annotation records of a rendered scene with the keypoints ``points`` (a dataset's
+    name or a :class:`PointSet`) in their format, without ``id`` and ``image_id``: one per
+    person, near or far, (COCO skips people hidden completely), then the crowd region's
+    ``iscrowd`` record if the scene has a visible crowd."""
+    spec = point_set(points)
     fmt = FORMATS[spec.name]
     labels = rendered.labels
     records = [_person_record(fig, i + 1, labels, spec, fmt) for i, fig in enumerate(scene.people)]
@@ -271,17 +279,18 @@ def annotate_scene(
 
 def generate_image(
     rng: np.random.Generator,
-    spec_name: str,
+    points: PointSet | str,
     width: int,
     height: int,
     params: SceneParams = SceneParams(),
 ) -> ImageSample:
-    """Sample, render and annotate one ``width`` x ``height`` scene in ``spec_name``'s format
-    (a crowd region is only ever added for the formats that have them: COCO, CrowdPose)."""
-    spec = get_spec(spec_name)
+    """Sample, render and annotate one ``width`` x ``height`` scene with the keypoints
+    ``points`` (a dataset's name or a :class:`PointSet`) in their format (a crowd region is
+    only ever added for the formats that have them: COCO, CrowdPose, custom)."""
+    spec = point_set(points)
     crowd_region = FORMATS[spec.name].crowd_regions
     scene = sample_scene(rng, width, height, params, crowd_region=crowd_region)
     rendered = render_scene(scene)
-    annotations = annotate_scene(scene, rendered, spec.name)
+    annotations = annotate_scene(scene, rendered, spec)
     index = _records_crowd_index(annotations, spec.num_keypoints)
     return ImageSample(scene, rendered, annotations, index)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 __all__ = [
     "ALIASES",
     "CANONICAL_JOINTS",
+    "DRAW_POINT_JOINTS",
     "FACE_POINTS",
     "POINT_INDEX",
     "POINT_NAMES",
@@ -39,7 +40,8 @@ BGR = tuple[int, int, int]
 Vec = tuple[float, float]
 
 # Points of a figure: the keypoints of all three datasets (by their spec names) followed by
-# points only used for drawing. A spec picks its keypoints from here by name.
+# the points the drawing adds (head centre, hand centres, toe tips). A keypoint set picks its
+# keypoints from here by name (aepose.synth.skeleton: also custom sets of any of them).
 CANONICAL_JOINTS: tuple[str, ...] = (
     "head_top", "nose", "left_eye", "right_eye", "left_ear", "right_ear", "neck",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
@@ -48,6 +50,9 @@ CANONICAL_JOINTS: tuple[str, ...] = (
 )  # fmt: skip
 _DRAW_POINTS = ("head_centre", "left_hand", "right_hand", "left_toe", "right_toe")
 POINT_NAMES = CANONICAL_JOINTS + _DRAW_POINTS
+# The joint whose random omission an added point shares: an annotator who skips a wrist
+# skips its hand (and the still images draw no more random numbers than before they had them).
+DRAW_POINT_JOINTS = ("head_top", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
 POINT_INDEX = {name: i for i, name in enumerate(POINT_NAMES)}
 ALIASES = {"top_head": "head_top"}  # CrowdPose's name for the same point
 FACE_POINTS = ("nose", "left_eye", "right_eye")  # not labelled on a person seen from the back
@@ -118,7 +123,7 @@ class Figure:
         height: standing height in pixels (scales widths and radii).
         front: faces the camera (person's left on the image right when upright).
         style: colours and widths.
-        labelled: bool [len(CANONICAL_JOINTS)]; False = never labelled (v=0).
+        labelled: bool [len(POINT_NAMES)]; False = never labelled (v=0).
     """
 
     points: FloatArray
@@ -246,5 +251,5 @@ def build_figure(
         pts |= _side_points(name, pose, body, torso, pelvis, neck, height)
     points = np.array([pts[n] for n in POINT_NAMES], dtype=np.float64)
     points.setflags(write=False)  # drawing caches derive from these points
-    labelled = np.array([front or n not in FACE_POINTS for n in CANONICAL_JOINTS], dtype=bool)
+    labelled = np.array([front or n not in FACE_POINTS for n in POINT_NAMES], dtype=bool)
     return Figure(points=points, height=float(height), front=front, style=style, labelled=labelled)

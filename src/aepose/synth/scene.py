@@ -17,6 +17,8 @@ from aepose.errors import AeposeError
 from aepose.synth.figure import (
     BGR,
     CANONICAL_JOINTS,
+    DRAW_POINT_JOINTS,
+    POINT_INDEX,
     Figure,
     FigureStyle,
     JointAngles,
@@ -42,7 +44,8 @@ class SceneParams:
             (near people large, far people small).
         spread: log range of how far apart people stand, in typical heights per person; small
             values pack people together (high crowdIndex).
-        unlabelled_joint_prob: chance that a joint inside the image is left unlabelled (v=0).
+        unlabelled_joint_prob: chance that a joint inside the image is left unlabelled (v=0);
+            a hand, toe or head centre shares its joint's draw (``DRAW_POINT_JOINTS``).
         crowd_region_prob: chance of an ``iscrowd`` region (COCO and CrowdPose only).
         clutter_shapes: inclusive range of background shapes.
         in_view: move each person (after placing the group) the least distance that brings
@@ -158,6 +161,7 @@ def _sample_figure(
     front = bool(rng.random() < 0.75)
     fig = build_figure(_sample_pose(rng), sample_style(rng), pelvis, height, front=front)
     keep = rng.random(len(CANONICAL_JOINTS)) >= unlabelled
+    keep = np.concatenate([keep, keep[[POINT_INDEX[n] for n in DRAW_POINT_JOINTS]]])
     return Figure(fig.points, fig.height, fig.front, fig.style, fig.labelled & keep)
 
 

@@ -34,11 +34,12 @@ import numpy as np
 from aepose.choices import CLIP_MAX_FRAMES, FRAME_SIDES
 from aepose.errors import AeposeError
 from aepose.io import write_text
-from aepose.keypoints import KeypointSpec, get_spec
+from aepose.keypoints import KeypointSpec
 from aepose.synth.annotate import flat_keypoints, keypoints_for
 from aepose.synth.figure import Figure, FigureStyle, JointAngles, build_figure
 from aepose.synth.render import Scene, figure_bbox, figure_extent, label_map, render_scene
 from aepose.synth.scene import SceneParams, sample_background, sample_style
+from aepose.synth.skeleton import PointSet, point_set
 from aepose.video.writer import VideoWriter
 
 __all__ = [
@@ -196,7 +197,7 @@ def _frames(plan: list[Walker], frames: int, width: int, height: int) -> Iterato
 
 
 def _frame_people(
-    frame: _Frame, spec: KeypointSpec, width: int, height: int
+    frame: _Frame, spec: PointSet, width: int, height: int
 ) -> dict[int, dict[str, Any]]:
     """Walker index -> {keypoints, bbox} of every walker drawn in the frame."""
     labels = label_map(frame.figures, width, height)
@@ -227,12 +228,12 @@ def _track_ids(
     return {i: n for n, i in enumerate(order, start=1)}, spans
 
 
-def _empty_keypoints(spec: KeypointSpec) -> list[float | int]:
+def _empty_keypoints(spec: PointSet) -> list[float | int]:
     return [0] * (3 * spec.num_keypoints)
 
 
 def sequence_truth(
-    spec: KeypointSpec | str,
+    spec: PointSet | KeypointSpec | str,
     *,
     frames: int,
     people: int,
@@ -243,7 +244,8 @@ def sequence_truth(
     """Ground truth of a generated sequence, without rendering it.
 
     Args:
-        spec: keypoint definition (or its name: ``"coco"``, ``"crowdpose"``, ``"aic"``).
+        spec: keypoint definition (or its name: ``"coco"``, ``"crowdpose"``, ``"aic"``), or
+            a custom :class:`~aepose.synth.skeleton.PointSet`.
         frames: clip length F, 1 to :data:`MAX_FRAMES`.
         people: distinct people P who appear over the clip (1..20); each is in view at least
             once, some only enter after the first frame or leave before the last.
@@ -256,7 +258,7 @@ def sequence_truth(
         "timestamp_ms", "people": [{"track_id", "keypoints": [x, y, v] * K, "bbox": [x, y, w,
         h]}]}]}``, people sorted by track id, track ids 1..P in order of first appearance.
     """
-    spec = get_spec(spec) if isinstance(spec, str) else spec
+    spec = point_set(spec)
     width, height = size
     _check(frames, people, size, fps)
     plan = _plan(seed, frames, people, width, height)
@@ -292,7 +294,7 @@ def draw_people_count(seed: int, low: int = 1, high: int = 12) -> int:
 
 def write_sequence(
     out_dir: str | Path,
-    spec: KeypointSpec | str,
+    spec: PointSet | KeypointSpec | str,
     *,
     frames: int,
     people: int,
@@ -309,7 +311,7 @@ def write_sequence(
     renderer, one background for the clip: the camera does not move). Returns
     (video path, truth path).
     """
-    spec = get_spec(spec) if isinstance(spec, str) else spec
+    spec = point_set(spec)
     truth = sequence_truth(spec, frames=frames, people=people, size=size, seed=seed, fps=fps)
     stem = name or f"{spec.name}_seed{seed}"
     root = Path(out_dir)
@@ -344,7 +346,7 @@ class ClipSummary:
 
 def write_sequences(
     out_dir: str | Path,
-    spec: KeypointSpec | str,
+    spec: PointSet | KeypointSpec | str,
     *,
     clips: int,
     frames: int,

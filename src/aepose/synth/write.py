@@ -23,12 +23,14 @@ import numpy as np
 from aepose.config import DATASET_FILES
 from aepose.errors import AeposeError
 from aepose.io import write_bytes, write_text
-from aepose.keypoints import KeypointSpec, get_spec
+from aepose.keypoints import CUSTOM
 from aepose.synth.annotate import FORMATS, DatasetFormat, ImageSample, generate_image
 from aepose.synth.render import ImageArray
 from aepose.synth.scene import SceneParams
+from aepose.synth.skeleton import PointSet, point_set
 
 __all__ = [
+    "CUSTOM_FILES",
     "SIZE_LIMITS",
     "SplitSummary",
     "SynthSummary",
@@ -39,6 +41,9 @@ __all__ = [
 
 JPEG_QUALITY = 90
 SIZE_LIMITS = (64, 4096)  # accepted image sides; the CLI documents 256..640
+# A custom keypoint set's files (train annotations, images, val annotations, images), as
+# DATASET_FILES gives the real datasets': read with --ann / --images, not --data-root.
+CUSTOM_FILES = ("train.json", "train", "val.json", "val")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class SplitSummary:
 
 @dataclass(frozen=True)
 class SynthSummary:
-    """Result of :func:`generate_dataset`: the dataset root (a ``--data-root``) and its splits."""
+    """Result of :func:`generate_dataset`: the dataset root (a ``--data-root`` for the
+    datasets' own keypoint sets) and its splits; ``spec`` is the keypoint set's name."""
 
     spec: str
     root: Path
@@ -74,7 +80,7 @@ class _Job:
     """Settings shared by every image of one :func:`generate_dataset` call."""
 
     root: Path
-    spec: KeypointSpec
+    spec: PointSet
     fmt: DatasetFormat
     seed: int
     sides: tuple[int, int]
@@ -143,8 +149,9 @@ def _document(
     }
     doc: dict[str, Any] = {"categories": [category], "images": images, "annotations": annotations}
     if job.fmt.header:
+        what = spec.name if spec.name != CUSTOM else f"{spec.num_keypoints} custom keypoints"
         doc["info"] = {
-            "description": f"aepose generated crowd scenes ({spec.name}, {split}, seed {job.seed})",
+            "description": f"aepose generated crowd scenes ({what}, {split}, seed {job.seed})",
             "version": "1.0",
         }
         doc["licenses"] = [{"id": 1, "name": "", "url": ""}]
@@ -158,7 +165,7 @@ def _write_image(
     # Image i owns its stream: it is the same however many images are generated.
     rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(split_index, index)))
     width, height = (int(s) for s in rng.integers(job.sides[0], job.sides[1] + 1, 2))
-    sample = generate_image(rng, job.spec.name, width, height, job.params)
+    sample = generate_image(rng, job.spec, width, height, job.params)
     file_name = _file_name(job, image_id, split_index, index)
     write_bytes(image_dir / file_name, _encode_jpeg(sample.rendered.image), what="image")
     record: dict[str, Any] = {
@@ -177,7 +184,7 @@ def _write_split(
 ) -> tuple[SplitSummary, tuple[int, int]]:
     """Write ``count`` images and the annotation file of one split; ids continue from
     ``first_ids`` (image id, annotation id) and the next free ones are returned."""
-    layout = DATASET_FILES[job.spec.name]
+    layout = _layout(job.spec)
     ann_file = job.root / layout[2 * split_index]
     image_dir = job.root / layout[2 * split_index + 1]
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -201,9 +208,13 @@ def _write_split(
     return summary, (image_id + count, ann_id)
 
 
+def _layout(spec: PointSet) -> tuple[str, str, str, str]:
+    return CUSTOM_FILES if spec.name == CUSTOM else DATASET_FILES[spec.name]
+
+
 def generate_dataset(
     out_dir: str | Path,
-    spec_name: str,
+    spec_name: str | PointSet,
     *,
     train_images: int,
     val_images: int,
@@ -213,11 +224,13 @@ def generate_dataset(
     overwrite: bool = False,
 ) -> SynthSummary:
     """Write a generated dataset under ``out_dir`` in the layout of the real ``spec_name``
-    dataset (``DATASET_FILES``), so ``out_dir`` works as ``--data-root`` of train and test.
+    dataset (``DATASET_FILES``), so ``out_dir`` works as ``--data-root`` of train and test;
+    a custom keypoint set is written in COCO's format as :data:`CUSTOM_FILES`.
 
     Args:
         out_dir: dataset root; created if missing.
-        spec_name: ``"crowdpose"``, ``"aic"`` or ``"coco"``.
+        spec_name: ``"crowdpose"``, ``"aic"``, ``"coco"`` or a custom
+            :class:`~aepose.synth.skeleton.PointSet` (:func:`~aepose.synth.parse_points`).
         train_images, val_images: images per split (:func:`split_counts` turns the CLI's
             ``--images N`` into these). Image ids run on from train into val.
         seed: non-negative; the same seed (and arguments) gives byte-identical files.
@@ -227,7 +240,7 @@ def generate_dataset(
         overwrite: replace existing annotation files (images are always rewritten; stray
             files already in the folders are left alone).
     """
-    spec = get_spec(spec_name)
+    spec = point_set(spec_name)
     if train_images < 0 or val_images < 0:
         raise AeposeError(f"image counts must be >= 0, got train {train_images}, val {val_images}")
     if seed < 0:
@@ -235,7 +248,7 @@ def generate_dataset(
     job = _Job(Path(out_dir), spec, FORMATS[spec.name], seed, _check_sides(size), params)
     if job.root.exists() and not job.root.is_dir():
         raise AeposeError(f"{job.root} exists and is not a folder")
-    layout = DATASET_FILES[spec.name]
+    layout = _layout(spec)
     for ann in (job.root / layout[0], job.root / layout[2]):
         if ann.exists() and not overwrite:
             raise AeposeError(f"{ann} already exists; choose another folder or overwrite it "
