@@ -210,3 +210,21 @@ def test_poses_as_arrays_score_as_their_records() -> None:
     one_line_error(lambda: evaluate_keypoints(gt, detections_from_poses([123456789], [kpts[0]],
                                                                         [scores[0]], 14),
                                               "crowdpose"), "image id 123456789")
+
+
+def test_precision_envelope_read_at_recall_thresholds_as_xtcocotools_loops() -> None:
+    """xtcocotools' accumulate, as a loop: the running maximum from the right, then q[ri] =
+    pr[inds[ri]] where inds[ri] is inside; our stretch maxima give the same values."""
+    from aepose.engine.keypoint_eval import RECALL_THRESHOLDS, _envelope_at
+
+    rng = np.random.default_rng(0)
+    for nd in (1, 2, 7, 300):
+        pr = rng.choice([0.1, 0.5, 0.5, 0.9, 1.0], nd) * rng.uniform(0.5, 1, nd)
+        rc = np.sort(rng.choice(np.linspace(0, 1.2, 13), nd))  # ties, and recall past 1
+        inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+        envelope = pr.tolist()
+        for i in range(nd - 1, 0, -1):
+            if envelope[i] > envelope[i - 1]:
+                envelope[i - 1] = envelope[i]
+        expected = [envelope[i] if i < nd else 0.0 for i in inds]
+        assert _envelope_at(pr, inds).tolist() == expected
