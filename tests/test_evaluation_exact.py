@@ -228,3 +228,27 @@ def test_precision_envelope_read_at_recall_thresholds_as_xtcocotools_loops() -> 
                 envelope[i - 1] = envelope[i]
         expected = [envelope[i] if i < nd else 0.0 for i in inds]
         assert _envelope_at(pr, inds).tolist() == expected
+
+
+def test_results_arrays_grow_past_the_first_piece_s_estimate(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The arrays are sized from the first piece's bytes per record: long records first
+    (17-digit numbers, padding), then short ones, so later pieces outgrow that estimate."""
+    gt, records = generate("coco", images=40, seed=6)
+    for record in records[:8]:
+        record["keypoints"] = [v + 1 / 3 for v in record["keypoints"]]
+        record["note"] = "x" * 3000
+    for record in records[8:]:
+        record["keypoints"] = [round(v) for v in record["keypoints"]]
+    truth = read_detections(records, read_ground_truth(gt, COCO), 17)
+    monkeypatch.setattr(eval_inputs, "_PIECE_BYTES", 8192)
+    grown = []
+    empty = eval_inputs._Table._empty
+    monkeypatch.setattr(eval_inputs._Table, "_empty",
+                        lambda self, capacity: grown.append(capacity) or empty(self, capacity))
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(records))
+    fast = eval_inputs._fast_detections(path, read_ground_truth(gt, COCO), 17)
+    assert fast is not None and same_arrays(fast, truth)
+    assert len(grown) > 2  # the first size (after the placeholder), then at least one growth
