@@ -77,7 +77,12 @@ def main() -> None:
     parser.add_argument("--evaluators", nargs="+", choices=EVALUATORS, default=list(EVALUATORS))
     parser.add_argument("--child", nargs=4, metavar=("EVALUATOR", "DATASET", "GT", "RESULTS"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--drop-unscored", nargs=2, metavar=("RESULTS", "SCORED"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drop_unscored:
+        drop_unscored(*args.drop_unscored)
+        return
     if args.child:
         import resource
 
@@ -139,13 +144,20 @@ def measure(evaluator: str, dataset: str, gt: Path, results: Path) -> dict[str, 
 
 def scored_results(results: Path) -> Path:
     """The results file without the records whose keypoint scores are all 0 (xtcocotools'
-    loadRes drops them), written once beside it."""
+    loadRes drops them), written once beside it by a child process: parsed here, the file
+    would stay in this process's memory, and every child started later would report it as
+    its own peak (a child's maximum RSS starts from its parent's)."""
     scored = results.with_name("results-scored.json")
     if not scored.exists() or scored.stat().st_mtime < results.stat().st_mtime:
-        records = json.loads(results.read_text())
-        kept = [r for r in records if any(v > 0 for v in r["keypoints"][2::3])]
-        scored.write_text(json.dumps(kept))
+        subprocess.run([sys.executable, __file__, "--drop-unscored", str(results), str(scored)],
+                       check=True)
     return scored
+
+
+def drop_unscored(results: str, scored: str) -> None:
+    records = json.loads(Path(results).read_text())
+    kept = [r for r in records if any(v > 0 for v in r["keypoints"][2::3])]
+    Path(scored).write_text(json.dumps(kept))
 
 
 # --------------------------------------------------------------------------------------------
