@@ -15,7 +15,13 @@ where it has them (COCO: OKS by the annotated area; AIC, CrowdPose: 0.53 w h; Cr
 - ``xtcocotools``: what mmpose 0.x runs; every other evaluator's metrics are compared with
   its own, to the last bit;
 - ``faster-coco-eval``, ``hotcoco``, ``xthotcoco``: as they come (all three keep
-  detections whose keypoint scores are all 0, which xtcocotools drops).
+  detections whose keypoint scores are all 0, which xtcocotools drops);
+- ``hotcoco-mmpose``: hotcoco driven with mmpose 0.x's rules, as a comparison (it is no
+  dependency of aepose): AIC and CrowdPose annotations get ``area`` = 0.53 w h (xtcocotools'
+  ``use_area=False``; COCO keeps its annotated area), the results file without the
+  detections whose keypoint scores are all 0 (written once beside it, not timed: xtcocotools
+  drops them as it loads), and CrowdPose's AP(easy/medium/hard) from one more evaluation
+  per ``crowdIndex`` subset (``round(mean(precision), 4)``, -1 entries kept, as xtcocotools).
 
 An evaluator that is not installed is skipped and named. xtcocotools' wheel needs NumPy
 1.x; with NumPy 2 build it from source (needs a C compiler)::
@@ -54,9 +60,10 @@ SETS = {  # name: (dataset, images, seed)
     "aic5k": ("aic", 5000, 0),
     "coco50k": ("coco", 50000, 1),
 }
-EVALUATORS = ("aepose", "aepose-cli", "xtcocotools", "faster-coco-eval", "hotcoco", "xthotcoco")
+EVALUATORS = ("aepose", "aepose-cli", "xtcocotools", "faster-coco-eval", "hotcoco",
+              "hotcoco-mmpose", "xthotcoco")
 MODULES = {"xtcocotools": "xtcocotools", "faster-coco-eval": "faster_coco_eval",
-           "hotcoco": "hotcoco", "xthotcoco": "xthotcoco"}
+           "hotcoco": "hotcoco", "hotcoco-mmpose": "hotcoco", "xthotcoco": "xthotcoco"}
 # Metric names in COCOeval.stats order.
 KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 CROWD_STATS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
@@ -70,7 +77,12 @@ def main() -> None:
     parser.add_argument("--evaluators", nargs="+", choices=EVALUATORS, default=list(EVALUATORS))
     parser.add_argument("--child", nargs=4, metavar=("EVALUATOR", "DATASET", "GT", "RESULTS"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--drop-unscored", nargs=2, metavar=("RESULTS", "SCORED"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drop_unscored:
+        drop_unscored(*args.drop_unscored)
+        return
     if args.child:
         import resource
 
@@ -121,11 +133,31 @@ def row_text(name: str, evaluator: str, outcome: dict[str, Any],
 
 def measure(evaluator: str, dataset: str, gt: Path, results: Path) -> dict[str, Any]:
     """Run one evaluator in a fresh process: its metrics, CPU seconds and peak memory."""
+    if evaluator == "hotcoco-mmpose":
+        results = scored_results(results)
     command = [sys.executable, __file__, "--child", evaluator, dataset, str(gt), str(results)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def scored_results(results: Path) -> Path:
+    """The results file without the records whose keypoint scores are all 0 (xtcocotools'
+    loadRes drops them), written once beside it by a child process: parsed here, the file
+    would stay in this process's memory, and every child started later would report it as
+    its own peak (a child's maximum RSS starts from its parent's)."""
+    scored = results.with_name("results-scored.json")
+    if not scored.exists() or scored.stat().st_mtime < results.stat().st_mtime:
+        subprocess.run([sys.executable, __file__, "--drop-unscored", str(results), str(scored)],
+                       check=True)
+    return scored
+
+
+def drop_unscored(results: str, scored: str) -> None:
+    records = json.loads(Path(results).read_text())
+    kept = [r for r in records if any(v > 0 for v in r["keypoints"][2::3])]
+    Path(scored).write_text(json.dumps(kept))
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +218,8 @@ def run_evaluator(evaluator: str, dataset: str, gt: str, results: str) -> dict[s
             if crowd:  # its crowd stats: AP, AP50, AP75, AR, AR50, AR75, then E/M/H
                 stats = stats[:6] + [float(v) for v in ev.get_type_result(0.2, 0.8)]
             return dict(zip(names, stats, strict=False))
+        if evaluator == "hotcoco-mmpose":
+            return hotcoco_mmpose(spec, gt, results)
         if evaluator == "hotcoco":
             from hotcoco import COCO as HCOCO
             from hotcoco import COCOeval as HCOCOeval
@@ -199,6 +233,41 @@ def run_evaluator(evaluator: str, dataset: str, gt: str, results: str) -> dict[s
             ev.summarize()
             return dict(zip(KEYPOINT_STATS, (float(v) for v in ev.stats), strict=False))
     raise SystemExit(f"unknown evaluator {evaluator}")
+
+
+def hotcoco_mmpose(spec: Any, gt: str, results: str) -> dict[str, float]:
+    """hotcoco with mmpose 0.x's rules (module docstring); ``results`` holds only records
+    with a positive keypoint score."""
+    import numpy as np
+    from hotcoco import COCO as HCOCO
+    from hotcoco import COCOeval as HCOCOeval
+
+    coco = HCOCO(gt)
+    if spec.oks_area == "box":  # xtcocotools use_area=False: bbox[3] * bbox[2] * 0.53
+        anns = coco.anns
+        ids = np.fromiter(anns, dtype=np.int64, count=len(anns))
+        area = np.array([anns[i]["bbox"][3] * anns[i]["bbox"][2] * 0.53 for i in ids.tolist()])
+        coco.update_anns(ids=ids, area=area)
+    ev = HCOCOeval(coco, coco.loadRes(results), "keypoints")
+    ev.params.kpt_oks_sigmas = list(spec.sigmas)
+    ev.params.max_dets = [20]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    stats = [float(v) for v in ev.stats]
+    if spec.name != "crowdpose":
+        return dict(zip(KEYPOINT_STATS, stats, strict=True))
+    metrics = dict(zip(CROWD_STATS, stats[:3] + stats[5:8], strict=False))
+    crowd_index = {i: image["crowdIndex"] for i, image in coco.imgs.items()}
+    subsets = {"AP_easy": lambda c: c < 0.2, "AP_medium": lambda c: 0.2 <= c < 0.8,
+               "AP_hard": lambda c: c >= 0.8}
+    for name, inside in subsets.items():
+        ev.params.img_ids = sorted(i for i, c in crowd_index.items() if inside(c))
+        ev.evaluate()
+        ev.accumulate()
+        precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
+        metrics[name] = float(round(np.mean(precision[:, :, :, 0, :]), 4))
+    return metrics
 
 
 if __name__ == "__main__":

@@ -167,9 +167,9 @@ def test_outputs_of_an_earlier_run_are_not_replaced(
                str(data / "annotations" / "mmpose_crowdpose_test.json"), "--spec", "crowdpose"]
     code, stdout, err = run_cli(capsys, *rescore)
     assert code == 0, err
-    assert f"metrics: {out / 'metrics-rescored.json'}" in stdout
+    assert f"metrics: {out / 'metrics-results.json'}" in stdout
     assert (out / "metrics.json").read_text() == first
-    again = json.loads((out / "metrics-rescored.json").read_text())
+    again = json.loads((out / "metrics-results.json").read_text())
     assert again["metrics"] == json.loads(first)["metrics"]
     code, _, err = run_cli(capsys, *rescore)
     assert_one_line(code, err)

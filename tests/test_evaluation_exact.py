@@ -210,3 +210,45 @@ def test_poses_as_arrays_score_as_their_records() -> None:
     one_line_error(lambda: evaluate_keypoints(gt, detections_from_poses([123456789], [kpts[0]],
                                                                         [scores[0]], 14),
                                               "crowdpose"), "image id 123456789")
+
+
+def test_precision_envelope_read_at_recall_thresholds_as_xtcocotools_loops() -> None:
+    """xtcocotools' accumulate, as a loop: the running maximum from the right, then q[ri] =
+    pr[inds[ri]] where inds[ri] is inside; our stretch maxima give the same values."""
+    from aepose.engine.keypoint_eval import RECALL_THRESHOLDS, _envelope_at
+
+    rng = np.random.default_rng(0)
+    for nd in (1, 2, 7, 300):
+        pr = rng.choice([0.1, 0.5, 0.5, 0.9, 1.0], nd) * rng.uniform(0.5, 1, nd)
+        rc = np.sort(rng.choice(np.linspace(0, 1.2, 13), nd))  # ties, and recall past 1
+        inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+        envelope = pr.tolist()
+        for i in range(nd - 1, 0, -1):
+            if envelope[i] > envelope[i - 1]:
+                envelope[i - 1] = envelope[i]
+        expected = [envelope[i] if i < nd else 0.0 for i in inds]
+        assert _envelope_at(pr, inds).tolist() == expected
+
+
+def test_results_arrays_grow_past_the_first_piece_s_estimate(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The arrays are sized from the first piece's bytes per record: long records first
+    (17-digit numbers, padding), then short ones, so later pieces outgrow that estimate."""
+    gt, records = generate("coco", images=40, seed=6)
+    for record in records[:8]:
+        record["keypoints"] = [v + 1 / 3 for v in record["keypoints"]]
+        record["note"] = "x" * 3000
+    for record in records[8:]:
+        record["keypoints"] = [round(v) for v in record["keypoints"]]
+    truth = read_detections(records, read_ground_truth(gt, COCO), 17)
+    monkeypatch.setattr(eval_inputs, "_PIECE_BYTES", 8192)
+    grown = []
+    empty = eval_inputs._Table._empty
+    monkeypatch.setattr(eval_inputs._Table, "_empty",
+                        lambda self, capacity: grown.append(capacity) or empty(self, capacity))
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(records))
+    fast = eval_inputs._fast_detections(path, read_ground_truth(gt, COCO), 17)
+    assert fast is not None and same_arrays(fast, truth)
+    assert len(grown) > 2  # the first size (after the placeholder), then at least one growth

@@ -217,12 +217,14 @@ def _add_test_arguments(p: Parser) -> None:
                    help="HigherHRNet output averaging (default the preset's: v0.29, as the "
                    "published numbers)")
     p.add_argument("--out", help="folder for metrics.json and results.json (default "
-                   "runs/PRESET-test-TIMESTAMP; with --results, metrics-rescored.json beside "
-                   "the results file)")
+                   "runs/PRESET-test-TIMESTAMP; with --results, metrics-STEM.json beside "
+                   "the results file STEM.json)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace metrics.json / results.json of an earlier run in --out")
     p.add_argument("--results", help="re-score a saved results.json (no network run)")
-    p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS), help="keypoints of --results")
+    p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS),
+                   help="keypoints of --results (default: the preset's, or what the files "
+                   "decide: 17 keypoints are coco; 14, the annotation file's keypoint names)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=batch_size_int, default=8,
                    help="images per forward pass when their test sizes agree (default 8)")

@@ -102,14 +102,23 @@ def _test_overrides(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _cmd_test(args: argparse.Namespace) -> None:
+    if args.results:  # re-scoring runs no network: its module needs no torch
+        from aepose.apps.rescore import RescoreOptions, rescore
+
+        rescore(RescoreOptions(
+            results=Path(args.results), ann=Path(args.ann) if args.ann else None,
+            data_root=Path(args.data_root) if args.data_root else None, preset=args.preset,
+            spec=args.spec, out=Path(args.out) if args.out else None,
+            overwrite=args.overwrite))
+        return
     from aepose.apps.test import TestOptions, run_test
 
     run_test(TestOptions(
         weights=args.weights, preset=args.preset,
         data_root=Path(args.data_root) if args.data_root else None,
         ann=Path(args.ann) if args.ann else None,
-        images=Path(args.images) if args.images else None, results=args.results,
-        spec=args.spec, out=Path(args.out) if args.out else None, overwrite=args.overwrite,
+        images=Path(args.images) if args.images else None,
+        out=Path(args.out) if args.out else None, overwrite=args.overwrite,
         overrides=_test_overrides(args), dtype=args.dtype, channels_last=args.channels_last,
         compile_mode=_compile_mode(args), device=args.device, batch_size=args.batch_size,
         workers=args.workers, decode_workers=args.decode_workers,
@@ -269,7 +278,8 @@ def _run(argv: Sequence[str] | None) -> int:
         # Before any command loads torch: one torch thread, OpenMP's idle threads asleep;
         # a bad AEPOSE_THREADS is one line here (aepose.threads).
         prepare_command_line()
-        if args.command in _IMAGE_COMMANDS:
+        if args.command in _IMAGE_COMMANDS and not getattr(args, "results", None):
+            # (test --results runs no network: no torch, no per-image maps to keep memory for)
             from aepose.pipeline.workers import keep_freed_memory
 
             keep_freed_memory()

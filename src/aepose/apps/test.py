@@ -1,24 +1,23 @@
-"""``aepose test``: evaluate weights on a COCO-format set, or re-score a saved results file.
+"""``aepose test``: evaluate weights on a COCO-format set.
 
 Output folder: ``metrics.json`` (the settings, counts, skipped images and metrics) and
-``results.json`` (the COCO result records, which ``--results`` re-scores). The AP table is
-printed before ``metrics.json`` is written, so a failed write costs no result. Under
-torchrun every rank evaluates its share and rank 0 writes and prints.
+``results.json`` (the COCO result records, which ``--results`` re-scores: that path is
+:mod:`aepose.apps.rescore`, which needs no torch). The AP table is printed before
+``metrics.json`` is written, so a failed write costs no result. Under torchrun every rank
+evaluates its share and rank 0 writes and prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from aepose.apps.rescore import finish_test, refuse_existing
 from aepose.apps.settings import command_line_config, fast_network
-from aepose.config import Config, get_preset
+from aepose.config import Config
 from aepose.engine.distributed import (
     broadcast_object,
     claim_run_folder_on_all_ranks,
@@ -26,10 +25,8 @@ from aepose.engine.distributed import (
     shutdown,
 )
 from aepose.engine.eval_loop import evaluate_model
-from aepose.engine.evaluation import evaluate_keypoints, format_table
 from aepose.errors import AeposeError
-from aepose.io import check_writable, write_text
-from aepose.keypoints import KeypointSpec, spec_of
+from aepose.keypoints import spec_of
 from aepose.models.checkpoint import load_with_config
 
 __all__ = ["TestOptions", "run_test"]
@@ -42,18 +39,15 @@ _OUTPUTS = ("metrics.json", "results.json")
 class TestOptions:
     """What ``aepose test`` evaluates, where, and how.
 
-    weights: checkpoint file, preset or release name (None with ``results``); preset: the
-    recipe (default: the file's own, or recognised). The data: ``data_root`` (the preset's
-    val split) or ``ann`` with ``images`` (default: where the dataset layout puts them).
-    results: a saved results file to re-score instead (no network run; needs ``ann``, or
-    ``data_root`` with ``preset``; ``spec`` names its keypoints when no preset does).
-    out: folder for metrics.json and results.json (default runs/PRESET-test-TIMESTAMP; with
-    ``results``, metrics-rescored.json beside the results file); overwrite: replace an
-    earlier run's files there. Test settings: ``overrides``, ``test.x=y`` items applied in
-    order over the weights' own. Speed: ``dtype``, ``channels_last``,
-    ``compile_mode`` (None: eager), ``batch_size``, ``workers`` (reading threads),
-    ``decode_workers`` (None: one per spare CPU core, at most 4); ``device`` (None: CUDA
-    when available); ``progress``: a bar.
+    weights: checkpoint file, preset or release name; preset: the recipe (default: the
+    file's own, or recognised). The data: ``data_root`` (the preset's val split) or ``ann``
+    with ``images`` (default: where the dataset layout puts them). out: folder for
+    metrics.json and results.json (default runs/PRESET-test-TIMESTAMP); overwrite: replace
+    an earlier run's files there. Test settings: ``overrides``, ``test.x=y`` items applied
+    in order over the weights' own. Speed: ``dtype``, ``channels_last``, ``compile_mode``
+    (None: eager), ``batch_size``, ``workers`` (reading threads), ``decode_workers`` (None:
+    one per spare CPU core, at most 4); ``device`` (None: CUDA when available);
+    ``progress``: a bar.
     """
 
     weights: str | None = None
@@ -61,8 +55,6 @@ class TestOptions:
     data_root: Path | None = None
     ann: Path | None = None
     images: Path | None = None
-    results: str | None = None
-    spec: str | None = None
     out: Path | None = None
     overwrite: bool = False
     overrides: tuple[str, ...] = ()
@@ -77,11 +69,8 @@ class TestOptions:
 
 
 def run_test(options: TestOptions) -> None:
-    """Evaluate ``options.weights`` (or re-score ``options.results``): print the AP table,
-    write metrics.json (and results.json); see the module docstring."""
-    if options.results:
-        _rescore(options)
-        return
+    """Evaluate ``options.weights``: print the AP table, write metrics.json and results.json;
+    see the module docstring."""
     if options.weights is None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
     info = init_distributed(options.device)
@@ -107,7 +96,7 @@ def run_test(options: TestOptions) -> None:
                           "test": dataclasses.asdict(cfg.test), "images": result.images,
                           "people": result.people, "seconds": result.seconds,
                           "skipped": list(result.skipped), "metrics": result.metrics}
-                _finish_test(report, spec_of(network, cfg.data.dataset), out / "metrics.json")
+                finish_test(report, spec_of(network, cfg.data.dataset), out / "metrics.json")
     finally:
         shutdown()
 
@@ -116,15 +105,9 @@ def _refuse_outputs(overwrite: bool) -> Callable[[Path], None]:
     """The claim's check: an earlier run's files in the folder, unless told to replace them."""
     def refuse(folder: Path) -> None:
         for name in _OUTPUTS:
-            _refuse_existing(folder / name, overwrite)
+            refuse_existing(folder / name, overwrite)
 
     return refuse
-
-
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise AeposeError(f"{path} exists (an earlier run's); choose another --out or pass "
-                          "--overwrite")
 
 
 def _test_files(cfg: Config, options: TestOptions) -> tuple[Path, Path]:
@@ -173,37 +156,3 @@ def _check_images_found(decoded: int, skipped: Sequence[str], ann: Path, images:
         raise AeposeError(f"{ann} lists no images to evaluate")
     raise AeposeError(f"none of the {len(skipped)} images of {ann} could be read in {images} "
                       f"(first: {skipped[0]}); pass --images DIR")
-
-
-def _rescore(options: TestOptions) -> None:
-    """Score a saved results file. Without ``out`` the metrics go beside it as
-    ``metrics-rescored.json``, so an evaluation's own ``metrics.json`` is never replaced."""
-    results = str(options.results)
-    cfg = get_preset(options.preset) if options.preset else None
-    if options.ann is not None:
-        ann = options.ann
-    elif cfg is not None and options.data_root is not None:
-        ann = options.data_root / cfg.data.val_ann
-    else:
-        raise AeposeError("--results needs --ann FILE, or --data-root with --preset")
-    spec = options.spec or (cfg.data.dataset if cfg else None)
-    if spec is None:
-        raise AeposeError("--results with --ann needs --spec (aic, crowdpose or coco) or --preset")
-    target = options.out / "metrics.json" if options.out is not None else \
-        Path(results).parent / "metrics-rescored.json"
-    _refuse_existing(target, options.overwrite)
-    check_writable(target.parent)
-    metrics = evaluate_keypoints(ann, results, spec)
-    _finish_test({"ann": str(ann), "results": results, "metrics": metrics}, spec, target)
-
-
-def _finish_test(report: dict[str, Any], spec: KeypointSpec | str, target: Path) -> None:
-    """Print the table first (a failed write then costs no result), then save it."""
-    print(format_table(report["metrics"], spec), flush=True)
-    for problem in report.get("skipped", []):
-        print(f"skipped: {problem}", file=sys.stderr)
-    if "seconds" in report and report["seconds"] > 0:
-        print(f"{report['images']} images in {report['seconds']:.1f} s "
-              f"({report['images'] / report['seconds']:.1f} images/s on rank 0's share)")
-    write_text(target, json.dumps(report, indent=2) + "\n", what="metrics")
-    print(f"metrics: {target}")

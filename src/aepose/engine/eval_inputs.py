@@ -31,9 +31,11 @@ import simdjson
 from aepose.engine.eval_checked import checked_detections, checked_ground_truth
 from aepose.engine.keypoint_eval import Detections, GroundTruth
 from aepose.errors import AeposeError
+from aepose.io import read_json
 from aepose.keypoints import KeypointSpec
 
-__all__ = ["detections_from_poses", "read_detections", "read_ground_truth"]
+__all__ = ["annotation_keypoint_names", "detections_from_poses", "read_detections",
+           "read_ground_truth", "results_keypoint_count"]
 
 _Json = dict[str, Any]
 _NUMBER_TYPES = frozenset({int, float})
@@ -107,6 +109,41 @@ def detections_from_poses(image_ids: Sequence[int], keypoints: Sequence[npt.Arra
     )
 
 
+def results_keypoint_count(path: Path) -> int | None:
+    """K of a results file: its first record's ``keypoints`` length / 3, read from the head
+    of the file (None: no records, or a first record without a list of 3K entries).
+
+    Raises:
+        AeposeError: a file that cannot be read or is not JSON, in one line.
+    """
+    try:
+        first = _first_record(path)
+    except _FAST_ERRORS:  # unusual but perhaps valid: the whole file, with the json module
+        records = read_json(path, "predictions")
+        first = records[0] if isinstance(records, list) and records else None
+    points = first.get("keypoints") if isinstance(first, dict) else None
+    if not isinstance(points, list) or not points or len(points) % 3:
+        return None
+    return len(points) // 3
+
+
+def annotation_keypoint_names(path: Path) -> list[tuple[str, ...]]:
+    """The keypoint names (``categories[i].keypoints``) of every category that lists them.
+
+    Raises:
+        AeposeError: a file that cannot be read or is not JSON, in one line.
+    """
+    try:
+        categories = [c.keypoints for c in _CATEGORY_NAMES.decode(path.read_bytes()).categories]
+    except _FAST_ERRORS:  # the checking reader, run later, names what is wrong
+        data = read_json(path, "annotation")
+        found = data.get("categories") if isinstance(data, dict) else None
+        categories = [c.get("keypoints") for c in found if isinstance(c, dict)] \
+            if isinstance(found, list) else []
+    return [tuple(names) for names in categories
+            if isinstance(names, list) and all(isinstance(n, str) for n in names)]
+
+
 # --------------------------------------------------------------------------------------------
 # Fast reader: msgspec checks the structure and scalar types of every record in C and keeps
 # each number list as its raw text; simdjson then parses the lists of many records at once
@@ -147,7 +184,20 @@ class _Record(msgspec.Struct):
     bbox: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class _NamedCategory(msgspec.Struct):
+    keypoints: list[str] | None = None
+
+
+class _CategoryNames(msgspec.Struct):
+    categories: list[_NamedCategory]
+
+
+class _FirstRecord(msgspec.Struct):
+    keypoints: list[Any]
+
+
 _ANNOTATION_FILE = msgspec.json.Decoder(_AnnotationFile)
+_CATEGORY_NAMES = msgspec.json.Decoder(_CategoryNames)
 _RECORDS = msgspec.json.Decoder(list[_Record])
 _FAST_ERRORS = (_NotFastError, msgspec.MsgspecError, ValueError, TypeError, RuntimeError,
                 OverflowError, OSError)
@@ -212,14 +262,14 @@ def _decoded_ground_truth(data: _AnnotationFile, spec: KeypointSpec) -> GroundTr
 def _fast_detections(source: Any, gt: GroundTruth, k: int) -> Detections | None:
     try:
         if isinstance(source, (str, Path)):
-            # Room for a typical record of 100 bytes per keypoint; more is added as needed.
-            table = _Table(Path(source).stat().st_size // (100 * k) + 1, k)
+            table = _Table(k, Path(source).stat().st_size)
             pieces: Iterator[Any] = _json_array_pieces(Path(source))
         else:
-            table = _Table(len(source), k)
-            pieces = iter([msgspec.json.encode(source)])
+            text = msgspec.json.encode(source)
+            table = _Table(k, len(text))
+            pieces = iter([text])
         for piece in pieces:
-            table.add(_RECORDS.decode(piece))
+            table.add(_RECORDS.decode(piece), len(piece))
         detections = table.detections()
         known = np.sort(gt.image_ids)
         at = np.searchsorted(known, detections.image_id)
@@ -232,13 +282,16 @@ def _fast_detections(source: Any, gt: GroundTruth, k: int) -> Detections | None:
 
 
 class _Table:
-    """Detections' columns filled piece by piece, in arrays that grow by doubling."""
+    """Detections' columns filled piece by piece from a text of ``total_bytes``. The arrays
+    are sized at the first piece: its records per byte over the whole text, and a quarter
+    more (pages never written cost no memory); they grow by doubling past that."""
 
-    def __init__(self, capacity: int, k: int) -> None:
+    def __init__(self, k: int, total_bytes: int) -> None:
         self.k = k
         self.n = 0
+        self.total_bytes = total_bytes
         self.parser = simdjson.Parser()
-        self.columns = self._empty(max(capacity, 1))
+        self.columns = self._empty(1)
 
     def _empty(self, capacity: int) -> dict[str, np.ndarray]:
         return {"image_id": np.empty(capacity, np.int64),
@@ -246,10 +299,13 @@ class _Table:
                 "keypoints": np.empty((capacity, self.k, 3)),
                 "score": np.empty(capacity), "area": np.empty(capacity)}
 
-    def add(self, records: list[_Record]) -> None:
+    def add(self, records: list[_Record], piece_bytes: int) -> None:
         lo, hi = self.n, self.n + len(records)
         capacity = len(self.columns["score"])
-        if hi > capacity:
+        if lo == 0:
+            expected = len(records) * self.total_bytes // max(piece_bytes, 1)
+            self.columns = self._empty(max(hi, expected * 5 // 4, 1))
+        elif hi > capacity:
             grown = self._empty(max(hi, 2 * capacity))
             for name, column in self.columns.items():
                 grown[name][:lo] = column[:lo]
@@ -290,8 +346,9 @@ def _number_lists(raws: list[msgspec.Raw], count: int, out: npt.NDArray[np.float
     for lo in range(0, len(raws), _NUMBER_ROWS):
         batch = raws[lo : lo + _NUMBER_ROWS]
         text = b"[" + b",".join(batch) + b"]"
-        # One '[' per list: none nested (simdjson's buffer would flatten them).
-        _check(text.count(b"[") == len(batch) + 1)
+        # One '[' per list: none nested (simdjson's buffer would flatten them). NumPy
+        # compares all bytes at once, faster than bytes.count's byte-by-byte loop.
+        _check(np.count_nonzero(np.frombuffer(text, np.uint8) == ord("[")) == len(batch) + 1)
         out[lo : lo + len(batch)] = _parsed_rows(parser, text, len(batch), count)
     _check(np.isfinite(out).all())
 
@@ -348,6 +405,24 @@ def _json_array_pieces(path: Path) -> Iterator[memoryview]:
             rest = filled - (open_ - 1)
             buf[:rest] = buf[open_ - 1 : filled]
             start, filled = 0, rest
+
+
+def _first_record(path: Path) -> dict[str, Any] | None:
+    """The first record of a results file from its first MB (None: an empty list); a first
+    record longer than that, or anything unexpected, raises _NotFastError."""
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+        whole = not f.read(1)
+    text = head.lstrip()
+    _check(text.startswith(b"["))
+    if whole:
+        records = msgspec.json.decode(head, type=list[_FirstRecord])
+        return {"keypoints": records[0].keypoints} if records else None
+    cut = _BOUNDARY.search(text)
+    if cut is None:
+        raise _NotFastError
+    first = msgspec.json.decode(text[1 : cut.start() + 1], type=_FirstRecord)
+    return {"keypoints": first.keypoints}
 
 
 def _check(condition: bool | np.bool_) -> None:

@@ -421,22 +421,34 @@ def _accumulate(people: _People, found: _Found, matches: _Matches, n_images: int
                 recall[:, k, ai, 0] = 0
                 precision[:, :, k, ai, 0] = 0.0
                 continue
-            hit = np.take(matches.matched[ai], sorted_dts, axis=1)  # [T, nd]
-            counted = ~np.take(matches.dt_ignored[ai], sorted_dts, axis=1)
-            # Counts (exact in int32 and in float64), as xtcocotools' cumsum().astype(float).
-            tp_sum = np.cumsum(hit & counted, axis=1, dtype=np.int32).astype(np.float64)
-            fp_sum = np.cumsum(~hit & counted, axis=1, dtype=np.int32).astype(np.float64)
-            rc = tp_sum / npig
-            pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-            recall[:, k, ai, 0] = rc[:, -1]
-            envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
             for ti in range(t):
-                inds = np.searchsorted(rc[ti], RECALL_THRESHOLDS, side="left")
-                inside = inds < nd
-                q = np.zeros(r)
-                q[inside] = envelope[ti, inds[inside]]
-                precision[ti, :, k, ai, 0] = q
+                # One threshold at a time: arrays of nd values, reused from the heap (a whole
+                # [T, nd] block is over glibc's mmap threshold: fresh pages every time).
+                hit = np.take(matches.matched[ai, ti], sorted_dts)
+                counted = ~np.take(matches.dt_ignored[ai, ti], sorted_dts)
+                # Counts (exact in int32 and float64), as xtcocotools' cumsum().astype(float).
+                tp_sum = np.cumsum(hit & counted, dtype=np.int32).astype(np.float64)
+                fp_sum = np.cumsum(~hit & counted, dtype=np.int32).astype(np.float64)
+                rc = tp_sum / npig
+                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                recall[ti, k, ai, 0] = rc[-1]
+                inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+                precision[ti, :, k, ai, 0] = _envelope_at(pr, inds)
     return precision, recall
+
+
+def _envelope_at(pr: F64, inds: I64) -> F64:
+    """[R] max(pr[i:]) at each of the sorted positions ``inds`` (0 at or past the end):
+    xtcocotools' precision envelope read at the recall thresholds, from the maxima of the
+    stretches between those positions instead of a running maximum over all of ``pr``."""
+    q = np.zeros(len(inds))
+    inside = inds < len(pr)
+    starts, first = np.unique(inds[inside], return_index=True)
+    if len(starts):
+        stretch = np.maximum.reduceat(pr, starts)  # max of pr[starts[j]:starts[j + 1]]
+        suffix = np.maximum.accumulate(stretch[::-1])[::-1]
+        q[np.flatnonzero(inside)] = np.repeat(suffix, np.diff(np.r_[first, inside.sum()]))
+    return q
 
 
 def _summarize(precision: F64, recall: F64, ap: int, iou_thr: float | None,
