@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import run_cli
 
@@ -173,3 +174,68 @@ def test_results_files_rescore_side_by_side(
     assert code == 0, err
     assert f"metrics: {out / 'metrics.json'}" in stdout
     assert _metrics(out / "metrics.json") == _metrics(tmp_path / "metrics-flipless.json")
+
+
+def _custom_set(folder: Path, names: list[str] | None) -> tuple[Path, Path]:
+    """A 21-point (COCO-17 + hands + toes) annotation file, its category naming ``names``
+    (none: no names), and results near its people (each joint moved by up to 6 px)."""
+    from custom_skeleton import BODY21, BODY21_LINKS, coco_file
+
+    gt = coco_file(BODY21, BODY21_LINKS, images=6, people=3, size=160, seed=5)
+    if names is None:
+        del gt["categories"][0]["keypoints"]
+    rng = np.random.default_rng(0)
+    records = []
+    for person in gt["annotations"]:
+        points = np.asarray(person["keypoints"], float).reshape(-1, 3)
+        points[:, :2] += rng.uniform(-6, 6, (len(points), 2))
+        points[:, 2] = 0.9
+        records.append({"image_id": person["image_id"], "category_id": 1, "score": 0.9,
+                        "keypoints": [round(float(v), 2) for v in points.ravel()]})
+    folder.mkdir(parents=True, exist_ok=True)
+    ann, results = folder / "gt.json", folder / "results.json"
+    ann.write_text(json.dumps(gt))
+    results.write_text(json.dumps(records))
+    return ann, results
+
+
+def test_a_custom_skeleton_is_scored_with_the_annotation_files_own_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """21 keypoints: no built-in spec has them, the annotation file's category names them,
+    so its own skeleton (its sigmas) scores them; ``--spec FILE`` overrides that skeleton."""
+    from custom_skeleton import BODY21
+
+    from aepose.skeleton_file import spec_from_annotations
+
+    ann, results = _custom_set(tmp_path, BODY21)
+    code, _, err = run_cli(capsys, "test", "--results", str(results), "--ann", str(ann))
+    assert code == 0, err
+    report = json.loads((tmp_path / "metrics-results.json").read_text())
+    spec = spec_from_annotations(ann)
+    assert report["spec"]["keypoint_names"] == BODY21
+    assert report["metrics"] == evaluate_keypoints(ann, results, spec)
+    assert 0.0 < report["metrics"]["AP"] < 1.0
+    # Wider sigmas through a spec file: the same detections match better.
+    wide = tmp_path / "wide.json"
+    wide.write_text(json.dumps({"sigmas": dict.fromkeys(BODY21, 0.2)}))
+    code, _, err = run_cli(capsys, "test", "--results", str(results), "--ann", str(ann),
+                           "--spec", str(wide), "--out", str(tmp_path / "wide"))
+    assert code == 0, err
+    widened = _metrics(tmp_path / "wide" / "metrics.json")
+    assert widened == evaluate_keypoints(ann, results, spec_from_annotations(ann, wide))
+    assert widened["AP"] > report["metrics"]["AP"]
+
+
+def test_a_custom_count_without_names_or_a_wrong_spec_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ann, results = _custom_set(tmp_path, None)
+    code, _, err = run_cli(capsys, "test", "--results", str(results), "--ann", str(ann))
+    line = _one_error_line(code, err)
+    assert "21 keypoints per record, which no keypoint spec has" in line
+    assert "no skeleton of its own" in line and str(ann) in line
+    code, _, err = run_cli(capsys, "test", "--results", str(results), "--ann", str(ann),
+                           "--spec", str(tmp_path / "absent.json"))
+    assert "neither a built-in keypoint spec" in _one_error_line(code, err)
+    assert not list(tmp_path.glob("metrics*"))

@@ -222,9 +222,12 @@ def _add_test_arguments(p: Parser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace metrics.json / results.json of an earlier run in --out")
     p.add_argument("--results", help="re-score a saved results.json (no network run)")
-    p.add_argument("--spec", choices=sorted(KEYPOINT_SPECS),
-                   help="keypoints of --results (default: the preset's, or what the files "
-                   "decide: 17 keypoints are coco; 14, the annotation file's keypoint names)")
+    p.add_argument("--spec", metavar="NAME|FILE",
+                   help="keypoints of --results: a built-in name (" + ", ".join(
+                       sorted(KEYPOINT_SPECS)) + ") or a JSON spec file over --ann's own "
+                   "skeleton (default: the preset's, or what the files decide: 17 keypoints "
+                   "are coco; 14, the annotation file's keypoint names; another count, its "
+                   "own skeleton)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=batch_size_int, default=8,
                    help="images per forward pass when their test sizes agree (default 8)")

@@ -8,8 +8,11 @@ side by side.
 The keypoint spec is ``--spec``, else the preset's, else what the files decide: the first
 record's keypoint count names it when one built-in spec has that many (17: COCO); when
 several do (14: AIC and CrowdPose), the keypoint names in the annotation file's
-``categories`` decide. Also here: the report that ``aepose test`` prints and writes the
-same way (:func:`finish_test`) and the refusal of an earlier run's file.
+``categories`` decide; when none does, the annotation file's own skeleton is the spec (a
+custom dataset's, :mod:`aepose.skeleton_file`). ``--spec FILE`` applies a spec file over
+that skeleton, as ``aepose train --spec FILE`` does. Also here: the report that
+``aepose test`` prints and writes the same way (:func:`finish_test`) and the refusal of an
+earlier run's file.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from aepose.engine.evaluation import evaluate_keypoints, format_table
 from aepose.errors import AeposeError
 from aepose.io import check_writable, write_text
 from aepose.keypoints import KEYPOINT_SPECS, KeypointSpec
+from aepose.skeleton_file import spec_from_annotations
 
 __all__ = ["RescoreOptions", "finish_test", "infer_spec", "refuse_existing", "rescore"]
 
@@ -36,7 +40,8 @@ class RescoreOptions:
 
     results: the results file (COCO keypoint records). ann: the annotation file, or
     ``data_root`` with ``preset`` (the preset's val annotation file under it). spec: the
-    keypoints (default: the preset's, else inferred, see the module docstring). out: folder
+    keypoints: a built-in name or a spec file (default: the preset's, else inferred, see the
+    module docstring). out: folder
     for ``metrics.json`` (default: ``metrics-<results stem>.json`` beside the results file);
     overwrite: replace an earlier such file.
     """
@@ -64,26 +69,37 @@ def rescore(options: RescoreOptions) -> Path:
         options.results.parent / f"metrics-{options.results.stem}.json"
     refuse_existing(target, options.overwrite)
     check_writable(target.parent)
-    spec = options.spec or (cfg.data.dataset if cfg else None) or \
+    spec = _given_spec(options.spec, ann) or (cfg.data.dataset if cfg else None) or \
         infer_spec(options.results, ann)
     metrics = evaluate_keypoints(ann, options.results, spec)
-    report = {"ann": str(ann), "results": str(options.results), "spec": spec,
-              "metrics": metrics}
+    report = {"ann": str(ann), "results": str(options.results),
+              "spec": spec if isinstance(spec, str) else spec.to_dict(), "metrics": metrics}
     finish_test(report, spec, target)
     return target
 
 
-def infer_spec(results: Path, ann: Path) -> str:
+def _given_spec(spec: str | None, ann: Path) -> KeypointSpec | str | None:
+    """``--spec``: a built-in name as it is, anything else a spec file over ``ann``'s own
+    skeleton."""
+    if spec is None or spec in KEYPOINT_SPECS:
+        return spec
+    if not Path(spec).is_file():
+        raise AeposeError(f"--spec {spec}: neither a built-in keypoint spec "
+                          f"({', '.join(sorted(KEYPOINT_SPECS))}) nor a spec file")
+    return spec_from_annotations(ann, spec)
+
+
+def infer_spec(results: Path, ann: Path) -> KeypointSpec | str:
     """The built-in spec that the results' keypoint count, then the annotation file's
-    keypoint names, decide (module docstring); else one line asking for ``--spec``."""
+    keypoint names, decide; with a count no built-in has, ``ann``'s own skeleton (module
+    docstring); else one line asking for ``--spec``."""
     k = results_keypoint_count(results)
     if k is None:
         raise AeposeError(f"{results} has no record with a keypoint list to tell its keypoints "
                           f"by: pass --spec ({_choices(KEYPOINT_SPECS.values())})")
     fits = [spec for spec in KEYPOINT_SPECS.values() if spec.num_keypoints == k]
     if not fits:
-        raise AeposeError(f"{results} has {k} keypoints per record, which no keypoint spec "
-                          f"has ({_choices(KEYPOINT_SPECS.values())})")
+        return _own_skeleton(results, k, ann)
     if len(fits) == 1:
         return fits[0].name
     named = [spec for spec in fits if _named_by(annotation_keypoint_names(ann), spec)]
@@ -93,6 +109,20 @@ def infer_spec(results: Path, ann: Path) -> str:
     either = " or ".join(f"--spec {spec.name}" for spec in fits)
     raise AeposeError(f"{results} has {k} keypoints per record, as {both} have, and the "
                       f"categories of {ann} do not name them: pass {either}")
+
+
+def _own_skeleton(results: Path, k: int, ann: Path) -> KeypointSpec:
+    """``ann``'s own skeleton for results of ``k`` keypoints no built-in spec has."""
+    try:
+        spec = spec_from_annotations(ann)
+    except AeposeError as error:
+        raise AeposeError(f"{results} has {k} keypoints per record, which no keypoint spec "
+                          f"has ({_choices(KEYPOINT_SPECS.values())}), and the annotation "
+                          f"file gives no skeleton of its own ({error})") from None
+    if spec.num_keypoints != k:
+        raise AeposeError(f"{results} has {k} keypoints per record but the categories of {ann} "
+                          f"name {spec.num_keypoints}")
+    return spec
 
 
 def _named_by(names: list[tuple[str, ...]], spec: KeypointSpec) -> bool:
