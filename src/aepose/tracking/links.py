@@ -1,0 +1,176 @@
+"""Offline tracking's two steps over a whole video: linking tracklets across gaps, and
+filling gaps by interpolation.
+
+A *tracklet* is what the online tracker gave one ID. Its person may have been given a
+new ID after a gap the online tracker could not bridge (hidden longer than ``max_age``, or
+back where its prediction no longer reached): seeing the whole video, a tracklet's end can
+be compared with a later one's start from both sides, each pose carried across the gap by
+its tracklet's body velocity, and the two joined under one ID.
+
+Shapes: N detections of the whole video (flattened over frames), K keypoints, T
+tracklets. Coordinates are image pixels; velocities pixels per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from aepose.tracking.similarity import paired_similarity
+
+
+@dataclass(frozen=True)
+class Tracklets:
+    """Each ID's first and last detection, and its body velocity at both ends.
+
+    ids [T]; first, last [T] frames; rows_first, rows_last [T]: the detections (rows of the
+    video's flattened arrays) at those frames; v_first, v_last [T, 2]: pixels per frame.
+    """
+
+    ids: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    rows_first: np.ndarray
+    rows_last: np.ndarray
+    v_first: np.ndarray
+    v_last: np.ndarray
+
+
+def body_velocity(xy: np.ndarray, valid: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """[2] the mean velocity of the keypoints valid in both of two detections of one person
+    (xy [2, K, 2], valid [2, K], frames [2], in order); 0 if they share none or coincide."""
+    both = valid[0] & valid[1]
+    steps = frames[1] - frames[0]
+    if not both.any() or steps <= 0:
+        return np.zeros(2)
+    return np.asarray((xy[1, both] - xy[0, both]).mean(axis=0) / steps)
+
+
+def tracklets(ids: np.ndarray, frames: np.ndarray, xy: np.ndarray, valid: np.ndarray,
+              window: int) -> Tracklets:
+    """The tracklets of the detections with ``ids`` [N] >= 0 (frames [N], xy [N, K, 2],
+    valid [N, K]); velocities measured over the ``window`` frames at each end."""
+    tracked = np.flatnonzero(ids >= 0)
+    order = tracked[np.lexsort((frames[tracked], ids[tracked]))]
+    starts = np.flatnonzero(np.r_[True, np.diff(ids[order]) != 0])
+    groups = np.split(order, starts[1:]) if len(order) else []
+    v_first, v_last = np.zeros((len(groups), 2)), np.zeros((len(groups), 2))
+    for t, rows in enumerate(groups):
+        f = frames[rows]
+        head = rows[[0, int(np.searchsorted(f, f[0] + window, side="right")) - 1]]
+        tail = rows[[int(np.searchsorted(f, f[-1] - window)), -1]]
+        v_first[t] = body_velocity(xy[head], valid[head], frames[head])
+        v_last[t] = body_velocity(xy[tail], valid[tail], frames[tail])
+    return Tracklets(
+        ids=np.array([ids[g[0]] for g in groups], np.int64),
+        first=np.array([frames[g[0]] for g in groups], np.int64),
+        last=np.array([frames[g[-1]] for g in groups], np.int64),
+        rows_first=np.array([g[0] for g in groups], np.int64),
+        rows_last=np.array([g[-1] for g in groups], np.int64),
+        v_first=v_first, v_last=v_last)
+
+
+def link(t: Tracklets, xy: np.ndarray, valid: np.ndarray, sigmas: np.ndarray,
+         max_gap: int, min_similarity: float, oks_weight: float) -> dict[int, int]:
+    """Which tracklet continues which: {later ID: earlier ID}, each ID at most once on each
+    side, by optimal assignment of tracklet ends to later starts.
+
+    A pair is a candidate when the later one starts 1 to ``max_gap`` frames after the earlier
+    one's last detection; its similarity is the mean of two: the earlier end carried forward
+    to the later start, and the later start carried back to the earlier end, each by its
+    own body velocity (:func:`~aepose.tracking.similarity.paired_similarity`). Pairs under
+    ``min_similarity`` are never linked.
+    """
+    gap = t.first[None, :] - t.last[:, None]  # [T ends, T starts]
+    ends, starts = np.nonzero((gap >= 1) & (gap <= max_gap))
+    if len(ends) == 0:
+        return {}
+    steps = gap[ends, starts][:, None, None].astype(np.float64)
+    end_xy, start_xy = xy[t.rows_last[ends]], xy[t.rows_first[starts]]
+    end_valid, start_valid = valid[t.rows_last[ends]], valid[t.rows_first[starts]]
+    forward = paired_similarity(end_xy + t.v_last[ends][:, None] * steps, end_valid,
+                                start_xy, start_valid, sigmas, oks_weight)
+    backward = paired_similarity(end_xy, end_valid,
+                                 start_xy - t.v_first[starts][:, None] * steps, start_valid,
+                                 sigmas, oks_weight)
+    similarity = np.full(gap.shape, -1.0)
+    similarity[ends, starts] = (forward + backward) / 2
+    # Gated pairs get a cost no useful pairing can offset, then are discarded.
+    rows, cols = linear_sum_assignment(np.where(similarity >= min_similarity,
+                                                -similarity, 1e6))
+    keep = similarity[rows, cols] >= min_similarity
+    return {int(t.ids[c]): int(t.ids[r]) for r, c in zip(rows[keep], cols[keep], strict=True)}
+
+
+def chain_ids(ids: np.ndarray, links: dict[int, int], min_length: int = 1) -> np.ndarray:
+    """[N] ``ids`` with each linked ID replaced by the first ID of its chain, tracks of
+    fewer than ``min_length`` detections replaced by -1, then all renumbered 0, 1, ... in
+    order of first appearance (-1 stays -1)."""
+    root: dict[int, int] = {}
+    for later in sorted(links):  # earlier IDs first: each chain's root is known in time
+        earlier = links[later]
+        root[later] = root.get(earlier, earlier)
+    joined = np.array([root.get(int(i), int(i)) for i in ids], np.int64)
+    tracked = joined >= 0
+    values, counts = np.unique(joined[tracked], return_counts=True)
+    joined[np.isin(joined, values[counts < min_length])] = -1
+    tracked = joined >= 0
+    _, first, inverse = np.unique(joined[tracked], return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # IDs by their first row: rows are in frame order
+    out = np.full(len(ids), -1, np.int64)
+    out[tracked] = rank[inverse]
+    return out
+
+
+@dataclass(frozen=True)
+class Filled:
+    """Poses interpolated in the gaps of tracks, M of them: frames [M], track_ids [M],
+    keypoints [M, K, 3] (x, y, score; score 0 for keypoints not detected at both ends of
+    the gap), scores [M]."""
+
+    frames: np.ndarray
+    track_ids: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+
+def fill_gaps(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray,
+              valid: np.ndarray, scores: np.ndarray, max_gap: int) -> Filled:
+    """Poses for the frames a track misses, when it misses at most ``max_gap`` in a row:
+    x, y linear in time between the detections on either side of the gap (the constant
+    velocity the online tracker predicts with).
+
+    Their own score: the two detections' lower person score (and, per keypoint, lower
+    keypoint score), times ``1 - d / (max_gap + 1)`` for the d frames to the nearer one,
+    so that the middle of a long gap scores least. Keypoints not detected at both ends get
+    score 0 (undetected).
+
+    Args:
+        ids [N], frames [N], keypoints [N, K, 3], valid [N, K], scores [N]: the video's
+        detections with their final IDs (-1: untracked, never filled).
+    """
+    tracked = np.flatnonzero(ids >= 0)
+    order = tracked[np.lexsort((frames[tracked], ids[tracked]))]
+    a, b = order[:-1], order[1:]
+    steps = frames[b] - frames[a]
+    gaps = np.flatnonzero((ids[a] == ids[b]) & (steps > 1) & (steps <= max_gap + 1))
+    k = keypoints.shape[1]
+    parts: list[tuple[np.ndarray, ...]] = []
+    for g in gaps:
+        first, second, n = a[g], b[g], int(steps[g])
+        w = (np.arange(1, n) / n)[:, None, None]  # [n - 1, 1, 1]
+        xy = (1 - w) * keypoints[first, :, :2] + w * keypoints[second, :, :2]
+        near = np.minimum(np.arange(1, n), n - np.arange(1, n))
+        factor = 1 - near / (max_gap + 1)
+        both = valid[first] & valid[second]
+        point = np.where(both, np.minimum(keypoints[first, :, 2], keypoints[second, :, 2]), 0)
+        parts.append((frames[first] + np.arange(1, n), np.full(n - 1, ids[first]),
+                      np.concatenate([xy, (factor[:, None] * point)[..., None]], axis=2),
+                      factor * min(scores[first], scores[second])))
+    if not parts:
+        return Filled(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, k, 3)),
+                      np.zeros(0))
+    columns = list(zip(*parts, strict=True))
+    return Filled(*(np.concatenate(c) for c in columns))
