@@ -13,10 +13,10 @@ tracklets. Coordinates are image pixels; velocities pixels per frame.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from aepose.tracking.similarity import paired_similarity
 
@@ -72,36 +72,69 @@ def tracklets(ids: np.ndarray, frames: np.ndarray, xy: np.ndarray, valid: np.nda
         v_first=v_first, v_last=v_last)
 
 
+# Candidate pairs scored at a time: bounds link()'s working memory (about 2 kB a pair with
+# COCO's 17 keypoints) whatever the number of tracklets.
+_PAIRS_AT_A_TIME = 8192
+
+
 def link(t: Tracklets, xy: np.ndarray, valid: np.ndarray, sigmas: np.ndarray,
          max_gap: int, min_similarity: float, oks_weight: float) -> dict[int, int]:
     """Which tracklet continues which: {later ID: earlier ID}, each ID at most once on each
-    side, by optimal assignment of tracklet ends to later starts.
+    side.
 
     A pair is a candidate when the later one starts 1 to ``max_gap`` frames after the earlier
     one's last detection; its similarity is the mean of two: the earlier end carried forward
     to the later start, and the later start carried back to the earlier end, each by its
     own body velocity (:func:`~aepose.tracking.similarity.paired_similarity`). Pairs under
-    ``min_similarity`` are never linked.
+    ``min_similarity`` are never linked. The most similar pair is linked first, then the
+    most similar of those left, and so on. Candidates are scored a block at a time and only
+    those above the gate kept: memory never grows with the square of the tracklets (a long
+    video can have thousands).
     """
-    gap = t.first[None, :] - t.last[:, None]  # [T ends, T starts]
-    ends, starts = np.nonzero((gap >= 1) & (gap <= max_gap))
-    if len(ends) == 0:
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for ends, starts in _candidates(t.last, t.first, max_gap):
+        steps = (t.first[starts] - t.last[ends])[:, None, None].astype(np.float64)
+        end_xy, start_xy = xy[t.rows_last[ends]], xy[t.rows_first[starts]]
+        end_valid, start_valid = valid[t.rows_last[ends]], valid[t.rows_first[starts]]
+        forward = paired_similarity(end_xy + t.v_last[ends][:, None] * steps, end_valid,
+                                    start_xy, start_valid, sigmas, oks_weight)
+        backward = paired_similarity(end_xy, end_valid,
+                                     start_xy - t.v_first[starts][:, None] * steps,
+                                     start_valid, sigmas, oks_weight)
+        similarity = (forward + backward) / 2
+        above = similarity >= min_similarity
+        kept.append((ends[above], starts[above], similarity[above]))
+    if not kept:
         return {}
-    steps = gap[ends, starts][:, None, None].astype(np.float64)
-    end_xy, start_xy = xy[t.rows_last[ends]], xy[t.rows_first[starts]]
-    end_valid, start_valid = valid[t.rows_last[ends]], valid[t.rows_first[starts]]
-    forward = paired_similarity(end_xy + t.v_last[ends][:, None] * steps, end_valid,
-                                start_xy, start_valid, sigmas, oks_weight)
-    backward = paired_similarity(end_xy, end_valid,
-                                 start_xy - t.v_first[starts][:, None] * steps, start_valid,
-                                 sigmas, oks_weight)
-    similarity = np.full(gap.shape, -1.0)
-    similarity[ends, starts] = (forward + backward) / 2
-    # Gated pairs get a cost no useful pairing can offset, then are discarded.
-    rows, cols = linear_sum_assignment(np.where(similarity >= min_similarity,
-                                                -similarity, 1e6))
-    keep = similarity[rows, cols] >= min_similarity
-    return {int(t.ids[c]): int(t.ids[r]) for r, c in zip(rows[keep], cols[keep], strict=True)}
+    ends, starts, similarity = (np.concatenate(c) for c in zip(*kept, strict=True))
+    links: dict[int, int] = {}
+    linked_ends: set[int] = set()
+    for c in np.argsort(-similarity, kind="stable"):
+        end, later = int(ends[c]), int(t.ids[starts[c]])
+        if end not in linked_ends and later not in links:
+            links[later] = int(t.ids[end])
+            linked_ends.add(end)
+    return links
+
+
+def _candidates(last: np.ndarray, first: np.ndarray, max_gap: int
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of (ends [C], starts [C]): the pairs of tracklets (indices) where one starts 1
+    to ``max_gap`` frames after the other's last frame, about ``_PAIRS_AT_A_TIME`` a block
+    (more only when one end alone has more)."""
+    order = np.argsort(first, kind="stable")
+    low = np.searchsorted(first[order], last + 1, side="left")
+    counts = np.searchsorted(first[order], last + max_gap, side="right") - low
+    block = 0
+    while block < len(last):
+        total = np.cumsum(counts[block:])
+        stop = block + max(int(np.searchsorted(total, _PAIRS_AT_A_TIME, side="right")), 1)
+        n = counts[block:stop]
+        ends = np.repeat(np.arange(block, stop), n)
+        offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        if len(ends):
+            yield ends, order[np.repeat(low[block:stop], n) + offsets]
+        block = stop
 
 
 def chain_ids(ids: np.ndarray, links: dict[int, int], min_length: int = 1) -> np.ndarray:

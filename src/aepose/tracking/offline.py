@@ -138,8 +138,9 @@ def track_offline(
         ids.extend(t.track_id for t in tracked)
     k = len(online.sigmas)
     det = _Detections(np.asarray(frames, np.int64),
-                      np.stack(points).astype(np.float64) if points else np.zeros((0, k, 3)),
+                      np.array(points, np.float64) if points else np.zeros((0, k, 3)),
                       np.asarray(person_scores, np.float64), np.asarray(ids, np.int64))
+    del points  # one copy of the video's poses at a time
     valid = _valid(det.keypoints, config.online.keypoint_threshold)
     xy = np.where(valid[..., None], det.keypoints[:, :, :2], 0.0)
     pieces = tracklets(det.ids, det.frames, xy, valid, config.velocity_window)
@@ -147,7 +148,7 @@ def track_offline(
                  config.online.oks_weight)
     final = chain_ids(det.ids, links, config.min_length)
     filled = fill_gaps(final, det.frames, det.keypoints, valid, det.scores, config.fill_gap)
-    out_points = det.keypoints.copy()
+    out_points = det.keypoints  # smoothed in place: the raw values are no longer needed
     if config.smooth:
         times = (np.asarray(timestamps_ms, np.float64) / 1000.0 if timestamps_ms is not None
                  else np.arange(len(rows)) / config.online.fps)
@@ -185,28 +186,24 @@ def _smooth_both_ways(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray
     tracked = np.flatnonzero(samples_ids >= 0)
     if len(tracked) == 0:
         return
-    rows = samples_ids[tracked]  # final IDs are 0 .. T - 1
-    size = np.sqrt(np.maximum(box_areas(keypoint_boxes(xy[tracked], seen[tracked])), 1.0))
+    rows, sample_frames = samples_ids[tracked], samples_frames[tracked]  # IDs: 0 .. T - 1
+    points, observed = xy[tracked], seen[tracked]
+    size = np.sqrt(np.maximum(box_areas(keypoint_boxes(points, observed)), 1.0))
+    order = np.argsort(sample_frames, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(sample_frames[order]) != 0) + 1)
     end = float(times[-1])
-    results = []
-    for direction in (1, -1):
+    total = np.zeros_like(points)
+    for direction, sequence in ((1, groups), (-1, groups[::-1])):
         state = EuroState.empty((int(rows.max()) + 1, xy.shape[1], 2))
-        out = xy[tracked].copy()
-        order = np.argsort(direction * samples_frames[tracked], kind="stable")
-        bounds = np.flatnonzero(np.diff(samples_frames[tracked][order]) != 0) + 1
-        for group in np.split(order, bounds):
-            f = int(samples_frames[tracked][group[0]])
+        for group in sequence:
+            f = int(sample_frames[group[0]])
             t = float(times[f]) if direction > 0 else end - float(times[f])
             part = state.rows(rows[group])
-            mask = np.broadcast_to(seen[tracked][group][..., None], (len(group),
-                                                                     *xy.shape[1:]))
-            out[group] = euro_step(config, part, xy[tracked][group], t, mask,
-                                   size[group][:, None, None])
+            mask = np.broadcast_to(observed[group][..., None], points[group].shape)
+            total[group] += euro_step(config, part, points[group], t, mask,
+                                      size[group][:, None, None])
             state.put(rows[group], part)
-        results.append(out)
-    smoothed = (results[0] + results[1]) / 2
-    mask = seen[tracked][..., None]
-    xy[tracked] = np.where(mask, smoothed, xy[tracked])
+    xy[tracked] = np.where(observed[..., None], total / 2, points)
     n = len(ids)
     keypoints[:, :, :2] = xy[:n]
     filled.keypoints[:, :, :2] = xy[n:]
