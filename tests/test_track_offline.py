@@ -83,6 +83,21 @@ def test_gaps_longer_than_fill_gap_are_linked_but_not_filled() -> None:
     assert [len(frame.filled) for frame in filled] == [int(10 <= f < 20) for f in range(40)]
 
 
+def test_a_track_seen_only_now_and_then_is_not_filled_in() -> None:
+    # Detected every third frame (as false people strung together are): no gap has a
+    # detection in two frames in a row on both sides, so nothing is filled. Detected in
+    # pairs of frames with two missing between: every gap is filled.
+    config = OfflineConfig(min_length=1, smooth=False)
+    sparse = [person(100 + f) if f % 3 == 0 else None for f in range(30)]
+    result = track_offline(frames_of(sparse), None, COCO, config)
+    assert {i for frame in result for i in frame.track_ids} == {0}
+    assert not any(frame.filled for frame in result)
+    pairs = [person(100 + f) if f % 4 in (0, 1) else None for f in range(30)]
+    result = track_offline(frames_of(pairs), None, COCO, config)
+    assert [len(frame.filled) for frame in result] == [int(f % 4 in (2, 3)) for f in range(28)
+                                                       ] + [0, 0]
+
+
 def test_crossing_people_hidden_together_are_linked_by_their_velocities() -> None:
     # Two people walking towards each other, both unseen in frames 15-29 (they pass each
     # other in the gap, at frame 20): each comes out on the other's side, and only their

@@ -101,6 +101,8 @@ HELP: dict[str, tuple[str, str]] = {
                 "      --weights runs/demo/train/last.pth --device cuda --batch-size 16\n"
                 "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
                 "--smooth   # tracked\n"
+                "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
+                "--track offline   # IDs from the whole clip\n"
                 "  aepose predict 'runs/demo/data/images/%d.jpg' --weights "
                 "runs/demo/train/last.pth   # numbered images, read as one video\n"
                 "  aepose predict 0 --weights hrnet_w32_aic_512 --duration 30   # webcam 0, 30 s\n"

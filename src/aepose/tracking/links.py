@@ -137,18 +137,21 @@ def _candidates(last: np.ndarray, first: np.ndarray, max_gap: int
         block = stop
 
 
-def chain_ids(ids: np.ndarray, links: dict[int, int], min_length: int = 1) -> np.ndarray:
-    """[N] ``ids`` with each linked ID replaced by the first ID of its chain, tracks of
-    fewer than ``min_length`` detections replaced by -1, then all renumbered 0, 1, ... in
-    order of first appearance (-1 stays -1)."""
+def without_short(ids: np.ndarray, min_length: int) -> np.ndarray:
+    """[N] ``ids`` with those of fewer than ``min_length`` detections replaced by -1."""
+    tracked = ids >= 0
+    values, counts = np.unique(ids[tracked], return_counts=True)
+    return np.where(np.isin(ids, values[counts < min_length]), -1, ids)
+
+
+def chain_ids(ids: np.ndarray, links: dict[int, int]) -> np.ndarray:
+    """[N] ``ids`` with each linked ID replaced by the first ID of its chain, then all
+    renumbered 0, 1, ... in order of first appearance (-1 stays -1)."""
     root: dict[int, int] = {}
     for later in sorted(links):  # earlier IDs first: each chain's root is known in time
         earlier = links[later]
         root[later] = root.get(earlier, earlier)
     joined = np.array([root.get(int(i), int(i)) for i in ids], np.int64)
-    tracked = joined >= 0
-    values, counts = np.unique(joined[tracked], return_counts=True)
-    joined[np.isin(joined, values[counts < min_length])] = -1
     tracked = joined >= 0
     _, first, inverse = np.unique(joined[tracked], return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first))  # IDs by their first row: rows are in frame order
@@ -171,9 +174,11 @@ class Filled:
 
 def fill_gaps(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray,
               valid: np.ndarray, scores: np.ndarray, max_gap: int) -> Filled:
-    """Poses for the frames a track misses, when it misses at most ``max_gap`` in a row:
-    x, y linear in time between the detections on either side of the gap (the constant
-    velocity the online tracker predicts with).
+    """Poses for the frames a track misses, when it misses at most ``max_gap`` in a row and
+    was detected in two frames in a row on both sides of the gap: x, y linear in time
+    between the detections on either side (the constant velocity the online tracker
+    predicts with). A track seen only now and then (false people the tracker strung
+    together, mostly) is not filled in.
 
     Their own score: the two detections' lower person score (and, per keypoint, lower
     keypoint score), times ``1 - d / (max_gap + 1)`` for the d frames to the nearer one,
@@ -188,7 +193,11 @@ def fill_gaps(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray,
     order = tracked[np.lexsort((frames[tracked], ids[tracked]))]
     a, b = order[:-1], order[1:]
     steps = frames[b] - frames[a]
-    gaps = np.flatnonzero((ids[a] == ids[b]) & (steps > 1) & (steps <= max_gap + 1))
+    # A detection whose track is also detected in the frame before it / after it.
+    run_before = np.r_[False, (ids[a] == ids[b]) & (steps == 1)]  # per position in order
+    run_after = np.r_[(ids[a] == ids[b]) & (steps == 1), False]
+    gaps = np.flatnonzero((ids[a] == ids[b]) & (steps > 1) & (steps <= max_gap + 1)
+                          & run_before[:-1] & run_after[1:])
     k = keypoints.shape[1]
     parts: list[tuple[np.ndarray, ...]] = []
     for g in gaps:

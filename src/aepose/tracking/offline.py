@@ -28,7 +28,7 @@ import numpy as np
 
 from aepose.errors import AeposeError
 from aepose.keypoints import KeypointSpec
-from aepose.tracking.links import Filled, chain_ids, fill_gaps, link, tracklets
+from aepose.tracking.links import Filled, chain_ids, fill_gaps, link, tracklets, without_short
 from aepose.tracking.one_euro import EuroState, OneEuroConfig, euro_step
 from aepose.tracking.similarity import box_areas, keypoint_boxes
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
@@ -50,8 +50,9 @@ class OfflineConfig:
             measured.
         fill_gap: a track missing at most this many frames in a row gets interpolated poses
             there (0: none).
-        min_length: a track (after linking) of fewer detections than this gets no ID
-            (-1): a person seen that briefly is more likely a false detection.
+        min_length: a tracklet (what the online tracker gave one ID) of fewer detections
+            than this gets no ID (-1) and is not linked: a person seen that briefly is
+            more likely a false detection.
         smooth: smooth every track's keypoints forwards and backwards.
         one_euro: the smoothing filter's parameters.
     """
@@ -143,10 +144,13 @@ def track_offline(
     del points  # one copy of the video's poses at a time
     valid = _valid(det.keypoints, config.online.keypoint_threshold)
     xy = np.where(valid[..., None], det.keypoints[:, :, :2], 0.0)
-    pieces = tracklets(det.ids, det.frames, xy, valid, config.velocity_window)
+    # Short tracklets are mostly false people: linked, they would chain up across the
+    # video and be interpolated between.
+    kept = without_short(det.ids, config.min_length)
+    pieces = tracklets(kept, det.frames, xy, valid, config.velocity_window)
     links = link(pieces, xy, valid, online.sigmas, config.link_gap, config.link_similarity,
                  config.online.oks_weight)
-    final = chain_ids(det.ids, links, config.min_length)
+    final = chain_ids(kept, links)
     filled = fill_gaps(final, det.frames, det.keypoints, valid, det.scores, config.fill_gap)
     out_points = det.keypoints  # smoothed in place: the raw values are no longer needed
     if config.smooth:
