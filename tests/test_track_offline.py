@@ -85,7 +85,7 @@ def test_gaps_longer_than_fill_gap_are_linked_but_not_filled() -> None:
 
 def test_a_track_seen_only_now_and_then_is_not_filled_in() -> None:
     # Detected every third frame (as false people strung together are): no gap has a
-    # detection in two frames in a row on both sides, so nothing is filled. Detected in
+    # detection in two frames in a row on either side, so nothing is filled. Detected in
     # pairs of frames with two missing between: every gap is filled.
     config = OfflineConfig(min_length=1, smooth=False)
     sparse = [person(100 + f) if f % 3 == 0 else None for f in range(30)]
@@ -96,6 +96,10 @@ def test_a_track_seen_only_now_and_then_is_not_filled_in() -> None:
     result = track_offline(frames_of(pairs), None, COCO, config)
     assert [len(frame.filled) for frame in result] == [int(f % 4 in (2, 3)) for f in range(28)
                                                        ] + [0, 0]
+    # One pair is enough on one side: 0, 1, then 4 alone, then 7 alone: only 2-3 is filled.
+    once = [person(100 + f) if f in (0, 1, 4, 7) else None for f in range(8)]
+    result = track_offline(frames_of(once), None, COCO, config)
+    assert [len(frame.filled) for frame in result] == [0, 0, 1, 1, 0, 0, 0, 0]
 
 
 def test_crossing_people_hidden_together_are_linked_by_their_velocities() -> None:

@@ -175,10 +175,10 @@ class Filled:
 def fill_gaps(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray,
               valid: np.ndarray, scores: np.ndarray, max_gap: int) -> Filled:
     """Poses for the frames a track misses, when it misses at most ``max_gap`` in a row and
-    was detected in two frames in a row on both sides of the gap: x, y linear in time
-    between the detections on either side (the constant velocity the online tracker
-    predicts with). A track seen only now and then (false people the tracker strung
-    together, mostly) is not filled in.
+    was detected in two frames in a row on at least one side of the gap: x, y linear in
+    time between the detections on either side (the constant velocity the online tracker
+    predicts with). A track seen only now and then, never twice in a row (false people the
+    tracker strung together, mostly), is not filled in.
 
     Their own score: the two detections' lower person score (and, per keypoint, lower
     keypoint score), times ``1 - d / (max_gap + 1)`` for the d frames to the nearer one,
@@ -197,7 +197,7 @@ def fill_gaps(ids: np.ndarray, frames: np.ndarray, keypoints: np.ndarray,
     run_before = np.r_[False, (ids[a] == ids[b]) & (steps == 1)]  # per position in order
     run_after = np.r_[(ids[a] == ids[b]) & (steps == 1), False]
     gaps = np.flatnonzero((ids[a] == ids[b]) & (steps > 1) & (steps <= max_gap + 1)
-                          & run_before[:-1] & run_after[1:])
+                          & (run_before[:-1] | run_after[1:]))
     k = keypoints.shape[1]
     parts: list[tuple[np.ndarray, ...]] = []
     for g in gaps:
