@@ -30,6 +30,10 @@ below KEYPOINT_THRESHOLD are undetected (score 0, not drawn, outside the bbox). 
 ``benchmarks/predict_defaults.py`` (BENCHMARKS.md, "Prediction defaults"). ``aepose test``
 keeps the reference's: every person, no pose NMS, every keypoint's own score."""
 
+TRACK_MODES = ("online", "offline")
+"""``aepose predict --track MODE`` and ``aepose.predict(track=MODE)``: frame by frame as
+they come (the default), or a whole video file at once (:mod:`aepose.tracking.offline`)."""
+
 TRACK_MAX_AGE = 30
 TRACK_MIN_SIMILARITY = 0.2
 TRACK_MIN_SCORE = 0.2

@@ -39,6 +39,7 @@ from aepose.choices import (
     TRACK_MAX_AGE,
     TRACK_MIN_SCORE,
     TRACK_MIN_SIMILARITY,
+    TRACK_MODES,
 )
 from aepose.config import MAX_TEST_SCALE, MIN_TEST_SCALE
 from aepose.keypoints import KEYPOINT_SPECS
@@ -106,6 +107,8 @@ HELP: dict[str, tuple[str, str]] = {
                 "      --weights runs/demo/train/last.pth --device cuda --batch-size 16\n"
                 "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
                 "--smooth   # tracked\n"
+                "  aepose predict data/clips/clip_0000.mp4 --weights runs/demo/train/last.pth "
+                "--track offline   # IDs from the whole clip\n"
                 "  aepose predict 'runs/demo/data/images/%d.jpg' --weights "
                 "runs/demo/train/last.pth   # numbered images, read as one video\n"
                 "  aepose predict 0 --weights hrnet_w32_aic_512 --duration 30   # webcam 0, 30 s\n"
@@ -286,9 +289,16 @@ def _oks_or_none(text: str) -> float | None:
 def _add_video_arguments(p: Parser) -> None:
     """Tracking, smoothing and frame-source options of ``aepose predict`` (videos, streams)."""
     video = p.add_argument_group("videos and streams")
-    video.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
-                       help="give every person a track_id that persists across frames "
-                       "(default on; --no-track: per-frame poses only)")
+    video.add_argument("--track", nargs="?", choices=TRACK_MODES, const="online",
+                       default="online", metavar="MODE",
+                       help="give every person a track_id that persists across frames: "
+                       "'online' frame by frame (the default), or 'offline' for video files: "
+                       "the whole video's poses first, then tracks re-linked across gaps, "
+                       "gaps of up to 30 frames filled with people marked interpolated, "
+                       "smoothing both ways (more right IDs; nothing is output before the "
+                       "video ends)")
+    video.add_argument("--no-track", dest="track", action="store_const", const=None,
+                       help="per-frame poses only, no track_id")
     video.add_argument("--track-max-age", type=non_negative_int, default=TRACK_MAX_AGE,
                        metavar="FRAMES", help="frames a lost track waits for its person to "
                        f"reappear with the same ID (default {TRACK_MAX_AGE})")
@@ -301,9 +311,10 @@ def _add_video_arguments(p: Parser) -> None:
                        metavar="S", help="people scoring below S are not tracked (track_id "
                        "-1): a bottom-up decoder's leftovers would start tracks and take IDs "
                        f"(default {TRACK_MIN_SCORE}; 0: everyone --min-score keeps)")
-    video.add_argument("--smooth", action="store_true",
-                       help="smooth each track's keypoints with a One-Euro filter (causal: "
-                       "no frame is delayed)")
+    video.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                       help="smooth each track's keypoints with a One-Euro filter (online: "
+                       "causal, no frame is delayed, default off; offline: forwards and "
+                       "backwards, default on)")
     video.add_argument("--smooth-min-cutoff", type=float_in(0.0, 1e3, low_open=True),
                        default=SMOOTH_MIN_CUTOFF, metavar="HZ",
                        help="One-Euro cutoff when still: lower removes more jitter, lags "
@@ -499,7 +510,8 @@ NEEDS: dict[str, list[tuple[tuple[str, ...], Callable[[argparse.Namespace], bool
     "predict": [(("--smooth", "--smooth-min-cutoff", "--smooth-beta", "--track-max-age",
                   "--track-min-similarity", "--track-min-score"), lambda a: a.track,
                  "without tracking: drop --no-track"),
-                (("--smooth-min-cutoff", "--smooth-beta"), lambda a: a.smooth,
+                (("--smooth-min-cutoff", "--smooth-beta"),
+                 lambda a: a.smooth or (a.smooth is None and a.track == "offline"),
                  "without --smooth")],
     "train": [(("--images", "--val-ann", "--val-images", "--spec"), lambda a: bool(a.ann),
                "without --ann")],

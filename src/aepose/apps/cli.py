@@ -139,20 +139,22 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _predict_options(args: argparse.Namespace) -> PredictOptions:
     """``predict``'s run options, video and tracking ones included."""
     from aepose.apps.predict import PredictOptions
-    from aepose.pipeline.run import tracker_config
+    from aepose.pipeline.run import offline_config, tracker_config
 
-    # refuse_ignored has refused the smoothing settings without --smooth.
-    tracker = tracker_config(
+    # refuse_ignored has refused the smoothing settings without smoothing.
+    offline = args.track == "offline"
+    smoothing = args.smooth or (offline and args.smooth is None)
+    tracker = (offline_config if offline else tracker_config)(
         track_max_age=args.track_max_age, track_min_similarity=args.track_min_similarity,
-        track_min_score=args.track_min_score, smooth=args.smooth,
-        smooth_min_cutoff=args.smooth_min_cutoff if args.smooth else None,
-        smooth_beta=args.smooth_beta if args.smooth else None)
+        track_min_score=args.track_min_score, smooth=bool(smoothing),
+        smooth_min_cutoff=args.smooth_min_cutoff if smoothing else None,
+        smooth_beta=args.smooth_beta if smoothing else None)
     return PredictOptions(
         batch_size=args.batch_size, read_workers=args.workers,
         decode_workers=args.decode_workers, draw=not args.no_draw,
         keypoint_threshold=args.threshold, min_score=args.min_score, pose_nms=args.pose_nms,
         weights=str(args.weights), overwrite=args.overwrite, progress=sys.stderr.isatty(),
-        track=args.track, tracker=tracker, max_frames=args.max_frames,
+        track=args.track is not None, tracker=tracker, max_frames=args.max_frames,
         duration_s=args.duration, drop=False if args.no_drop else None)
 
 

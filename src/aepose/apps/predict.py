@@ -57,6 +57,7 @@ from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import RunOptions, run
 from aepose.pipeline.timer import StageTimer
+from aepose.tracking.offline import OfflineConfig
 from aepose.tracking.tracker import TrackerConfig
 from aepose.video.writer import VideoWriter
 
@@ -79,7 +80,8 @@ class PredictOptions:
 
     Videos and streams: track: give every person a ``track_id`` (one
     :class:`~aepose.tracking.tracker.PoseTracker` per video, configured by ``tracker``, whose
-    ``smooth`` turns on One-Euro smoothing; its ``fps`` is replaced by the video's);
+    ``smooth`` turns on One-Euro smoothing; its ``fps`` is replaced by the video's; an
+    :class:`~aepose.tracking.offline.OfflineConfig` tracks each video file offline);
     max_frames / duration_s: stop each video or stream after this many frames / seconds of
     stream time (None: to its end); drop: read through a newest-frame-only reader that drops
     frames when processing falls behind (None: for live sources only, never for files).
@@ -96,7 +98,7 @@ class PredictOptions:
     overwrite: bool = False
     progress: bool = True
     track: bool = True
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    tracker: TrackerConfig | OfflineConfig = field(default_factory=TrackerConfig)
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
@@ -434,6 +436,18 @@ def _skip(summary: PredictSummary, problem: str) -> None:
 # Output files
 
 
+def _tracker_header(options: PredictOptions) -> dict[str, Any]:
+    """The tracker's settings as predictions.json records them: fps is left out (each video
+    brings its own); offline tracking's are its own, "mode" "offline", with the online
+    tracker's under "online"."""
+    settings = dataclasses.asdict(options.tracker)
+    if isinstance(options.tracker, OfflineConfig):
+        settings["online"].pop("fps")
+        return {"mode": "offline", **settings}
+    settings.pop("fps")
+    return settings
+
+
 def _header(predictor: Predictor, options: PredictOptions) -> dict[str, Any]:
     cfg, spec = predictor.config, predictor.spec
     return {
@@ -442,9 +456,7 @@ def _header(predictor: Predictor, options: PredictOptions) -> dict[str, Any]:
         "test": {**dataclasses.asdict(cfg.test), "pose_nms": options.pose_nms,
                  "min_score": options.min_score,
                  "keypoint_threshold": options.keypoint_threshold},
-        # fps is left out: each video brings its own.
-        "tracker": ({k: v for k, v in dataclasses.asdict(options.tracker).items() if k != "fps"}
-                    if options.track else None),
+        "tracker": _tracker_header(options) if options.track else None,
         "keypoint_names": list(spec.keypoint_names),
         "skeleton": [list(link) for link in spec.skeleton],
         "format": "people[i].keypoints: [x, y, score] per keypoint in original-image pixel "

@@ -67,12 +67,16 @@ class Pose:
     tags: float32 [K, L] embedding values of the grouped joints (0 for refined ones).
     track_id: the person's track in a video (:class:`aepose.tracking.tracker.PoseTracker`;
         -1: too weak to start a track); None when not tracked.
+    interpolated: not detected in this frame but filled in by offline tracking
+        (:func:`aepose.tracking.offline.track_offline`) between detections of its track;
+        its score is the interpolation's own (lower the farther from a detection).
     """
 
     keypoints: np.ndarray
     score: float
     tags: np.ndarray | None = None
     track_id: int | None = None
+    interpolated: bool = False
 
     @property
     def detected(self) -> np.ndarray:
@@ -100,6 +104,8 @@ class Pose:
         record = coco_record(image_id, self.keypoints, self.score)
         if self.track_id is not None:
             record["track_id"] = self.track_id
+        if self.interpolated:
+            record["interpolated"] = True
         return record
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,14 +117,18 @@ class Pose:
                                   "score": float(self.score), "bbox": self.bbox}
         if self.track_id is not None:  # only tracked video frames carry the key
             record["track_id"] = self.track_id
+        if self.interpolated:  # only offline tracking's filled-in people carry it
+            record["interpolated"] = True
         return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pose:
-        """The Pose of a :meth:`to_dict` record (no tags; its ``track_id`` if any)."""
+        """The Pose of a :meth:`to_dict` record (no tags; its ``track_id`` and
+        ``interpolated`` if any)."""
         track = data.get("track_id")
         return cls(np.asarray(data["keypoints"], dtype=np.float32).reshape(-1, 3),
-                   float(data["score"]), track_id=None if track is None else int(track))
+                   float(data["score"]), track_id=None if track is None else int(track),
+                   interpolated=bool(data.get("interpolated", False)))
 
     def draw(self, image: np.ndarray, spec: KeypointSpec | str,
              keypoint_threshold: float = KEYPOINT_THRESHOLD, *, channel_order: str = "bgr"

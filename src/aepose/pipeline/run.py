@@ -46,6 +46,7 @@ from aepose.choices import (
     TRACK_MAX_AGE,
     TRACK_MIN_SCORE,
     TRACK_MIN_SIMILARITY,
+    TRACK_MODES,
 )
 from aepose.codec.pose_nms import oks_nms
 from aepose.config import TestConfig, did_you_mean
@@ -61,14 +62,15 @@ from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor, load_rgb
 from aepose.pipeline.timer import StageTimer
 from aepose.pipeline.workers import decode_pool, default_decode_workers
+from aepose.tracking.offline import OfflineConfig, track_offline
 from aepose.tracking.one_euro import OneEuroConfig
 from aepose.tracking.tracker import PoseTracker, TrackerConfig
 from aepose.validate import integer_in, number_in, require
 from aepose.video.capture import FALLBACK_FPS
 from aepose.video.readers import FrameReader, LatestFrames, open_video
 
-__all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "predict", "run",
-           "tracker_config"]
+__all__ = ["Input", "Inputs", "Prediction", "RunOptions", "expand_inputs", "offline_config",
+           "predict", "run", "tracker_config"]
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -93,7 +95,9 @@ class RunOptions:
     before all of this.
 
     Videos: tracker: one :class:`~aepose.tracking.tracker.PoseTracker` per video with this
-    config (its ``fps`` replaced by the video's), None for no ``track_id``; max_frames /
+    config (its ``fps`` replaced by the video's), None for no ``track_id``; an
+    :class:`~aepose.tracking.offline.OfflineConfig` tracks each video offline (files only:
+    see :meth:`_Driver.video`); max_frames /
     duration_s: stop each video after this many frames / seconds of stream time from its
     first frame read (None: to its end), a live source also after that many seconds of
     wall-clock time, waiting for a frame included; drop: read through a newest-frame-only
@@ -107,7 +111,7 @@ class RunOptions:
     min_score: float = PREDICT_MIN_SCORE
     pose_nms: float | None = PREDICT_POSE_NMS
     keypoint_threshold: float = KEYPOINT_THRESHOLD
-    tracker: TrackerConfig | None = field(default_factory=TrackerConfig)
+    tracker: TrackerConfig | OfflineConfig | None = field(default_factory=TrackerConfig)
     max_frames: int | None = None
     duration_s: float | None = None
     drop: bool | None = None
@@ -227,13 +231,22 @@ class _Driver:
         that cannot be opened, or breaks off, is one error Prediction (its frames read so
         far stay yielded); frames a live reader dropped are one more, at its end."""
         assert item.video is not None
+        offline = isinstance(self.options.tracker, OfflineConfig)
+        if offline and (item.video.live or self.options.drop):
+            yield self._prediction(item, [], error=(
+                f"{item.name}: offline tracking needs the whole video before its first frame's "
+                "IDs, and a live source never ends; use online tracking (--track online)"))
+            return
         try:
             info, reader = open_video(item.video, drop=self.options.drop)
         except AeposeError as error:
             yield self._prediction(item, [], error=str(error))
             return
         try:
-            yield from self._frames(item, info.fps or FALLBACK_FPS, reader)
+            fps = info.fps or FALLBACK_FPS
+            frames = (self._offline_frames(item, fps, reader) if offline
+                      else self._frames(item, fps, reader))
+            yield from frames
         except AeposeError as error:
             yield self._prediction(item, [], error=str(error))
         finally:
@@ -249,6 +262,7 @@ class _Driver:
             # One frame in flight: a batch or a read-ahead window would hold stale frames.
             settings = {"batch_size": 1, "window": 1}
         config = self.options.tracker
+        assert not isinstance(config, OfflineConfig)  # video() sends those elsewhere
         tracker = (PoseTracker(self.predictor.spec, dataclasses.replace(config, fps=fps))
                    if config is not None else None)
         frames = self._stream(_limited(reader, fps, self.options, live=item.video.live),
@@ -268,6 +282,89 @@ class _Driver:
                                        width=result.width, height=result.height,
                                        timestamp_ms=round(index * 1000.0 / fps, 3), fps=fps,
                                        image=result.image)
+
+
+    def _offline_frames(self, item: Input, fps: float, reader: FrameReader
+                        ) -> Iterator[Prediction]:
+        """Every frame of one video file, tracked offline: the poses of all its frames are
+        collected first (no images: memory grows with the people, not the pixels), tracked
+        at once (:func:`~aepose.tracking.offline.track_offline`), then yielded with their
+        final IDs and the interpolated people. The images, when kept (overlays), come from
+        a second read of the file, in step with the results."""
+        assert item.video is not None and isinstance(self.options.tracker, OfflineConfig)
+        config = self.options.tracker
+        config = dataclasses.replace(config, online=dataclasses.replace(config.online, fps=fps))
+        frames = self._stream(_limited(reader, fps, self.options), lambda f: f[1],
+                              keep_images=False)
+        # Per frame only what the results need: the item holds the frame's pixels.
+        collected: list[_FrameResult] = []
+        with contextlib.closing(frames):
+            for result in frames:
+                collected.append(_FrameResult(
+                    result.item[0], result.width, result.height, result.error,
+                    [] if result.error is not None else self._people(result)))
+        spec = self.predictor.spec
+        tracked = track_offline(
+            [np.stack([p.keypoints for p in f.people]) if f.people
+             else np.zeros((0, spec.num_keypoints, 3)) for f in collected],
+            [[p.score for p in f.people] for f in collected], spec, config,
+            [f.index * 1000.0 / fps for f in collected])
+        images = self._images_again(item, fps) if self.options.keep_images else None
+        for f, frame in zip(collected, tracked, strict=True):
+            if f.error is not None:
+                yield self._prediction(item, [], frame=f.index, fps=fps, error=named_error(
+                    f"{item.name} frame {f.index}", f.error))
+                continue
+            poses = [dataclasses.replace(pose, keypoints=points, track_id=track_id)
+                     for pose, points, track_id in zip(f.people, frame.keypoints,
+                                                       frame.track_ids, strict=True)]
+            poses += [Pose(points, score, track_id=track_id, interpolated=True)
+                      for track_id, points, score in frame.filled]
+            yield self._prediction(item, self._marked(poses), frame=f.index,
+                                   width=f.width, height=f.height,
+                                   timestamp_ms=round(f.index * 1000.0 / fps, 3), fps=fps,
+                                   image=None if images is None else images.get(f.index))
+        if images is not None:
+            images.close()
+
+    def _images_again(self, item: Input, fps: float) -> _Rereader:
+        """The frames of a video file read a second time, by index (for overlays)."""
+        assert item.video is not None
+        _, reader = open_video(item.video, drop=False)
+        return _Rereader(reader, _limited(reader, fps, self.options))
+
+
+@dataclass(frozen=True)
+class _FrameResult:
+    """One frame's outcome, kept until a video's offline tracking is done."""
+
+    index: int
+    width: int
+    height: int
+    error: str | None
+    people: list[Pose]
+
+
+@dataclass
+class _Rereader:
+    """A video's frames read again in order, handed out by index: each frame is read once,
+    and frames asked for out of order are not kept (one frame in memory at a time)."""
+
+    reader: FrameReader
+    frames: Iterator[tuple[int, np.ndarray]]
+
+    def get(self, index: int) -> np.ndarray | None:
+        """The frame at ``index``; None when the second read does not reach it (the file
+        changed, or broke off at another place)."""
+        for at, image in self.frames:
+            if at == index:
+                return image
+            if at > index:
+                return None
+        return None
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def track_poses(tracker: PoseTracker, poses: Sequence[Pose], timestamp_ms: float
@@ -320,7 +417,7 @@ def predict(
     decode_workers: int | None = None,
     keep_images: bool = False,
     read_ahead_bytes: int = READ_AHEAD_BYTES,
-    track: bool | TrackerConfig = True,
+    track: bool | str | TrackerConfig | OfflineConfig = True,
     track_max_age: int | None = None,
     track_min_similarity: float | None = None,
     track_min_score: float | None = None,
@@ -370,9 +467,14 @@ def predict(
         read_ahead_bytes: the memory budget of reading ahead (:class:`RunOptions`).
         track: videos: give each person a ``track_id`` that persists across frames, one
             :class:`~aepose.tracking.tracker.PoseTracker` per video, as ``aepose predict``
-            does: True (configured by ``track_max_age``, ``track_min_similarity``,
-            ``track_min_score``, ``smooth``, ``smooth_min_cutoff``, ``smooth_beta``: see
-            :func:`tracker_config`), or a TrackerConfig; False: no ``track_id``.
+            does: True or "online" (configured by ``track_max_age``,
+            ``track_min_similarity``, ``track_min_score``, ``smooth``,
+            ``smooth_min_cutoff``, ``smooth_beta``: see :func:`tracker_config`), or a
+            TrackerConfig; "offline" (the same keywords; ``smooth`` is then on unless
+            False) or an :class:`~aepose.tracking.offline.OfflineConfig`: each video's
+            poses are tracked once all are known (:mod:`aepose.tracking.offline`: tracks
+            re-linked across gaps, gaps filled with people marked ``interpolated``,
+            smoothing forwards and backwards); False: no ``track_id``.
         max_frames, duration: stop each video after this many frames / seconds.
         dtype, channels_last, compile, compile_mode: the network's fast paths
             (:class:`~aepose.pipeline.network.FastNetwork`).
@@ -384,14 +486,16 @@ def predict(
     that cannot be read raises a one-line :class:`~aepose.errors.AeposeError` naming it.
     """
     _check_keywords(settings)
-    if not isinstance(track, bool | TrackerConfig):
-        raise TypeError(f"predict: track must be True, False or a TrackerConfig, got {track!r}")
+    if not (isinstance(track, bool | TrackerConfig | OfflineConfig) or track in TRACK_MODES):
+        raise TypeError(f"predict: track must be True, False or a TrackerConfig, or one of "
+                        f"{', '.join(map(repr, TRACK_MODES))} or an OfflineConfig, got "
+                        f"{track!r}")
     tracking = {"track_max_age": track_max_age, "track_min_similarity": track_min_similarity,
                 "track_min_score": track_min_score, "smooth": smooth,
                 "smooth_min_cutoff": smooth_min_cutoff, "smooth_beta": smooth_beta}
     given: dict[str, Any] = {name: value for name, value in tracking.items()
                              if value is not None}
-    if given and track is not True:
+    if given and not (track is True or isinstance(track, str)):
         raise AeposeError(f"{next(iter(given))} would be ignored with track={track!r}: give it "
                           "in the TrackerConfig, or drop track=False")
     network = {"dtype": dtype, "channels_last": channels_last,
@@ -414,7 +518,7 @@ def predict(
         keep_images=keep_images, min_score=min_score, pose_nms=pose_nms,
         keypoint_threshold=threshold, max_frames=max_frames, duration_s=duration, drop=False,
         read_ahead_bytes=read_ahead_bytes,
-        tracker=(tracker_config(**given) if track is True else track or None))
+        tracker=_tracking(track, given))
     out = []
     with contextlib.closing(run(inputs, predictor, options)) as results:
         for result in results:
@@ -422,6 +526,33 @@ def predict(
                 raise AeposeError(result.error)
             out.append(result)
     return out
+
+
+def _tracking(track: bool | str | TrackerConfig | OfflineConfig, given: dict[str, Any]
+              ) -> TrackerConfig | OfflineConfig | None:
+    """:func:`predict`'s ``track`` and tracking keywords as :class:`RunOptions`' tracker."""
+    if track is False:
+        return None
+    if isinstance(track, TrackerConfig | OfflineConfig):
+        return track
+    if track == "offline":
+        return offline_config(**given)
+    return tracker_config(**given)
+
+
+def offline_config(*, smooth: bool | None = None, smooth_min_cutoff: float | None = None,
+                   smooth_beta: float | None = None, **online: Any) -> OfflineConfig:
+    """The :class:`~aepose.tracking.offline.OfflineConfig` of ``aepose predict --track
+    offline``: the online tracking options as in :func:`tracker_config`; smoothing (both
+    ways) on unless ``smooth`` is False."""
+    smoothing = smooth is not False
+    if not smoothing and (smooth_min_cutoff is not None or smooth_beta is not None):
+        raise AeposeError("smooth_min_cutoff and smooth_beta would be ignored with "
+                          "smooth=False")
+    euro = OneEuroConfig(
+        min_cutoff=SMOOTH_MIN_CUTOFF if smooth_min_cutoff is None else smooth_min_cutoff,
+        beta=SMOOTH_BETA if smooth_beta is None else smooth_beta)
+    return OfflineConfig(online=tracker_config(**online), smooth=smoothing, one_euro=euro)
 
 
 def tracker_config(*, track_max_age: int = TRACK_MAX_AGE,

@@ -67,3 +67,33 @@ def pose_similarity(
     box_a, box_b = keypoint_boxes(xy_a, valid_a), keypoint_boxes(xy_b, valid_b)
     oks = pairwise_oks(xy_a, xy_b, sigmas, box_areas(box_a), box_areas(box_b), valid_a, valid_b)
     return oks_weight * oks + (1 - oks_weight) * box_iou(box_a, box_b)
+
+
+def paired_similarity(
+    xy_a: np.ndarray,
+    valid_a: np.ndarray,
+    xy_b: np.ndarray,
+    valid_b: np.ndarray,
+    sigmas: np.ndarray,
+    oks_weight: float,
+) -> np.ndarray:
+    """:func:`pose_similarity` of the poses of a with those of b taken in pairs (row n of a
+    with row n of b), not every pose with every other.
+
+    Args:
+        xy_a, xy_b: [N, K, 2]; valid_a, valid_b: [N, K] bool; sigmas: [K]; oks_weight: in
+        [0, 1].
+
+    Returns:
+        [N] in [0, 1], each value as ``pose_similarity`` gives it for that pair.
+    """
+    box_a, box_b = keypoint_boxes(xy_a, valid_a), keypoint_boxes(xy_b, valid_b)
+    variances = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
+    mean_area = (box_areas(box_a) + box_areas(box_b)) / 2 + _EPS  # [N]
+    e = ((xy_a - xy_b) ** 2).sum(axis=-1) / variances / mean_area[:, None] / 2  # [N, K]
+    both = valid_a & valid_b
+    oks = (np.exp(-e) * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
+    low, high = np.maximum(box_a[:, :2], box_b[:, :2]), np.minimum(box_a[:, 2:], box_b[:, 2:])
+    inter = np.clip(high - low, 0, None).prod(axis=-1)
+    iou = inter / (box_areas(box_a) + box_areas(box_b) - inter + _EPS)
+    return np.asarray(oks_weight * oks + (1 - oks_weight) * iou)

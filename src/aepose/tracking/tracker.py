@@ -43,7 +43,8 @@ extent of the valid keypoints, mean of the two areas), as in the pose NMS.
 
 Modules: this one (settings and the per-frame driver), :mod:`aepose.tracking.tracks` (the
 track table and its motion model), :mod:`aepose.tracking.similarity` (OKS and box IoU),
-:mod:`aepose.tracking.one_euro` (the smoothing filter).
+:mod:`aepose.tracking.one_euro` (the smoothing filter); offline, a whole video at once:
+:mod:`aepose.tracking.offline` (which runs this tracker first).
 """
 
 from __future__ import annotations
