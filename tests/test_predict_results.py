@@ -34,7 +34,7 @@ from aepose.config import TestConfig
 from aepose.errors import AeposeError
 from aepose.io import LOCK_NAME
 from aepose.keypoints import get_spec
-from aepose.pipeline import run as run_module
+from aepose.pipeline import api as api_module
 from aepose.pipeline.draw import draw_poses
 from aepose.pipeline.inputs import expand_inputs
 from aepose.pipeline.pose import Pose
@@ -222,7 +222,7 @@ def test_every_predict_option_is_a_keyword_of_the_api() -> None:
         if name in keywords or (name != positive and positive in keywords):
             continue
         # Options without a keyword of their name say what to write instead.
-        assert name in run_module._OTHER_SPELLINGS, option
+        assert name in api_module._OTHER_SPELLINGS, option
 
 
 def test_api_keywords_reach_the_run(predictor: Predictor, scene: np.ndarray,
@@ -233,7 +233,7 @@ def test_api_keywords_reach_the_run(predictor: Predictor, scene: np.ndarray,
         seen.append(options)
         yield from ()
 
-    monkeypatch.setattr(run_module, "run", record)
+    monkeypatch.setattr(api_module, "run", record)
     aepose.predict(scene, predictor, min_score=0.3, pose_nms=0.5, threshold=0.4, workers=1,
                    decode_workers=0, batch_size=3, max_frames=7, duration=2.5,
                    keep_images=True, track_max_age=5, track_min_similarity=0.3,

@@ -20,8 +20,9 @@ import aepose
 from aepose.apps.bench import crowd_images
 from aepose.choices import KEYPOINT_THRESHOLD
 from aepose.data.coco import decode_image
+from aepose.pipeline.api import tracker_config
 from aepose.pipeline.predictor import Predictor
-from aepose.pipeline.run import track_poses, tracker_config
+from aepose.pipeline.run import track_poses
 from aepose.serve.limits import ServeLimits
 from aepose.serve.service import ServeSettings
 from aepose.tracking.tracker import PoseTracker, TrackerConfig

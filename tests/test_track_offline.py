@@ -230,7 +230,7 @@ def test_offline_command_writes_final_ids_overlay_and_refuses_live_sources(
 ) -> None:
     import json
 
-    from aepose.pipeline.run import offline_config
+    from aepose.pipeline.api import offline_config
 
     _hidden_people(monkeypatch)
     summary = run_predict([str(clip)], predictor, tmp_path / "out",

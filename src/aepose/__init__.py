@@ -33,7 +33,7 @@ _LAZY: dict[str, str] = {
     "get_preset": "aepose.config",
     "list_presets": "aepose.config",
     "load_model": "aepose.models.checkpoint",
-    "predict": "aepose.pipeline.run",
+    "predict": "aepose.pipeline.api",
     "predict_images": "aepose.pipeline.predictor",
     "preprocess": "aepose.pipeline.predictor",
 }
@@ -46,10 +46,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from aepose.errors import AeposeError
     from aepose.models import build_model
     from aepose.models.checkpoint import load_model
+    from aepose.pipeline.api import predict
     from aepose.pipeline.pose import Pose
     from aepose.pipeline.prediction import Prediction
     from aepose.pipeline.predictor import Predictor, predict_images, preprocess
-    from aepose.pipeline.run import predict
 
 
 def __getattr__(name: str) -> Any:

@@ -139,7 +139,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _predict_options(args: argparse.Namespace) -> PredictOptions:
     """``predict``'s run options, video and tracking ones included."""
     from aepose.apps.predict import PredictOptions
-    from aepose.pipeline.run import offline_config, tracker_config
+    from aepose.pipeline.api import offline_config, tracker_config
 
     # refuse_ignored has refused the smoothing settings without smoothing.
     offline = args.track == "offline"
@@ -188,7 +188,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from aepose.apps.serve import ServeCommand, serve_command
-    from aepose.pipeline.run import tracker_config
+    from aepose.pipeline.api import tracker_config
     from aepose.serve.limits import ServeLimits
     from aepose.serve.service import ServeSettings
 
