@@ -8,10 +8,12 @@ thread, with the tiny preset's network, and talks to it with urllib.
 from __future__ import annotations
 
 import base64
+import copy
 import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +37,7 @@ from aepose.pipeline.predictor import Predictor
 from aepose.serve.batching import Batcher, Job, QueueFull
 from aepose.serve.limits import ServeLimits
 from aepose.serve.metrics import Metrics
-from aepose.serve.service import ServeSettings
+from aepose.serve.service import ServeSettings, Service
 
 pytest.importorskip("starlette", reason="pip install 'aepose[serve]'")
 
@@ -431,3 +433,48 @@ def test_a_worker_thread_reuses_freed_memory_as_the_main_thread_does(tmp_path: P
     assert plain[0] > 1000  # the first round touches its pages, either way
     assert kept[0] > 1000
     assert max(kept[1:]) < kept[0] // 100  # then reuses them
+
+
+def test_the_warm_up_runs_one_batch_on_every_worker(predictor: Predictor) -> None:
+    """Two workers (as on two devices): each runs a warm-up batch on its own network,
+    although one worker waiting ``max_wait_ms`` could gather both images into one batch."""
+    second = Predictor(copy.deepcopy(predictor.model), predictor.config, channel_order="rgb")
+    forwards = [0, 0]
+
+    def counter(i: int) -> Any:
+        return lambda *_: forwards.__setitem__(i, forwards[i] + 1)
+
+    handles = [network.register_forward_hook(counter(i))
+               for i, network in enumerate((predictor.model, second.model))]
+    service = Service([predictor, second], ServeLimits(max_batch=8, max_wait_ms=500))
+    try:
+        service.warm_up()
+        assert service.ready.is_set()
+        assert forwards == [1, 1]
+        assert "aepose_batch_size_count 2" in service.metrics.render()  # two batches of 1
+        assert "aepose_batch_size_sum 2" in service.metrics.render()
+    finally:
+        service.batcher.stop()
+        for handle in handles:
+            handle.remove()
+
+
+def test_connections_past_the_limit_get_503_at_once(predictor: Predictor,
+                                                     scenes: list[np.ndarray]) -> None:
+    with serving(predictor, ServeLimits(max_connections=2)) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # the server has accepted them
+            start = time.monotonic()
+            status, _, body = request(f"{server.url}/healthz", timeout=10)
+            assert (status, body) == (503, b"Service Unavailable")
+            assert time.monotonic() - start < 5  # refused, not left waiting
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while (status := request(f"{server.url}/healthz", timeout=10)[0]) != 200:
+            assert time.monotonic() < deadline, status  # served again once they closed
+            time.sleep(0.05)
+        assert post_image(server.url, jpeg(scenes[0]))[0] == 200

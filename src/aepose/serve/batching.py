@@ -78,11 +78,13 @@ class Batcher:
                                   min_score=0.0, pose_nms=pose_nms, keypoint_threshold=0.0,
                                   tracker=None)
         self._queue: collections.deque[Job] = collections.deque()
+        # Jobs for one worker alone (the warm-up of each device), run before the queue's.
+        self._pinned: list[collections.deque[Job]] = [collections.deque() for _ in predictors]
         self._held = 0  # bytes of the jobs reserved, queued or running
         self._decoding = 0  # places reserved, not yet submitted
         self._stopping = False
         self._wake = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, args=(make,), daemon=True,
+        self._threads = [threading.Thread(target=self._work, args=(i, make), daemon=True,
                                           name=f"aepose-batch-{i}")
                          for i, make in enumerate(predictors)]
         for thread in self._threads:
@@ -110,11 +112,12 @@ class Batcher:
             self._decoding -= 1
             self._wake.notify_all()
 
-    def submit(self, job: Job) -> Future[Prediction]:
-        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``)."""
+    def submit(self, job: Job, worker: int | None = None) -> Future[Prediction]:
+        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``);
+        ``worker``: for that worker alone, as a batch of its own (each device's warm-up)."""
         with self._wake:
             self._decoding -= 1
-            self._queue.append(job)
+            (self._queue if worker is None else self._pinned[worker]).append(job)
             self.metrics.queue_depth = len(self._queue)
             self._wake.notify_all()  # a stopping worker may be waiting for the last one
         return job.future
@@ -132,29 +135,37 @@ class Batcher:
         for thread in self._threads:
             thread.join()
 
-    def _take(self) -> list[Job] | None:
-        """The next batch: the oldest job and those arriving within ``max_wait_ms`` of it,
-        ``max_batch`` at most; None once stopping with nothing queued or being decoded."""
+    def _take(self, worker: int) -> list[Job] | None:
+        """``worker``'s next batch: a job pinned to it alone, else the oldest job and those
+        arriving within ``max_wait_ms`` of it, ``max_batch`` at most; None once stopping
+        with nothing queued or being decoded."""
         wait_s = self.limits.max_wait_ms / 1000.0
+        pinned = self._pinned[worker]
         with self._wake:
-            while not self._queue:
-                if self._stopping and not self._decoding:
-                    return None
-                self._wake.wait()
-            deadline = self._queue[0].arrived + wait_s
-            while len(self._queue) < self.limits.max_batch and not self._stopping:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while True:  # until a batch: another worker may take the jobs waited for
+                while not self._queue and not pinned:
+                    if self._stopping and not self._decoding:
+                        return None
+                    self._wake.wait()
+                if pinned:
+                    return [pinned.popleft()]
+                deadline = self._queue[0].arrived + wait_s
+                while (0 < len(self._queue) < self.limits.max_batch and not self._stopping
+                       and not pinned):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                if self._queue and not pinned:
                     break
-                self._wake.wait(left)
             count = min(self.limits.max_batch, len(self._queue))
             jobs = [self._queue.popleft() for _ in range(count)]
             self.metrics.queue_depth = len(self._queue)
         return jobs
 
-    def _work(self, make: Callable[[PredictorKey], Predictor]) -> None:
+    def _work(self, worker: int, make: Callable[[PredictorKey], Predictor]) -> None:
         built: collections.OrderedDict[PredictorKey, Predictor] = collections.OrderedDict()
-        while (jobs := self._take()) is not None:
+        while (jobs := self._take(worker)) is not None:
             self.metrics.batch(len(jobs))
             groups: dict[PredictorKey, list[Job]] = {}
             for job in jobs:

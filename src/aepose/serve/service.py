@@ -86,16 +86,16 @@ class Service:
                 test.max_people if options.max_people is None else options.max_people)
 
     def warm_up(self) -> None:
-        """One batch through every worker's network, then ready (``/readyz``); a failure
-        is logged in one line and leaves the server unready."""
+        """One batch run by every worker on its own network (one per device), then ready
+        (``/readyz``); a failure is logged in one line and leaves the server unready."""
         width, height = _WARM_UP_SIZE
         image = np.full((height, width, 3), 127, np.uint8)
         key = self.key(RequestOptions())
         try:
             futures = []
-            for _ in range(self.batcher.workers):
+            for worker in range(self.batcher.workers):
                 self.batcher.reserve(image.nbytes)
-                futures.append(self.batcher.submit(Job(image, key, image.nbytes)))
+                futures.append(self.batcher.submit(Job(image, key, image.nbytes), worker))
             for future in futures:
                 future.result()
         except Exception as error:
