@@ -478,3 +478,43 @@ def test_connections_past_the_limit_get_503_at_once(predictor: Predictor,
             assert time.monotonic() < deadline, status  # served again once they closed
             time.sleep(0.05)
         assert post_image(server.url, jpeg(scenes[0]))[0] == 200
+
+
+class _Counting(ThreadPoolExecutor):
+    """A decode pool that counts the images handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.decoded = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.decoded += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_batch_is_decoded_in_the_pool_and_one_image_in_the_worker(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    pool = _Counting()
+    key = (predictor.config.test.flip, predictor.config.test.max_people)
+    batcher = Batcher([lambda _: predictor], ServeLimits(max_batch=8, max_wait_ms=500),
+                      Metrics(), None, [pool])
+
+    def submit(images: list[np.ndarray]) -> list[Any]:
+        futures = []
+        for image in images:
+            batcher.reserve(image.nbytes)
+            futures.append(batcher.submit(Job(image, key, image.nbytes)))
+        return [future.result(60) for future in futures]
+
+    try:
+        alone = submit(scenes[:1])
+        assert pool.decoded == 0
+        together = submit(scenes[:4])
+        assert pool.decoded == 4
+    finally:
+        batcher.stop()
+    assert pool._shutdown  # the batcher's to close
+    expected = aepose.predict(scenes[:4], predictor, channel_order="rgb", min_score=0,
+                              pose_nms=None, threshold=0)
+    for got, own in zip(alone + together, expected[:1] + expected, strict=True):
+        _assert_same_people([p.to_dict() for p in got.poses], [p.to_dict() for p in own.poses])

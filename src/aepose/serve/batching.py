@@ -8,8 +8,12 @@ equal network-input size into shared forward passes. Jobs whose test settings di
 flip test, max_people) run as separate groups of the same turn, each through a
 :class:`~aepose.pipeline.predictor.Predictor` of its settings on the worker's network. Each
 job gets its own :class:`~aepose.pipeline.prediction.Prediction`, matched by its position in
-the list. The queue is bounded in jobs and in bytes of decoded image: past either,
-:meth:`Batcher.submit` raises :class:`QueueFull` at once.
+the list. A batch of several images is decoded in the worker's decode pool (on the CPU,
+processes: the batch's images are decoded side by side, where the worker thread alone would
+decode them one after another; decoding is about half of a small network's time); one
+image alone is decoded in the worker thread, which costs no hand-over. The queue is bounded
+in jobs and in bytes of decoded image: past either, :meth:`Batcher.reserve` raises
+:class:`QueueFull` at once.
 
 The driver runs with no person-score threshold and no keypoint threshold: those are each
 request's (see :func:`kept`), applied to its own Prediction.
@@ -23,7 +27,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,10 +73,13 @@ def kept(poses: Sequence[Pose], min_score: float) -> list[Pose]:
 
 class Batcher:
     """The queue and its worker threads: ``predictors[i](key)`` gives worker i's Predictor
-    for a job's settings (one worker per device)."""
+    for a job's settings (one worker per device); ``decoders[i]``, when given, the
+    executor (:func:`~aepose.pipeline.workers.decode_pool`) that decodes worker i's batches
+    of several images, shut down by :meth:`stop`."""
 
     def __init__(self, predictors: Sequence[Callable[[PredictorKey], Predictor]],
-                 limits: ServeLimits, metrics: Metrics, pose_nms: float | None) -> None:
+                 limits: ServeLimits, metrics: Metrics, pose_nms: float | None,
+                 decoders: Sequence[Executor] | None = None) -> None:
         self.limits, self.metrics = limits, metrics
         self.options = RunOptions(batch_size=limits.max_batch, decode_workers=0,
                                   min_score=0.0, pose_nms=pose_nms, keypoint_threshold=0.0,
@@ -84,6 +91,7 @@ class Batcher:
         self._decoding = 0  # places reserved, not yet submitted
         self._stopping = False
         self._wake = threading.Condition()
+        self._decoders = list(decoders) if decoders is not None else [None] * len(predictors)
         self._threads = [threading.Thread(target=self._work, args=(i, make), daemon=True,
                                           name=f"aepose-batch-{i}")
                          for i, make in enumerate(predictors)]
@@ -134,6 +142,9 @@ class Batcher:
             self._wake.notify_all()
         for thread in self._threads:
             thread.join()
+        for pool in self._decoders:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def _take(self, worker: int) -> list[Job] | None:
         """``worker``'s next batch: a job pinned to it alone, else the oldest job and those
@@ -177,19 +188,21 @@ class Batcher:
                         if len(built) > _PREDICTORS_PER_WORKER:
                             built.popitem(last=False)
                     built.move_to_end(key)
-                    self._run(built[key], group)
+                    self._run(built[key], group, self._decoders[worker])
                 except Exception as error:
                     for job in group:
                         if not job.future.done():
                             self._finish(job, error)
 
-    def _run(self, predictor: Predictor, jobs: list[Job]) -> None:
+    def _run(self, predictor: Predictor, jobs: list[Job], decoders: Executor | None) -> None:
         inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")
                               for i, job in enumerate(jobs)))
-        # Reading an array is a copy and a resize: threads pay off only for several.
-        options = self.options if len(jobs) > 1 else dataclasses.replace(
-            self.options, read_workers=0)
-        with contextlib.closing(run(inputs, predictor, options)) as results:
+        # Reading an array is a copy and a resize, decoding one image a hand-over: threads
+        # and the pool pay off only for several.
+        options, pool = self.options, decoders
+        if len(jobs) == 1:
+            options, pool = dataclasses.replace(self.options, read_workers=0), None
+        with contextlib.closing(run(inputs, predictor, options, decoders=pool)) as results:
             for prediction in results:
                 self._finish(jobs[prediction.position], prediction)
 

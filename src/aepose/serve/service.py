@@ -30,6 +30,7 @@ from aepose.errors import AeposeError
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.workers import decode_pool
 from aepose.serve.batching import Batcher, Job, PredictorKey, QueueFull, kept
 from aepose.serve.limits import RequestError, RequestOptions, ServeLimits, image_size
 from aepose.serve.metrics import Metrics
@@ -70,8 +71,10 @@ class Service:
         self.limits = limits or ServeLimits()
         self.settings = settings or ServeSettings()
         self.metrics = Metrics()
+        # The pools start (fork) before the batcher's threads do.
+        decoders = [decode_pool(p.device, None) for p in predictors]
         self.batcher = Batcher([_maker(p) for p in predictors], self.limits, self.metrics,
-                               self.settings.pose_nms)
+                               self.settings.pose_nms, decoders)
         self.ready = threading.Event()
         self.body_bytes = 0  # of the request bodies being read or held (app._Body)
 
