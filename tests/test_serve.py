@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import aepose
 from aepose.apps.bench import crowd_images
 from aepose.data.coco import decode_image
 from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.workers import decode_pool
 from aepose.serve.batching import Batcher, Job, QueueFull
 from aepose.serve.limits import ServeLimits
 from aepose.serve.metrics import Metrics
@@ -517,4 +519,34 @@ def test_a_batch_is_decoded_in_the_pool_and_one_image_in_the_worker(
     expected = aepose.predict(scenes[:4], predictor, channel_order="rgb", min_score=0,
                               pose_nms=None, threshold=0)
     for got, own in zip(alone + together, expected[:1] + expected, strict=True):
+        _assert_same_people([p.to_dict() for p in got.poses], [p.to_dict() for p in own.poses])
+
+
+def test_a_killed_decode_process_leaves_the_batches_answered(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    """A decode process killed (as by the OOM killer) between batches: the next batch is
+    decoded in the worker's thread, and every later one too (a new pool would fork a
+    threaded server)."""
+    pool = decode_pool(torch.device("cpu"), 1)
+    victim = pool.submit(os.getpid).result()
+    key = (predictor.config.test.flip, predictor.config.test.max_people)
+    batcher = Batcher([lambda _: predictor], ServeLimits(max_batch=8, max_wait_ms=500),
+                      Metrics(), None, [pool])
+
+    def submit(images: list[np.ndarray]) -> list[Any]:
+        futures = []
+        for image in images:
+            batcher.reserve(image.nbytes)
+            futures.append(batcher.submit(Job(image, key, image.nbytes)))
+        return [future.result(60) for future in futures]
+
+    try:
+        os.kill(victim, signal.SIGKILL)
+        first, second = submit(scenes[:3]), submit(scenes[3:6])
+    finally:
+        batcher.stop()
+    expected = aepose.predict(scenes[:6], predictor, channel_order="rgb", min_score=0,
+                              pose_nms=None, threshold=0)
+    for got, own in zip(first + second, expected, strict=True):
+        assert got.error is None
         _assert_same_people([p.to_dict() for p in got.poses], [p.to_dict() for p in own.poses])

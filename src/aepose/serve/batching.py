@@ -24,14 +24,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from aepose.errors import AeposeError
 from aepose.pipeline.inputs import Input, Inputs
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.prediction import Prediction
@@ -44,6 +47,7 @@ __all__ = ["Batcher", "Job", "PredictorKey", "QueueFull", "kept"]
 
 PredictorKey = tuple[bool, int]
 """A request's network-side test settings: (flip, max_people)."""
+logger = logging.getLogger("aepose")
 _PREDICTORS_PER_WORKER = 8  # settings kept built; others are rebuilt (cheap) when asked
 
 
@@ -91,7 +95,8 @@ class Batcher:
         self._decoding = 0  # places reserved, not yet submitted
         self._stopping = False
         self._wake = threading.Condition()
-        self._decoders = list(decoders) if decoders is not None else [None] * len(predictors)
+        self._decoders: list[Executor | None] = (list(decoders) if decoders is not None
+                                                 else [None] * len(predictors))
         self._threads = [threading.Thread(target=self._work, args=(i, make), daemon=True,
                                           name=f"aepose-batch-{i}")
                          for i, make in enumerate(predictors)]
@@ -188,23 +193,34 @@ class Batcher:
                         if len(built) > _PREDICTORS_PER_WORKER:
                             built.popitem(last=False)
                     built.move_to_end(key)
-                    self._run(built[key], group, self._decoders[worker])
+                    self._run(built[key], group, worker)
                 except Exception as error:
                     for job in group:
                         if not job.future.done():
                             self._finish(job, error)
 
-    def _run(self, predictor: Predictor, jobs: list[Job], decoders: Executor | None) -> None:
+    def _run(self, predictor: Predictor, jobs: list[Job], worker: int) -> None:
         inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")
                               for i, job in enumerate(jobs)))
         # Reading an array is a copy and a resize, decoding one image a hand-over: threads
         # and the pool pay off only for several.
-        options, pool = self.options, decoders
+        options, pool = self.options, self._decoders[worker]
         if len(jobs) == 1:
             options, pool = dataclasses.replace(self.options, read_workers=0), None
-        with contextlib.closing(run(inputs, predictor, options, decoders=pool)) as results:
-            for prediction in results:
-                self._finish(jobs[prediction.position], prediction)
+        try:
+            with contextlib.closing(run(inputs, predictor, options, decoders=pool)) as results:
+                for prediction in results:
+                    self._finish(jobs[prediction.position], prediction)
+        except AeposeError:
+            if pool is None or not _broken(pool):
+                raise
+            # A decode process died (the OOM killer): a new pool would fork this threaded
+            # process, so this worker decodes in its thread from now on.
+            logger.warning("aepose serve: a decode worker process died; worker %d decodes "
+                           "in its thread from now on", worker)
+            self._decoders[worker] = None
+            pool.shutdown(wait=False)
+            self._run(predictor, [job for job in jobs if not job.future.done()], worker)
 
     def _finish(self, job: Job, outcome: Prediction | Exception) -> None:
         """Give back the job's bytes, then its result (or the error that stopped its batch):
@@ -215,3 +231,12 @@ class Batcher:
             job.future.set_exception(outcome)
         else:
             job.future.set_result(outcome)
+
+
+def _broken(pool: Executor) -> bool:
+    """Whether ``pool`` can no longer run anything (a process pool whose worker died)."""
+    try:
+        pool.submit(int).result()
+    except BrokenProcessPool:
+        return True
+    return False
