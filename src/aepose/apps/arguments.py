@@ -365,6 +365,9 @@ def _add_serve_arguments(p: Parser) -> None:
     limits.add_argument("--max-fps", type=float_in(0, 1000, low_open=True), default=30.0,
                         help="frames processed per second per stream; faster ones are "
                         "dropped (default 30)")
+    limits.add_argument("--max-connections", type=int_in(1, 1_000_000), default=256,
+                        help="open connections, idle and streams included; past it 503 "
+                        "and the connection closed (default 256)")
     p.add_argument("--scales", type=test_scale, nargs="+",
                    help=f"test scales in [{MIN_TEST_SCALE:g}, {MAX_TEST_SCALE:g}], e.g. 2 1")
     p.add_argument("--no-flip", action="store_true",

@@ -199,7 +199,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue=args.queue,
             queue_mb=args.queue_mb, max_body_mb=args.max_body_mb,
             max_megapixels=args.max_megapixels, max_streams=args.max_streams,
-            max_fps=args.max_fps),
+            max_fps=args.max_fps, max_connections=args.max_connections),
         settings=ServeSettings(
             min_score=args.min_score, pose_nms=args.pose_nms,
             keypoint_threshold=args.threshold, tracker=tracker_config(smooth=args.smooth),

@@ -77,11 +77,13 @@ def serve_command(command: ServeCommand) -> None:
 def uvicorn_config(service: Service, host: str = "127.0.0.1", port: int = 8000,
                    static: Path = STATIC) -> uvicorn.Config:
     """How uvicorn runs ``service``'s application: aepose's own access log (uvicorn's is
-    off), WebSocket messages up to the body limit (and the frame's timestamp), a graceful
-    shutdown of :data:`GRACEFUL_SHUTDOWN_S` at most."""
+    off), WebSocket messages up to the body limit (and the frame's timestamp), at most
+    ``max_connections`` open connections, a graceful shutdown of
+    :data:`GRACEFUL_SHUTDOWN_S` at most."""
     return uvicorn.Config(
         build_app(service, static), host=host, port=port, log_config=None, access_log=False,
         ws_max_size=service.limits.max_body_bytes + 8,
+        limit_concurrency=service.limits.max_connections,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="on")
 
 

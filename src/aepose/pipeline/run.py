@@ -110,7 +110,8 @@ class RunOptions:
 
 
 def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None, *,
-        timer: StageTimer | None = None) -> Generator[Prediction, None, None]:
+        timer: StageTimer | None = None, decoders: Executor | None = None
+        ) -> Generator[Prediction, None, None]:
     """One :class:`Prediction` per image and video frame of ``inputs``, in input order,
     preceded by one per problem of the expansion (see the module docstring).
 
@@ -118,6 +119,9 @@ def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None,
     its frames are read in order and tracked. One decode pool serves the whole run, started
     before any reading thread. ``timer`` receives the seconds of every stage. Close the
     generator (``contextlib.closing``) when leaving it early: that stops its threads.
+    ``decoders``: an executor from :func:`~aepose.pipeline.workers.decode_pool` to decode in
+    instead of starting one (``decode_workers`` is then unused); it stays open, so that
+    successive runs share its warm workers (``aepose serve``'s batches).
     """
     options = options or RunOptions()
     spec = predictor.spec
@@ -127,7 +131,7 @@ def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None,
     workers = options.decode_workers
     if workers is None:
         workers = default_decode_workers(predictor.device) if many else 0
-    pool = decode_pool(predictor.device, workers)
+    pool = decode_pool(predictor.device, workers) if decoders is None else decoders
     driver = _Driver(predictor, options, timer or StageTimer(), pool)
     try:
         for segment in _segments(inputs.items):
@@ -136,7 +140,8 @@ def run(inputs: Inputs, predictor: Predictor, options: RunOptions | None = None,
             else:
                 yield from driver.video(segment[0])
     finally:  # on an error, Ctrl-C or an early close nothing queued is worth finishing
-        pool.shutdown(wait=True, cancel_futures=True)
+        if decoders is None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _segments(items: Sequence[Input]) -> Iterator[list[Input]]:

@@ -8,8 +8,12 @@ equal network-input size into shared forward passes. Jobs whose test settings di
 flip test, max_people) run as separate groups of the same turn, each through a
 :class:`~aepose.pipeline.predictor.Predictor` of its settings on the worker's network. Each
 job gets its own :class:`~aepose.pipeline.prediction.Prediction`, matched by its position in
-the list. The queue is bounded in jobs and in bytes of decoded image: past either,
-:meth:`Batcher.submit` raises :class:`QueueFull` at once.
+the list. A batch of several images is decoded in the worker's decode pool (on the CPU,
+processes: the batch's images are decoded side by side, where the worker thread alone would
+decode them one after another; decoding is about half of a small network's time); one
+image alone is decoded in the worker thread, which costs no hand-over. The queue is bounded
+in jobs and in bytes of decoded image: past either, :meth:`Batcher.reserve` raises
+:class:`QueueFull` at once.
 
 The driver runs with no person-score threshold and no keypoint threshold: those are each
 request's (see :func:`kept`), applied to its own Prediction.
@@ -20,14 +24,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from aepose.errors import AeposeError
 from aepose.pipeline.inputs import Input, Inputs
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.prediction import Prediction
@@ -40,6 +47,7 @@ __all__ = ["Batcher", "Job", "PredictorKey", "QueueFull", "kept"]
 
 PredictorKey = tuple[bool, int]
 """A request's network-side test settings: (flip, max_people)."""
+logger = logging.getLogger("aepose")
 _PREDICTORS_PER_WORKER = 8  # settings kept built; others are rebuilt (cheap) when asked
 
 
@@ -69,20 +77,27 @@ def kept(poses: Sequence[Pose], min_score: float) -> list[Pose]:
 
 class Batcher:
     """The queue and its worker threads: ``predictors[i](key)`` gives worker i's Predictor
-    for a job's settings (one worker per device)."""
+    for a job's settings (one worker per device); ``decoders[i]``, when given, the
+    executor (:func:`~aepose.pipeline.workers.decode_pool`) that decodes worker i's batches
+    of several images, shut down by :meth:`stop`."""
 
     def __init__(self, predictors: Sequence[Callable[[PredictorKey], Predictor]],
-                 limits: ServeLimits, metrics: Metrics, pose_nms: float | None) -> None:
+                 limits: ServeLimits, metrics: Metrics, pose_nms: float | None,
+                 decoders: Sequence[Executor] | None = None) -> None:
         self.limits, self.metrics = limits, metrics
         self.options = RunOptions(batch_size=limits.max_batch, decode_workers=0,
                                   min_score=0.0, pose_nms=pose_nms, keypoint_threshold=0.0,
                                   tracker=None)
         self._queue: collections.deque[Job] = collections.deque()
+        # Jobs for one worker alone (the warm-up of each device), run before the queue's.
+        self._pinned: list[collections.deque[Job]] = [collections.deque() for _ in predictors]
         self._held = 0  # bytes of the jobs reserved, queued or running
         self._decoding = 0  # places reserved, not yet submitted
         self._stopping = False
         self._wake = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, args=(make,), daemon=True,
+        self._decoders: list[Executor | None] = (list(decoders) if decoders is not None
+                                                 else [None] * len(predictors))
+        self._threads = [threading.Thread(target=self._work, args=(i, make), daemon=True,
                                           name=f"aepose-batch-{i}")
                          for i, make in enumerate(predictors)]
         for thread in self._threads:
@@ -110,11 +125,12 @@ class Batcher:
             self._decoding -= 1
             self._wake.notify_all()
 
-    def submit(self, job: Job) -> Future[Prediction]:
-        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``)."""
+    def submit(self, job: Job, worker: int | None = None) -> Future[Prediction]:
+        """Queue ``job`` in the place reserved for it (:meth:`reserve` of ``job.nbytes``);
+        ``worker``: for that worker alone, as a batch of its own (each device's warm-up)."""
         with self._wake:
             self._decoding -= 1
-            self._queue.append(job)
+            (self._queue if worker is None else self._pinned[worker]).append(job)
             self.metrics.queue_depth = len(self._queue)
             self._wake.notify_all()  # a stopping worker may be waiting for the last one
         return job.future
@@ -131,30 +147,41 @@ class Batcher:
             self._wake.notify_all()
         for thread in self._threads:
             thread.join()
+        for pool in self._decoders:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
-    def _take(self) -> list[Job] | None:
-        """The next batch: the oldest job and those arriving within ``max_wait_ms`` of it,
-        ``max_batch`` at most; None once stopping with nothing queued or being decoded."""
+    def _take(self, worker: int) -> list[Job] | None:
+        """``worker``'s next batch: a job pinned to it alone, else the oldest job and those
+        arriving within ``max_wait_ms`` of it, ``max_batch`` at most; None once stopping
+        with nothing queued or being decoded."""
         wait_s = self.limits.max_wait_ms / 1000.0
+        pinned = self._pinned[worker]
         with self._wake:
-            while not self._queue:
-                if self._stopping and not self._decoding:
-                    return None
-                self._wake.wait()
-            deadline = self._queue[0].arrived + wait_s
-            while len(self._queue) < self.limits.max_batch and not self._stopping:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while True:  # until a batch: another worker may take the jobs waited for
+                while not self._queue and not pinned:
+                    if self._stopping and not self._decoding:
+                        return None
+                    self._wake.wait()
+                if pinned:
+                    return [pinned.popleft()]
+                deadline = self._queue[0].arrived + wait_s
+                while (0 < len(self._queue) < self.limits.max_batch and not self._stopping
+                       and not pinned):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                if self._queue and not pinned:
                     break
-                self._wake.wait(left)
             count = min(self.limits.max_batch, len(self._queue))
             jobs = [self._queue.popleft() for _ in range(count)]
             self.metrics.queue_depth = len(self._queue)
         return jobs
 
-    def _work(self, make: Callable[[PredictorKey], Predictor]) -> None:
+    def _work(self, worker: int, make: Callable[[PredictorKey], Predictor]) -> None:
         built: collections.OrderedDict[PredictorKey, Predictor] = collections.OrderedDict()
-        while (jobs := self._take()) is not None:
+        while (jobs := self._take(worker)) is not None:
             self.metrics.batch(len(jobs))
             groups: dict[PredictorKey, list[Job]] = {}
             for job in jobs:
@@ -166,21 +193,34 @@ class Batcher:
                         if len(built) > _PREDICTORS_PER_WORKER:
                             built.popitem(last=False)
                     built.move_to_end(key)
-                    self._run(built[key], group)
+                    self._run(built[key], group, worker)
                 except Exception as error:
                     for job in group:
                         if not job.future.done():
                             self._finish(job, error)
 
-    def _run(self, predictor: Predictor, jobs: list[Job]) -> None:
+    def _run(self, predictor: Predictor, jobs: list[Job], worker: int) -> None:
         inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")
                               for i, job in enumerate(jobs)))
-        # Reading an array is a copy and a resize: threads pay off only for several.
-        options = self.options if len(jobs) > 1 else dataclasses.replace(
-            self.options, read_workers=0)
-        with contextlib.closing(run(inputs, predictor, options)) as results:
-            for prediction in results:
-                self._finish(jobs[prediction.position], prediction)
+        # Reading an array is a copy and a resize, decoding one image a hand-over: threads
+        # and the pool pay off only for several.
+        options, pool = self.options, self._decoders[worker]
+        if len(jobs) == 1:
+            options, pool = dataclasses.replace(self.options, read_workers=0), None
+        try:
+            with contextlib.closing(run(inputs, predictor, options, decoders=pool)) as results:
+                for prediction in results:
+                    self._finish(jobs[prediction.position], prediction)
+        except AeposeError:
+            if pool is None or not _broken(pool):
+                raise
+            # A decode process died (the OOM killer): a new pool would fork this threaded
+            # process, so this worker decodes in its thread from now on.
+            logger.warning("aepose serve: a decode worker process died; worker %d decodes "
+                           "in its thread from now on", worker)
+            self._decoders[worker] = None
+            pool.shutdown(wait=False)
+            self._run(predictor, [job for job in jobs if not job.future.done()], worker)
 
     def _finish(self, job: Job, outcome: Prediction | Exception) -> None:
         """Give back the job's bytes, then its result (or the error that stopped its batch):
@@ -191,3 +231,12 @@ class Batcher:
             job.future.set_exception(outcome)
         else:
             job.future.set_result(outcome)
+
+
+def _broken(pool: Executor) -> bool:
+    """Whether ``pool`` can no longer run anything (a process pool whose worker died)."""
+    try:
+        pool.submit(int).result()
+    except BrokenProcessPool:
+        return True
+    return False

@@ -51,7 +51,9 @@ class ServeLimits:
     or running, whatever their count; max_body_mb: largest request body (and WebSocket
     message); max_megapixels: largest image (width x height, read from its header);
     max_streams: concurrent WebSocket streams; max_fps: frames processed per second per
-    stream (faster ones are dropped, and counted).
+    stream (faster ones are dropped, and counted); max_connections: open connections, idle
+    keep-alive ones and streams included (uvicorn's ``limit_concurrency``: past it a request
+    gets 503 and its connection is closed, instead of waiting).
     """
 
     max_batch: int = 8
@@ -62,6 +64,7 @@ class ServeLimits:
     max_megapixels: float = 40.0
     max_streams: int = 4
     max_fps: float = 30.0
+    max_connections: int = 256
 
     def __post_init__(self) -> None:
         require(self, "ServeLimits", max_batch=integer_in(self.max_batch, 1, 1024),
@@ -71,7 +74,8 @@ class ServeLimits:
                 max_body_mb=number_in(self.max_body_mb, 0, 4096, low_open=True),
                 max_megapixels=number_in(self.max_megapixels, 0, 1024, low_open=True),
                 max_streams=integer_in(self.max_streams, 0, 10_000),
-                max_fps=number_in(self.max_fps, 0, 1000, low_open=True))
+                max_fps=number_in(self.max_fps, 0, 1000, low_open=True),
+                max_connections=integer_in(self.max_connections, 1, 1_000_000))
 
     @property
     def max_body_bytes(self) -> int:

@@ -30,6 +30,7 @@ from aepose.errors import AeposeError
 from aepose.pipeline.pose import Pose
 from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
+from aepose.pipeline.workers import decode_pool
 from aepose.serve.batching import Batcher, Job, PredictorKey, QueueFull, kept
 from aepose.serve.limits import RequestError, RequestOptions, ServeLimits, image_size
 from aepose.serve.metrics import Metrics
@@ -70,8 +71,10 @@ class Service:
         self.limits = limits or ServeLimits()
         self.settings = settings or ServeSettings()
         self.metrics = Metrics()
+        # The pools start (fork) before the batcher's threads do.
+        decoders = [decode_pool(p.device, None) for p in predictors]
         self.batcher = Batcher([_maker(p) for p in predictors], self.limits, self.metrics,
-                               self.settings.pose_nms)
+                               self.settings.pose_nms, decoders)
         self.ready = threading.Event()
         self.body_bytes = 0  # of the request bodies being read or held (app._Body)
 
@@ -86,16 +89,16 @@ class Service:
                 test.max_people if options.max_people is None else options.max_people)
 
     def warm_up(self) -> None:
-        """One batch through every worker's network, then ready (``/readyz``); a failure
-        is logged in one line and leaves the server unready."""
+        """One batch run by every worker on its own network (one per device), then ready
+        (``/readyz``); a failure is logged in one line and leaves the server unready."""
         width, height = _WARM_UP_SIZE
         image = np.full((height, width, 3), 127, np.uint8)
         key = self.key(RequestOptions())
         try:
             futures = []
-            for _ in range(self.batcher.workers):
+            for worker in range(self.batcher.workers):
                 self.batcher.reserve(image.nbytes)
-                futures.append(self.batcher.submit(Job(image, key, image.nbytes)))
+                futures.append(self.batcher.submit(Job(image, key, image.nbytes), worker))
             for future in futures:
                 future.result()
         except Exception as error:
