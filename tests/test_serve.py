@@ -494,6 +494,15 @@ class _Counting(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
+def _submit_all(batcher: Batcher, key: Any, images: list[np.ndarray]) -> list[Any]:
+    """Reserve and submit each image as a job of ``key``, then wait for every result."""
+    futures = []
+    for image in images:
+        batcher.reserve(image.nbytes)
+        futures.append(batcher.submit(Job(image, key, image.nbytes)))
+    return [future.result(60) for future in futures]
+
+
 def test_a_batch_is_decoded_in_the_pool_and_one_image_in_the_worker(
         predictor: Predictor, scenes: list[np.ndarray]) -> None:
     pool = _Counting()
@@ -502,11 +511,7 @@ def test_a_batch_is_decoded_in_the_pool_and_one_image_in_the_worker(
                       Metrics(), None, [pool])
 
     def submit(images: list[np.ndarray]) -> list[Any]:
-        futures = []
-        for image in images:
-            batcher.reserve(image.nbytes)
-            futures.append(batcher.submit(Job(image, key, image.nbytes)))
-        return [future.result(60) for future in futures]
+        return _submit_all(batcher, key, images)
 
     try:
         alone = submit(scenes[:1])
@@ -534,11 +539,7 @@ def test_a_killed_decode_process_leaves_the_batches_answered(
                       Metrics(), None, [pool])
 
     def submit(images: list[np.ndarray]) -> list[Any]:
-        futures = []
-        for image in images:
-            batcher.reserve(image.nbytes)
-            futures.append(batcher.submit(Job(image, key, image.nbytes)))
-        return [future.result(60) for future in futures]
+        return _submit_all(batcher, key, images)
 
     try:
         os.kill(victim, signal.SIGKILL)
