@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -459,27 +458,6 @@ def test_the_warm_up_runs_one_batch_on_every_worker(predictor: Predictor) -> Non
         service.batcher.stop()
         for handle in handles:
             handle.remove()
-
-
-def test_connections_past_the_limit_get_503_at_once(predictor: Predictor,
-                                                     scenes: list[np.ndarray]) -> None:
-    with serving(predictor, ServeLimits(max_connections=2)) as server:
-        port = int(server.url.rsplit(":", 1)[1])
-        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
-        try:
-            time.sleep(0.2)  # the server has accepted them
-            start = time.monotonic()
-            status, _, body = request(f"{server.url}/healthz", timeout=10)
-            assert (status, body) == (503, b"Service Unavailable")
-            assert time.monotonic() - start < 5  # refused, not left waiting
-        finally:
-            for sock in idle:
-                sock.close()
-        deadline = time.monotonic() + 10
-        while (status := request(f"{server.url}/healthz", timeout=10)[0]) != 200:
-            assert time.monotonic() < deadline, status  # served again once they closed
-            time.sleep(0.05)
-        assert post_image(server.url, jpeg(scenes[0]))[0] == 200
 
 
 class _Counting(ThreadPoolExecutor):

@@ -77,13 +77,19 @@ def serve_command(command: ServeCommand) -> None:
 def uvicorn_config(service: Service, host: str = "127.0.0.1", port: int = 8000,
                    static: Path = STATIC) -> uvicorn.Config:
     """How uvicorn runs ``service``'s application: aepose's own access log (uvicorn's is
-    off), WebSocket messages up to the body limit (and the frame's timestamp), at most
-    ``max_connections`` open connections, a graceful shutdown of
-    :data:`GRACEFUL_SHUTDOWN_S` at most."""
+    off), WebSocket messages up to the body limit (and the frame's timestamp), a graceful
+    shutdown of :data:`GRACEFUL_SHUTDOWN_S` at most.
+
+    ``max_connections`` is the application's to enforce (:mod:`aepose.serve.app`), not
+    uvicorn's ``limit_concurrency``: uvicorn's refusal is a plain-text 503 with no
+    ``Retry-After`` that skips the application (no metrics, no log), it lets WebSocket
+    handshakes through uncounted, and it counts idle keep-alive connections, so a client
+    holding idle sockets open would lock every other client out while holding no work.
+    As a backstop above the application's bound it would bound nothing more: it never
+    refuses or closes an idle connection, it only answers requests."""
     return uvicorn.Config(
         build_app(service, static), host=host, port=port, log_config=None, access_log=False,
         ws_max_size=service.limits.max_body_bytes + 8,
-        limit_concurrency=service.limits.max_connections,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="on")
 
 

@@ -2,10 +2,12 @@
 
 Starlette gives the routing, multipart parsing (python-multipart), WebSockets, static files
 and the lifespan; uvicorn (:mod:`aepose.apps.serve`) the server and its graceful shutdown.
-Written here: the token check, the structured access log and the metrics of every request
-(one ASGI middleware, :class:`_Guard`), reading a body within its limit, and the endpoints.
-Every refusal is JSON ``{"error": "one line"}`` with a 4xx status (503 + ``Retry-After``
-when the queue is full); nothing a client sends can make a 5xx.
+Written here: the token check, the bound on requests in progress and open streams
+(``max_connections``), the structured access log and the metrics of every request (one ASGI
+middleware, :class:`_Guard`), reading a body within its limit, and the endpoints. Every
+refusal is JSON ``{"error": "one line"}``: a 4xx status for a bad request, 503 +
+``Retry-After`` when the server is full (the queue, or ``max_connections``); nothing a
+client sends can make a 500.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aepose.serve.batching import QueueFull
 from aepose.serve.limits import PREDICT_OPTIONS, RequestError, error_record, request_options
@@ -205,7 +208,9 @@ async def _form_image(request: Request, body: bytes, limit: int) -> bytes:
 class _Guard:
     """Every HTTP request and WebSocket through here: the token check (health endpoints
     exempt; ``Authorization: Bearer T`` or ``?token=T``, which browsers' WebSockets need),
-    then the endpoint; afterwards one JSON access log line and the request counters."""
+    then the bound on requests in progress and open streams (``limits.max_connections``;
+    counted in ``metrics.connections`` on the event loop, so no lock), then the endpoint;
+    afterwards one JSON access log line and the request counters."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app, self.service = app, service
@@ -228,12 +233,20 @@ class _Guard:
             await send(message)
 
         path = scope["path"]
+        metrics = self.service.metrics
         try:
-            if self._allowed(scope):
-                await self.app(scope, receive, sending)
-            else:
-                self.service.metrics.error("unauthorized")
+            if not self._allowed(scope):
+                metrics.error("unauthorized")
                 await self._refuse(scope, sending)
+            elif metrics.connections >= self.service.limits.max_connections:
+                metrics.error("too_many_connections")
+                await self._busy(scope, receive, sending)
+            else:
+                metrics.connections += 1
+                try:
+                    await self.app(scope, receive, sending)
+                finally:
+                    metrics.connections -= 1
         finally:
             seconds = time.perf_counter() - start
             endpoint = path if path in _ENDPOINTS else "other"
@@ -266,11 +279,31 @@ class _Guard:
             return
         response = _error(401, "missing or wrong token (send Authorization: Bearer TOKEN)",
                           {"WWW-Authenticate": "Bearer"})
+        await response(scope, _no_body, send)
 
-        async def nothing() -> Message:
-            return {"type": "http.disconnect"}
+    async def _busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past ``max_connections``: 503 with ``Retry-After``, and the connection closed
+        (its body unread). A WebSocket is accepted, told so and closed with code 1013 (try
+        again later) and a reason: a browser sees no status or header of a refused
+        handshake, but it does see the close code and reason (the page shows them)."""
+        most = self.service.limits.max_connections
+        message = (f"{most} requests and streams are in progress already, the most this "
+                   f"server takes; retry in {RETRY_AFTER_S} s")
+        if scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive, send)
+            with contextlib.suppress(WebSocketDisconnect):  # the client left meanwhile
+                await websocket.accept()
+                await websocket.send_text(json.dumps(error_record(message)))
+                await websocket.close(1013, f"the server is busy: retry in {RETRY_AFTER_S} s")
+            return
+        response = _error(503, message, {"Retry-After": str(RETRY_AFTER_S),
+                                         "Connection": "close"})
+        await response(scope, _no_body, send)
 
-        await response(scope, nothing, send)
+
+async def _no_body() -> Message:
+    """The ``receive`` of a refusal, which reads nothing of the request."""
+    return {"type": "http.disconnect"}
 
 
 _ENDPOINTS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/predict", "/stream"})

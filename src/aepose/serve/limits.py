@@ -51,9 +51,11 @@ class ServeLimits:
     or running, whatever their count; max_body_mb: largest request body (and WebSocket
     message); max_megapixels: largest image (width x height, read from its header);
     max_streams: concurrent WebSocket streams; max_fps: frames processed per second per
-    stream (faster ones are dropped, and counted); max_connections: open connections, idle
-    keep-alive ones and streams included (uvicorn's ``limit_concurrency``: past it a request
-    gets 503 and its connection is closed, instead of waiting).
+    stream (faster ones are dropped, and counted); max_connections: requests in progress
+    (being read, waiting, running or answered) and open streams, all endpoints together;
+    past it a request gets 503 with Retry-After and its connection is closed, and a stream
+    is closed with code 1013 (try again later), at once instead of waiting. An idle
+    keep-alive connection holds no work and does not count.
     """
 
     max_batch: int = 8

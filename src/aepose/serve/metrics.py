@@ -1,7 +1,7 @@
 """The server's counters in Prometheus' text format (``GET /metrics``): :class:`Metrics`.
 
 Written here rather than taken from prometheus_client: a handful of counters, two
-histograms and three gauges under one lock are fewer lines than that library's registry
+histograms and four gauges under one lock are fewer lines than that library's registry
 set-up, and one dependency fewer.
 """
 
@@ -57,6 +57,7 @@ class Metrics:
         self._dropped = 0
         self.queue_depth = 0  # set by the batcher
         self.streams = 0  # set by the stream endpoint
+        self.connections = 0  # set by the app's guard: requests in progress and open streams
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -99,6 +100,10 @@ class Metrics:
                       f"aepose_queue_depth {self.queue_depth}",
                       "# HELP aepose_streams Open WebSocket streams.",
                       "# TYPE aepose_streams gauge", f"aepose_streams {self.streams}",
+                      "# HELP aepose_connections Requests in progress (this one included) "
+                      "and open streams, against --max-connections.",
+                      "# TYPE aepose_connections gauge",
+                      f"aepose_connections {self.connections}",
                       "# HELP aepose_dropped_frames_total Stream frames replaced by newer "
                       "ones before they ran.", "# TYPE aepose_dropped_frames_total counter",
                       f"aepose_dropped_frames_total {self._dropped}"]
