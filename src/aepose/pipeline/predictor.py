@@ -16,6 +16,7 @@ Legend: K keypoints, P people, L tag dims (one per flip direction: 2 with flip t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ class Predictor:
     OKS threshold (mmpose's demo uses :data:`~aepose.codec.pose_nms.DEMO_OKS_THRESHOLD`) or
     ``None`` for no pose NMS (the evaluation setting). The model is put in eval mode and, if
     ``device`` is given, moved there; otherwise it stays on its device. ``config`` may be a
-    preset name.
+    preset name. ``forward_lock``: see :class:`~aepose.pipeline.stages.Stages`.
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class Predictor:
         device: str | torch.device | None = None,
         pose_nms: float | None = None,
         channel_order: str = "bgr",
+        forward_lock: threading.Lock | None = None,
         **overrides: Any,
     ):
         self.channel_order = check_channel_order(channel_order)
@@ -179,7 +181,7 @@ class Predictor:
         self.model = model.eval()
         cfg = get_preset(config) if isinstance(config, str) else config
         self.config = with_test_settings(cfg, test, **overrides)
-        self.stages = Stages(self.model, self.config)
+        self.stages = Stages(self.model, self.config, forward_lock=forward_lock)
         if pose_nms is not None and not 0 <= pose_nms <= 1:
             raise AeposeError(f"pose_nms is an OKS threshold in [0, 1], got {pose_nms}")
         self.pose_nms = pose_nms

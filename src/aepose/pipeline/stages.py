@@ -19,8 +19,11 @@ Legend: B batch, K keypoints, P people, L tag dims (2 with flip), h1 x w1 the ba
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,11 +127,14 @@ class Stages:
     ``network(images) -> list of head outputs`` in eval mode (a torch module, a
     :class:`~aepose.pipeline.network.FastNetwork`, or the ONNX Runtime wrapper). The test settings
     (scales, flip, thresholds, stage averaging) are ``config.test``'s: apply overrides to the
-    Config (``dataclasses.replace``) before building the stages.
+    Config (``dataclasses.replace``) before building the stages. ``forward_lock``: held
+    during each forward pass, when several threads drive one network and must take turns
+    (one batch's activations at a time, while the others prepare and decode theirs).
     """
 
     def __init__(self, network: nn.Module, config: Config,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None,
+                 forward_lock: threading.Lock | None = None) -> None:
         test = config.test
         if test.project2image is not True:
             raise AeposeError("test.project2image=False is not supported (maps are "
@@ -145,6 +151,8 @@ class Stages:
                               "test.flip=false")
         self.scales = test.scales
         self.device = device or _module_device(network)
+        self._turn: contextlib.AbstractContextManager[Any] = (
+            forward_lock if forward_lock is not None else contextlib.nullcontext())
         self.post = PostProcess(
             layout=config.model,
             flip_index=tuple(self.spec.flip_index) if test.flip else None,
@@ -161,7 +169,7 @@ class Stages:
         output [F*B, C, h, w] on the network's device."""
         inputs = [torch.stack([p.inputs[i] for p in batch]).to(self.device, non_blocking=True)
                   for i in range(len(batch[0].inputs))]
-        with torch.inference_mode():
+        with self._turn, torch.inference_mode():
             return run_scales(self.network, inputs, self.config.model,
                               self.post.flip_index is not None)
 

@@ -1,19 +1,23 @@
 """Dynamic batching: :class:`Batcher` runs the images of concurrent requests as one batch
 through the one driver (:func:`aepose.pipeline.run.run`).
 
-Requests are queued as :class:`Job` objects. A worker thread (one per device) takes the
-oldest job, waits up to ``max_wait_ms`` from its arrival for others, up to ``max_batch`` in
-all, and runs them through ``run()`` as one list of inputs: the stream batches the images of
-equal network-input size into shared forward passes. Jobs whose test settings differ (the
-flip test, max_people) run as separate groups of the same turn, each through a
+Requests are queued as :class:`Job` objects. Each device has a worker of
+:data:`RUNNERS_PER_DEVICE` threads; a thread takes the oldest job, waits up to
+``max_wait_ms`` from its arrival for others, up to ``max_batch`` in all, and runs them
+through ``run()`` as one list of inputs: the stream batches the images of equal
+network-input size into shared forward passes. The device's threads take turns in the
+network (its Predictors share one forward lock, :func:`locked_maker`) and overlap the rest:
+while one runs a batch's forward pass, the other gathers the next batch, or decodes and
+answers the last one, so the network never waits for a decoding. Jobs whose test settings
+differ (the flip test, max_people) run as separate groups of the same turn, each through a
 :class:`~aepose.pipeline.predictor.Predictor` of its settings on the worker's network. Each
 job gets its own :class:`~aepose.pipeline.prediction.Prediction`, matched by its position in
 the list. A batch of several images is decoded in the worker's decode pool (on the CPU,
-processes: the batch's images are decoded side by side, where the worker thread alone would
-decode them one after another; decoding is about half of a small network's time); one
-image alone is decoded in the worker thread, which costs no hand-over. The queue is bounded
-in jobs and in bytes of decoded image: past either, :meth:`Batcher.reserve` raises
-:class:`QueueFull` at once.
+processes: the batch's images are decoded side by side, where the thread alone would decode
+them one after another; decoding is about half of a small network's time); one image alone
+is decoded in its thread, which costs no hand-over. The queue is bounded in jobs and in
+bytes of decoded image: past either, :meth:`Batcher.reserve` raises :class:`QueueFull` at
+once.
 
 The driver runs with no person-score threshold and no keypoint threshold: those are each
 request's (see :func:`kept`), applied to its own Prediction.
@@ -43,12 +47,16 @@ from aepose.pipeline.run import RunOptions, run
 from aepose.serve.limits import ServeLimits
 from aepose.serve.metrics import Metrics
 
-__all__ = ["Batcher", "Job", "PredictorKey", "QueueFull", "kept"]
+__all__ = ["RUNNERS_PER_DEVICE", "Batcher", "Job", "PredictorKey", "QueueFull", "kept",
+           "locked_maker"]
 
 PredictorKey = tuple[bool, int]
 """A request's network-side test settings: (flip, max_people)."""
 logger = logging.getLogger("aepose")
-_PREDICTORS_PER_WORKER = 8  # settings kept built; others are rebuilt (cheap) when asked
+_PREDICTORS_PER_THREAD = 8  # settings kept built; others are rebuilt (cheap) when asked
+RUNNERS_PER_DEVICE = 2
+"""Threads per device's worker: two keep the network busy (one runs its forward pass while
+the other prepares, decodes and answers); more would only queue at the forward lock."""
 
 
 class QueueFull(Exception):  # noqa: N818  (a refusal, reported as 503)
@@ -76,10 +84,11 @@ def kept(poses: Sequence[Pose], min_score: float) -> list[Pose]:
 
 
 class Batcher:
-    """The queue and its worker threads: ``predictors[i](key)`` gives worker i's Predictor
-    for a job's settings (one worker per device); ``decoders[i]``, when given, the
-    executor (:func:`~aepose.pipeline.workers.decode_pool`) that decodes worker i's batches
-    of several images, shut down by :meth:`stop`."""
+    """The queue and its workers: ``predictors[i](key)`` gives worker i's Predictor for a
+    job's settings (one worker per device, :data:`RUNNERS_PER_DEVICE` threads each: build
+    them with :func:`locked_maker` so that the threads take turns in the network);
+    ``decoders[i]``, when given, the executor (:func:`~aepose.pipeline.workers.decode_pool`)
+    that decodes worker i's batches of several images, shut down by :meth:`stop`."""
 
     def __init__(self, predictors: Sequence[Callable[[PredictorKey], Predictor]],
                  limits: ServeLimits, metrics: Metrics, pose_nms: float | None,
@@ -98,8 +107,9 @@ class Batcher:
         self._decoders: list[Executor | None] = (list(decoders) if decoders is not None
                                                  else [None] * len(predictors))
         self._threads = [threading.Thread(target=self._work, args=(i, make), daemon=True,
-                                          name=f"aepose-batch-{i}")
-                         for i, make in enumerate(predictors)]
+                                          name=f"aepose-batch-{i}.{r}")
+                         for i, make in enumerate(predictors)
+                         for r in range(RUNNERS_PER_DEVICE)]
         for thread in self._threads:
             thread.start()
 
@@ -137,7 +147,8 @@ class Batcher:
 
     @property
     def workers(self) -> int:
-        return len(self._threads)
+        """The number of workers (devices)."""
+        return len(self._pinned)
 
     def stop(self) -> None:
         """Refuse new jobs, finish the queued ones and those being decoded, and end the
@@ -190,7 +201,7 @@ class Batcher:
                 try:
                     if key not in built:
                         built[key] = make(key)
-                        if len(built) > _PREDICTORS_PER_WORKER:
+                        if len(built) > _PREDICTORS_PER_THREAD:
                             built.popitem(last=False)
                     built.move_to_end(key)
                     self._run(built[key], group, worker)
@@ -231,6 +242,20 @@ class Batcher:
             job.future.set_exception(outcome)
         else:
             job.future.set_result(outcome)
+
+
+def locked_maker(predictor: Predictor) -> Callable[[PredictorKey], Predictor]:
+    """The Predictor of a job's settings on ``predictor``'s network, for one worker: all it
+    builds share one forward lock, so that the worker's threads take turns in the network
+    (one batch's activations at a time)."""
+    lock = threading.Lock()
+
+    def make(key: PredictorKey) -> Predictor:
+        flip, max_people = key
+        return Predictor(predictor.model, predictor.config, flip=flip, max_people=max_people,
+                         channel_order="rgb", forward_lock=lock)
+
+    return make
 
 
 def _broken(pool: Executor) -> bool:

@@ -31,7 +31,7 @@ from aepose.pipeline.pose import Pose
 from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.workers import decode_pool
-from aepose.serve.batching import Batcher, Job, PredictorKey, QueueFull, kept
+from aepose.serve.batching import Batcher, Job, PredictorKey, QueueFull, kept, locked_maker
 from aepose.serve.limits import RequestError, RequestOptions, ServeLimits, image_size
 from aepose.serve.metrics import Metrics
 from aepose.tracking.tracker import TrackerConfig
@@ -73,7 +73,7 @@ class Service:
         self.metrics = Metrics()
         # The pools start (fork) before the batcher's threads do.
         decoders = [decode_pool(p.device, None) for p in predictors]
-        self.batcher = Batcher([_maker(p) for p in predictors], self.limits, self.metrics,
+        self.batcher = Batcher([locked_maker(p) for p in predictors], self.limits, self.metrics,
                                self.settings.pose_nms, decoders)
         self.ready = threading.Event()
         self.body_bytes = 0  # of the request bodies being read or held (app._Body)
@@ -185,18 +185,3 @@ class Service:
             reply["overlay"] = ("data:image/jpeg;base64,"
                                 + base64.b64encode(jpeg.tobytes()).decode("ascii"))
         return reply
-
-
-def _maker(predictor: Predictor) -> Any:
-    """The Predictor of a job's settings on ``predictor``'s network (the server's own for
-    its own settings)."""
-    test = predictor.config.test
-
-    def make(key: PredictorKey) -> Predictor:
-        flip, max_people = key
-        if (flip, max_people) == (test.flip, test.max_people):
-            return predictor
-        return Predictor(predictor.model, predictor.config, flip=flip, max_people=max_people,
-                         channel_order="rgb")
-
-    return make

@@ -1,0 +1,135 @@
+"""The batch worker's threads (serve/batching.py): a device's threads take turns in the
+network and overlap everything else."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from serve_helpers import tiny_predictor
+
+import aepose
+from aepose.apps.bench import crowd_images
+from aepose.pipeline.predictor import Predictor
+from aepose.serve.batching import RUNNERS_PER_DEVICE, Batcher, Job, locked_maker
+from aepose.serve.limits import ServeLimits
+from aepose.serve.metrics import Metrics
+
+pytest.importorskip("starlette", reason="pip install 'aepose[serve]'")
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return tiny_predictor()
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[np.ndarray]:
+    return [crowd_images(1, (200, 150), seed=seed)[0] for seed in range(6)]
+
+
+def _key(predictor: Predictor) -> tuple[bool, int]:
+    return predictor.config.test.flip, predictor.config.test.max_people
+
+
+def _submit(batcher: Batcher, job: Job) -> Any:
+    batcher.reserve(job.nbytes)
+    return batcher.submit(job)
+
+
+def test_a_batch_runs_while_the_last_one_is_still_being_answered(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    """The thread that ran a batch is held up answering it (a slow client callback): the
+    device's other thread takes the next job and runs it meanwhile. With one thread a
+    device, the second job would wait for the first reply."""
+    assert RUNNERS_PER_DEVICE >= 2
+    batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=1, max_wait_ms=0),
+                      Metrics(), None)
+    held, release = threading.Event(), threading.Event()
+
+    def slow_reply(_: Any) -> None:  # runs in the worker thread that sets the result
+        held.set()
+        release.wait(30)
+
+    try:
+        image = scenes[0]
+        first = Job(image, _key(predictor), image.nbytes)
+        first.future.add_done_callback(slow_reply)
+        _submit(batcher, first)
+        assert held.wait(30)
+        second = _submit(batcher, Job(scenes[1], _key(predictor), scenes[1].nbytes))
+        assert len(second.result(timeout=30).poses) > 0  # while the first thread is held
+        assert not release.is_set()
+    finally:
+        release.set()
+        batcher.stop()
+    expected = aepose.predict(scenes[1], predictor, channel_order="rgb", min_score=0,
+                              pose_nms=None, threshold=0)[0]
+    got = second.result()
+    assert [p.score for p in got.poses] == pytest.approx([p.score for p in expected.poses])
+
+
+class _Watched:
+    """A network that records how many threads are in its forward pass at once."""
+
+    def __init__(self, network: Any) -> None:
+        self.network, self.inside, self.most = network, 0, 0
+        self.threads: set[str] = set()
+        self._count = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:
+        with self._count:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self.threads.add(threading.current_thread().name)
+        try:
+            time.sleep(0.02)  # long enough for the other thread to try
+            return self.network(*args)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+    def eval(self) -> _Watched:
+        self.network.eval()
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.network, name)
+
+
+def test_the_threads_of_a_device_take_turns_in_the_network(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    watched = _Watched(predictor.model)
+    server_predictor = Predictor(watched, predictor.config,  # type: ignore[arg-type]
+                                 channel_order="rgb", device=None)
+    batcher = Batcher([locked_maker(server_predictor)],
+                      ServeLimits(max_batch=2, max_wait_ms=0), Metrics(), None)
+    try:
+        futures = [_submit(batcher, Job(image, _key(predictor), image.nbytes))
+                   for image in scenes * 2]
+        results = [future.result(timeout=60) for future in futures]
+    finally:
+        batcher.stop()
+    assert all(result.error is None for result in results)
+    assert watched.most == 1  # one forward pass at a time
+    assert len(watched.threads) == RUNNERS_PER_DEVICE  # both threads ran batches
+
+
+def test_a_batcher_without_the_lock_lets_threads_in_together(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    """The check above can fail: the same Predictor shared without a lock."""
+    watched = _Watched(predictor.model)
+    shared = Predictor(watched, predictor.config, channel_order="rgb")  # type: ignore[arg-type]
+    batcher = Batcher([lambda _: shared], ServeLimits(max_batch=1, max_wait_ms=0), Metrics(),
+                      None)
+    try:
+        futures = [_submit(batcher, Job(image, _key(predictor), image.nbytes))
+                   for image in scenes * 2]
+        for future in futures:
+            future.result(timeout=60)
+    finally:
+        batcher.stop()
+    assert watched.most == 2
