@@ -49,7 +49,12 @@ def lively(preset: str, seed: int = 0, *, bn_statistics: bool = False) -> nn.Mod
     so whether eval mode was used is visible in the outputs.
     """
     torch.manual_seed(seed)
-    model = build_model(preset)
+    return liven(build_model(preset), bn_statistics=bn_statistics)
+
+
+def liven(model: nn.Module, *, bn_statistics: bool = False) -> nn.Module:
+    """:func:`lively`'s weights drawn into any network (a custom skeleton's), in place from
+    torch's global generator; returns ``model``."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")

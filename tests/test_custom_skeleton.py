@@ -23,10 +23,10 @@ from aepose.config import apply_overrides, get_preset
 from aepose.data.coco import load_annotations
 from aepose.data.dataset import BottomUpDataset
 from aepose.engine import eval_loop
-from aepose.engine.distributed import init_distributed
+from aepose.engine.distributed import DistInfo, init_distributed
 from aepose.engine.finetune import init_from
 from aepose.errors import AeposeError
-from aepose.keypoints import AIC, CROWDPOSE, CUSTOM, recipe_for
+from aepose.keypoints import AIC, COCO, CROWDPOSE, CUSTOM, recipe_for
 from aepose.models import build_from_config
 from aepose.models.checkpoint import read_checkpoint, read_training_state
 from aepose.pipeline.predictor import Predictor
@@ -197,6 +197,35 @@ def test_init_loads_what_matches_and_reports_counts(
     with pytest.raises(AeposeError, match="no tensor matches"):
         init_from(build_from_config(get_preset(TINY).model),
                   _save(torch.nn.Linear(2, 2), tmp_path / "linear.pth"))
+
+
+def test_only_rank_0_reports_the_starting_weights(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun every rank loads --pretrained and --init; rank 0 alone logs them."""
+    import aepose.engine.train as train_module
+
+    cfg = get_preset(TINY)
+    source = build_from_config(cfg.model)
+    init = _save(source, tmp_path / "w.pth")
+    backbone = tmp_path / "backbone.pth"
+    torch.save({"state_dict": source.backbone.state_dict()}, backbone)
+    # The DDP wrapper needs a process group; what is logged does not depend on it.
+    monkeypatch.setattr(train_module, "DistributedDataParallel", lambda model, **_: model)
+    options = train_module.TrainOptions(data_root=tmp_path, device="cpu", init=str(init),
+                                        pretrained=backbone)
+    logged = {}
+    for rank in (0, 1):
+        caplog.clear()
+        info = DistInfo(rank, 2, rank, torch.device("cpu"))
+        with caplog.at_level(logging.INFO, logger="aepose"):
+            run = train_module._make_run(cfg, COCO, options, info, tmp_path, 1)
+        logged[rank] = [r.getMessage() for r in caplog.records]
+        assert all(torch.equal(v, source.state_dict()[k])  # every rank loaded them
+                   for k, v in run.model.state_dict().items())
+    assert logged[1] == []
+    assert [m.split(":")[0] for m in logged[0]] == [f"pretrained backbone {backbone}",
+                                                    f"init from {init}"]
 
 
 def test_init_restarts_the_final_layers_of_other_joints(tmp_path: Path) -> None:

@@ -207,7 +207,8 @@ def _add_speed_arguments(p: Parser) -> None:
 
 
 def _add_test_arguments(p: Parser) -> None:
-    p.add_argument("--weights", help="checkpoint (mmpose 0.x or aepose)")
+    p.add_argument("--weights", help="checkpoint (mmpose 0.x or aepose), .onnx file (from "
+                   "'aepose export': runs in ONNX Runtime), preset name, release name or URL")
     p.add_argument("--preset", help="recipe (default: the file's own, or recognised from keys)")
     p.add_argument("--data-root", help="dataset root; the preset's val/test split is used")
     p.add_argument("--ann", help="annotation file (instead of the preset's under --data-root)")

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 import aepose
 from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
-from aepose.apps.settings import command_line_config, fast_network
+from aepose.apps.settings import command_line_config, command_line_network
 from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE, PREDICT_POSE_NMS
 from aepose.engine.distributed import (
     DistInfo,
@@ -49,10 +49,8 @@ from aepose.engine.distributed import (
 )
 from aepose.errors import AeposeError, Interrupted, one_line
 from aepose.io import check_writable, interrupt_after, terminated
-from aepose.models.checkpoint import load_with_config
 from aepose.pipeline.draw import save_image
 from aepose.pipeline.inputs import Input, Inputs, expand_inputs
-from aepose.pipeline.onnx_network import is_onnx_file
 from aepose.pipeline.prediction import Prediction
 from aepose.pipeline.predictor import Predictor
 from aepose.pipeline.run import RunOptions, run
@@ -204,30 +202,14 @@ def _predict_on_this_rank(command: PredictCommand, info: DistInfo) -> PredictSum
 
 def _predictor(command: PredictCommand, device: torch.device) -> Predictor:
     """The Predictor of the command's network, backend and test settings. Weights named
-    ``*.onnx`` run in ONNX Runtime, as ``--backend onnxruntime`` asks."""
-    if command.backend == "onnxruntime" or is_onnx_file(command.weights):
-        _refuse_torch_fast_paths(command)
-        # The network runs in ONNX Runtime; pre- and post-processing are the same code.
-        stored = Predictor.from_checkpoint(command.weights, command.preset, device)
-        network, cfg = stored.model, stored.config
-    else:
-        loaded, cfg = load_with_config(command.weights, preset=command.preset, device=device)
-        network = fast_network(loaded, dtype=command.dtype,
-                               channels_last=command.channels_last,
-                               compile_mode=command.compile_mode)
+    ``*.onnx`` run in ONNX Runtime, as ``--backend onnxruntime`` asks; pre- and
+    post-processing are the same code either way."""
+    network, cfg = command_line_network(
+        command.weights, device, preset=command.preset,
+        onnx=command.backend == "onnxruntime", dtype=command.dtype,
+        channels_last=command.channels_last, compile_mode=command.compile_mode)
     cfg = command_line_config(cfg, command.overrides)
     return Predictor(network, cfg)  # the pose NMS is the run's (PredictOptions.pose_nms)
-
-
-def _refuse_torch_fast_paths(command: PredictCommand) -> None:
-    """--dtype, --channels-last and --compile act on a PyTorch network only: given with an
-    ONNX one they would be ignored, so they are refused in one line."""
-    given = [option for option, on in (("--dtype " + command.dtype, command.dtype != "fp32"),
-                                       ("--channels-last", command.channels_last),
-                                       ("--compile", command.compile_mode is not None)) if on]
-    if given:
-        raise AeposeError(f"{', '.join(given)}: not for an ONNX network ({command.weights} "
-                          "runs in ONNX Runtime, in float32)")
 
 
 def run_predict(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aepose.apps.rescore import finish_test, refuse_existing
-from aepose.apps.settings import command_line_config, fast_network
+from aepose.apps.settings import command_line_config, command_line_network
 from aepose.config import Config
 from aepose.engine.distributed import (
     broadcast_object,
@@ -27,7 +27,6 @@ from aepose.engine.distributed import (
 from aepose.engine.eval_loop import evaluate_model
 from aepose.errors import AeposeError
 from aepose.keypoints import spec_of
-from aepose.models.checkpoint import load_with_config
 
 __all__ = ["TestOptions", "run_test"]
 
@@ -75,11 +74,11 @@ def run_test(options: TestOptions) -> None:
         raise AeposeError("test needs --weights (or --results FILE to re-score saved results)")
     info = init_distributed(options.device)
     try:
-        network, cfg = load_with_config(options.weights, preset=options.preset,
-                                        device=info.device)
+        # An ONNX file runs in ONNX Runtime with its metadata's config and keypoints.
+        model, cfg = command_line_network(
+            options.weights, info.device, preset=options.preset, dtype=options.dtype,
+            channels_last=options.channels_last, compile_mode=options.compile_mode)
         cfg = command_line_config(cfg, options.overrides)
-        model = fast_network(network, dtype=options.dtype, channels_last=options.channels_last,
-                             compile_mode=options.compile_mode)
         ann, images = _test_files(cfg, options)
         out = options.out or Path(f"runs/{cfg.name}-test-{time.strftime('%Y%m%d-%H%M%S')}")
         out = Path(broadcast_object(str(out), info))
@@ -96,7 +95,7 @@ def run_test(options: TestOptions) -> None:
                           "test": dataclasses.asdict(cfg.test), "images": result.images,
                           "people": result.people, "seconds": result.seconds,
                           "skipped": list(result.skipped), "metrics": result.metrics}
-                finish_test(report, spec_of(network, cfg.data.dataset), out / "metrics.json")
+                finish_test(report, spec_of(model, cfg.data.dataset), out / "metrics.json")
     finally:
         shutdown()
 

@@ -45,13 +45,14 @@ class InitReport:
                 f"{len(self.unused)} unused")
 
 
-def init_from(model: AssociativeEmbeddingNet, weights: str | Path) -> InitReport:
+def init_from(model: AssociativeEmbeddingNet, weights: str | Path, *,
+              log: bool = True) -> InitReport:
     """Copy into ``model`` every tensor of ``weights`` (a file, a preset name, a release file
     name or a URL: :func:`aepose.models.checkpoint.read_checkpoint`) whose name and shape
     match its own; the others keep ``model``'s initialisation. When both skeletons are known
     and differ (other joints, or the same count in another order), the layers whose shape
     depends on K start fresh too: their channels would mean other joints. Logs
-    :meth:`InitReport.line`.
+    :meth:`InitReport.line` when ``log`` (under torchrun, rank 0 only: every rank loads).
 
     Raises:
         AeposeError: the weights share no tensor with the model (another network entirely).
@@ -72,7 +73,8 @@ def init_from(model: AssociativeEmbeddingNet, weights: str | Path) -> InitReport
     report = InitReport(loaded=tuple(loaded),
                         reinitialised=tuple(k for k in own if k not in loaded),
                         unused=tuple(k for k in source if k not in loaded))
-    logger.info("%s", report.line(weights))
+    if log:
+        logger.info("%s", report.line(weights))
     return report
 
 
@@ -96,9 +98,11 @@ def optimizer_and_factors(model: AssociativeEmbeddingNet, train: TrainConfig, fa
     return optimizer, [factor, backbone_factor]
 
 
-def load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None:
+def load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path, *,
+                             log: bool = True) -> None:
     """Copy a backbone-only checkpoint (keys with or without ``backbone.``) into the model,
-    reporting what did not fit; a shape mismatch or no usable key is an error."""
+    reporting what did not fit when ``log`` (as :func:`init_from`); a shape mismatch or no
+    usable key is an error."""
     weights = read_checkpoint(path).state_dict
     weights = {k.removeprefix("backbone."): v for k, v in weights.items()}
     own = model.backbone.state_dict()
@@ -113,9 +117,10 @@ def load_pretrained_backbone(model: AssociativeEmbeddingNet, path: Path) -> None
     model.backbone.load_state_dict(matched, strict=False)
     missing = sorted(set(own) - set(matched))
     unexpected = sorted(set(weights) - set(own))
-    logger.info("pretrained backbone %s: %d tensors loaded, %d missing%s, %d unexpected%s",
-                path, len(matched), len(missing), _examples(missing), len(unexpected),
-                _examples(unexpected))
+    if log:
+        logger.info("pretrained backbone %s: %d tensors loaded, %d missing%s, %d unexpected%s",
+                    path, len(matched), len(missing), _examples(missing), len(unexpected),
+                    _examples(unexpected))
 
 
 def _examples(keys: list[str]) -> str:

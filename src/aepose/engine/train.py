@@ -240,10 +240,12 @@ def _make_run(cfg: Config, spec: KeypointSpec, options: TrainOptions, info: Dist
               run_dir: Path, iters_per_epoch: int) -> _Run:
     torch.manual_seed(options.seed)  # identical initial weights on every rank
     model = build_from_config(cfg.model, spec)
+    # Every rank loads the same starting weights; rank 0 alone reports them, as it logs the
+    # rest of the run.
     if options.pretrained is not None:
-        load_pretrained_backbone(model, options.pretrained)
+        load_pretrained_backbone(model, options.pretrained, log=info.is_main)
     if options.init is not None:
-        init_from(model, options.init)
+        init_from(model, options.init, log=info.is_main)
     model.to(info.device)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
