@@ -228,6 +228,26 @@ def test_only_rank_0_reports_the_starting_weights(
                                                     f"init from {init}"]
 
 
+@pytest.mark.parametrize("val_ann", ["", "missing.json"])
+def test_only_rank_0_says_there_is_no_validation(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, val_ann: str) -> None:
+    import aepose.engine.train as train_module
+
+    cfg = get_preset(TINY)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_ann=val_ann))
+    options = train_module.TrainOptions(data_root=tmp_path, device="cpu")
+    said = {}
+    for rank in (0, 1):
+        caplog.clear()
+        info = DistInfo(rank, 2, rank, torch.device("cpu"))
+        with caplog.at_level(logging.INFO, logger="aepose"):
+            assert train_module._default_validator(cfg, options, info) is None
+        said[rank] = [r.getMessage() for r in caplog.records]
+    assert said[1] == []
+    assert len(said[0]) == 1 and said[0][0].startswith("no validation: ")
+    assert ("--val-ann" if not val_ann else "missing.json does not exist") in said[0][0]
+
+
 def test_init_restarts_the_final_layers_of_other_joints(tmp_path: Path) -> None:
     """Same K, other joints (CrowdPose's 14 -> AIC's 14): every shape matches, but the
     K-dependent layers start fresh; the same joints load everything."""

@@ -185,7 +185,7 @@ class _Run:
         self.scaler.load_state_dict(raw["scaler"])
         self.epoch, self.iteration = int(raw["epoch"]), int(raw["iteration"])
         self.epoch_batches = int(raw.get("epoch_batches", 0))
-        if int(raw.get("world_size", 1)) != self.info.world_size:
+        if int(raw.get("world_size", 1)) != self.info.world_size and self.info.is_main:
             logger.warning("resuming a %s-rank run on %d ranks: the data order differs",
                            raw.get("world_size"), self.info.world_size)
         if self.info.is_main:
@@ -435,12 +435,11 @@ def _run_training(cfg: Config, spec: KeypointSpec, options: TrainOptions,
 
 
 def _default_validator(cfg: Config, options: TrainOptions, info: DistInfo) -> Validator | None:
-    if not cfg.data.val_ann:
-        logger.warning("no validation: no validation annotation file (--val-ann)")
-        return None
-    ann = options.data_root / cfg.data.val_ann
-    if not ann.is_file():
-        logger.warning("no validation: %s does not exist", ann)
+    ann = options.data_root / cfg.data.val_ann if cfg.data.val_ann else None
+    if ann is None or not ann.is_file():
+        if info.is_main:  # every rank decides alike; one says why
+            logger.warning("no validation: %s", "no validation annotation file (--val-ann)"
+                           if ann is None else f"{ann} does not exist")
         return None
     images = options.data_root / cfg.data.val_images
 
