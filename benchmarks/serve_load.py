@@ -1,6 +1,6 @@
 """``aepose serve`` under load, on 127.0.0.1 only, bounded in requests and seconds.
 
-Four parts (``--parts``), each against the real command (``python -m aepose serve``) in its
+Five parts (``--parts``), each against the real command (``python -m aepose serve``) in its
 own process, its RSS read from /proc:
 
 load      requests/s and latency p50/p95 with 1, 4, 16, 64 clients (threads, each one
@@ -17,6 +17,7 @@ fuzz      ``--fuzz`` malformed requests (bodies: random bytes, cut and bit-flipp
           bomb headers; headers: content types, tokens; options: unknown, NaN, inf, huge,
           repeated) and malformed WebSocket messages: no reply may be a 5xx, every refusal is
           one line of JSON, and the server must still answer /healthz.
+cpu       where a request's CPU time goes, with and without batching (serve_load_cpu.py).
 stream    a generated 30 fps clip (``aepose synth --video``) sent over ``WS /stream`` in
           real time (frame k at k / 30 s): frames answered per second, dropped frames, and
           IDF1 against the clip's truth (benchmarks/tracking.py's evaluation) beside
@@ -49,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_load_checks import run_fuzz, run_overload
+from serve_load_cpu import run_cpu
 from serve_load_server import checkpoint, jpegs, serving
 from serve_load_stream import run_stream
 
@@ -123,7 +125,7 @@ def run_load(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=["load", "overload", "fuzz", "stream"],
-                        choices=["load", "overload", "fuzz", "stream"])
+                        choices=["load", "overload", "fuzz", "stream", "cpu"])
     parser.add_argument("--presets", nargs="+", default=["higherhrnet_small_crowdpose_128",
                                                          "higherhrnet_w32_crowdpose_512"])
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16, 64])
@@ -140,7 +142,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.parts:
             results[part] = {"load": run_load, "overload": run_overload, "fuzz": run_fuzz,
-                             "stream": run_stream}[part](args, Path(tmp))
+                             "stream": run_stream, "cpu": run_cpu}[part](args, Path(tmp))
     print(f"load average at end: {os.getloadavg()}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
