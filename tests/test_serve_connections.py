@@ -110,8 +110,10 @@ def test_past_the_limit_requests_get_503_with_retry_after_and_the_bound_holds(
         _wait(lambda: metrics.connections == 2, "the two requests are not in progress")
 
         start = time.monotonic()
-        _assert_busy_refusal(*request(f"{server.url}/healthz", timeout=10))
+        _assert_busy_refusal(*request(f"{server.url}/metrics", timeout=10))
         assert time.monotonic() - start < 5  # refused at once, not left waiting
+        for probe in ("/healthz", "/readyz"):  # a busy server is alive and ready
+            assert request(f"{server.url}{probe}", timeout=10)[0] == 200
 
         # 10 x the bound: each connection sends a request with part of a large body; each is
         # refused at once and closed, its body unread, and no more work is taken on.
@@ -139,7 +141,7 @@ def test_past_the_limit_requests_get_503_with_retry_after_and_the_bound_holds(
         assert status == 200 and reply["people"]
         text = request(f"{server.url}/metrics")[2].decode()
         assert _metric(text, 'aepose_errors_total{kind="too_many_connections"}') == 21
-        assert _metric(text, 'aepose_requests_total{endpoint="/healthz",status="503"}') == 1
+        assert _metric(text, 'aepose_requests_total{endpoint="/metrics",status="503"}') == 1
         assert _metric(text, 'aepose_requests_total{endpoint="/predict",status="503"}') == 20
         assert _metric(text, 'aepose_requests_total{endpoint="/predict",status="200"}') == 3
         assert _metric(text, "aepose_connections") == 1  # the /metrics request itself
@@ -154,7 +156,7 @@ def test_a_stream_holds_a_slot_and_one_past_the_limit_is_closed_with_1013(
         with connect(ws_url, open_timeout=10) as first:
             held = _Held(server, image)
             _wait(lambda: metrics.connections == 2, "the stream and request are not counted")
-            _assert_busy_refusal(*request(f"{server.url}/readyz", timeout=10))
+            _assert_busy_refusal(*request(f"{server.url}/metrics", timeout=10))
             with connect(ws_url, open_timeout=10) as second:
                 error = json.loads(second.recv(timeout=10))["error"]
                 assert "2 requests and streams are in progress" in error
@@ -172,7 +174,7 @@ def test_a_stream_holds_a_slot_and_one_past_the_limit_is_closed_with_1013(
             assert json.loads(again.recv(timeout=30))["people"]
         text = request(f"{server.url}/metrics")[2].decode()
         assert _metric(text, 'aepose_errors_total{kind="too_many_connections"}') == 2
-        assert _metric(text, 'aepose_requests_total{endpoint="/readyz",status="503"}') == 1
+        assert _metric(text, 'aepose_requests_total{endpoint="/metrics",status="503"}') == 1
 
 
 def test_idle_connections_hold_no_slot(predictor: Predictor, image: bytes) -> None:

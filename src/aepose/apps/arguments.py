@@ -367,8 +367,9 @@ def _add_serve_arguments(p: Parser) -> None:
                         help="frames processed per second per stream; faster ones are "
                         "dropped (default 30)")
     limits.add_argument("--max-connections", type=int_in(1, 1_000_000), default=256,
-                        help="requests in progress and open streams, all together; past "
-                        "it 503 with Retry-After (a stream: closed, code 1013) (default 256)")
+                        help="requests in progress and open streams, all together (health "
+                        "checks excepted); past it 503 with Retry-After (a stream: closed, "
+                        "code 1013) (default 256)")
     p.add_argument("--scales", type=test_scale, nargs="+",
                    help=f"test scales in [{MIN_TEST_SCALE:g}, {MAX_TEST_SCALE:g}], e.g. 2 1")
     p.add_argument("--no-flip", action="store_true",

@@ -45,7 +45,8 @@ RETRY_AFTER_S = 1
 """Seconds a 503 asks the client to wait (``Retry-After``)."""
 # Need no token: the health checks, and the page with its files, which hold no secret and
 # which a browser opening the page cannot send a token for (the page asks for it after a 401).
-_OPEN = frozenset({"/healthz", "/readyz", "/"})
+_HEALTH = frozenset({"/healthz", "/readyz"})
+_OPEN = _HEALTH | {"/"}
 _OPEN_PREFIX = "/static/"
 access_log = logging.getLogger("aepose.serve.access")
 
@@ -209,7 +210,8 @@ class _Guard:
     """Every HTTP request and WebSocket through here: the token check (health endpoints
     exempt; ``Authorization: Bearer T`` or ``?token=T``, which browsers' WebSockets need),
     then the bound on requests in progress and open streams (``limits.max_connections``;
-    counted in ``metrics.connections`` on the event loop, so no lock), then the endpoint;
+    counted in ``metrics.connections`` on the event loop, so no lock; the health endpoints
+    are neither bound nor counted), then the endpoint;
     afterwards one JSON access log line and the request counters."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
@@ -238,6 +240,8 @@ class _Guard:
             if not self._allowed(scope):
                 metrics.error("unauthorized")
                 await self._refuse(scope, sending)
+            elif path in _HEALTH:  # a probe must see a busy server alive; it holds no work
+                await self.app(scope, receive, sending)
             elif metrics.connections >= self.service.limits.max_connections:
                 metrics.error("too_many_connections")
                 await self._busy(scope, receive, sending)

@@ -55,7 +55,8 @@ class ServeLimits:
     (being read, waiting, running or answered) and open streams, all endpoints together;
     past it a request gets 503 with Retry-After and its connection is closed, and a stream
     is closed with code 1013 (try again later), at once instead of waiting. An idle
-    keep-alive connection holds no work and does not count.
+    keep-alive connection holds no work and does not count, nor do the health endpoints
+    (a busy server is alive, and ready).
     """
 
     max_batch: int = 8
