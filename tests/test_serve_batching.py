@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -133,3 +134,52 @@ def test_a_batcher_without_the_lock_lets_threads_in_together(
     finally:
         batcher.stop()
     assert watched.most == 2
+
+
+class _Counting(ThreadPoolExecutor):
+    """A decode pool that counts the images handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.decoded = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.decoded += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_one_image_goes_to_the_pool_beside_other_work_and_stays_in_its_thread_alone(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    """A thread decoding holds the GIL and stalls the other thread's forward pass: beside
+    other work of the device an image alone is decoded in the pool; as the only work, in
+    its thread (no hand-over)."""
+    pool = _Counting()
+    batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=1, max_wait_ms=0),
+                      Metrics(), None, [pool])
+    held, release = threading.Event(), threading.Event()
+
+    def slow_reply(_: Any) -> None:  # keeps the first thread busy with its batch
+        held.set()
+        release.wait(30)
+
+    try:
+        first = Job(scenes[0], _key(predictor), scenes[0].nbytes)
+        first.future.add_done_callback(slow_reply)
+        _submit(batcher, first)
+        assert held.wait(30)
+        assert pool.decoded == 0  # the first image was the only work
+        beside = _submit(batcher, Job(scenes[1], _key(predictor), scenes[1].nbytes))
+        assert beside.result(timeout=30).error is None
+        assert pool.decoded == 1  # decoded in the pool, the first thread still busy
+        release.set()
+        first.future.result(timeout=30)
+        deadline = time.monotonic() + 30
+        while batcher._running[0]:  # the first thread gives its batch up
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        alone = _submit(batcher, Job(scenes[2], _key(predictor), scenes[2].nbytes))
+        assert alone.result(timeout=30).error is None
+        assert pool.decoded == 1
+    finally:
+        release.set()
+        batcher.stop()
