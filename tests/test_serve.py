@@ -245,7 +245,10 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_result(
     expected = [_expected(predictor, data) for data in images]
     assert len({json.dumps(e) for e in expected}) == len(images)  # distinct answers
     limits = ServeLimits(max_batch=8, max_wait_ms=500)
-    with serving(predictor, limits) as server, ThreadPoolExecutor(8) as pool:
+    # A slow network keeps the device busy with the first request while the others arrive
+    # (an idle device runs a request at once).
+    slow_predictor, _ = _slow(predictor, 0.3)
+    with serving(slow_predictor, limits) as server, ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(lambda data: post_image(server.url, data), images))
         text = request(f"{server.url}/metrics")[2].decode()
     for (status, reply), own in zip(replies, expected, strict=True):
@@ -473,11 +476,13 @@ class _Counting(ThreadPoolExecutor):
 
 
 def _submit_all(batcher: Batcher, key: Any, images: list[np.ndarray]) -> list[Any]:
-    """Reserve and submit each image as a job of ``key``, then wait for every result."""
+    """Reserve and submit each image as a job of ``key``, all under the queue's lock (so
+    that a worker takes them as one batch), then wait for every result."""
     futures = []
-    for image in images:
-        batcher.reserve(image.nbytes)
-        futures.append(batcher.submit(Job(image, key, image.nbytes)))
+    with batcher._wake:
+        for image in images:
+            batcher.reserve(image.nbytes)
+            futures.append(batcher.submit(Job(image, key, image.nbytes)))
     return [future.result(60) for future in futures]
 
 

@@ -183,3 +183,38 @@ def test_one_image_goes_to_the_pool_beside_other_work_and_stays_in_its_thread_al
     finally:
         release.set()
         batcher.stop()
+
+
+def test_an_idle_device_runs_a_job_at_once_and_a_busy_one_gathers_the_next(
+        predictor: Predictor, scenes: list[np.ndarray]) -> None:
+    """``max_wait_ms`` is how long a batch waits for company while the device is busy; an
+    idle device does not wait (here 5 s would show)."""
+    metrics = Metrics()
+    batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=8, max_wait_ms=5000),
+                      metrics, None)
+    held, release = threading.Event(), threading.Event()
+
+    def slow_reply(_: Any) -> None:
+        held.set()
+        release.wait(30)
+
+    try:
+        start = time.monotonic()
+        first = Job(scenes[0], _key(predictor), scenes[0].nbytes)
+        first.future.add_done_callback(slow_reply)
+        _submit(batcher, first)
+        assert held.wait(30)
+        assert time.monotonic() - start < 2.5  # run at once, not after 5 s
+        later = []
+        for image in scenes[1:4]:  # arriving one by one while the first thread is busy
+            later.append(_submit(batcher, Job(image, _key(predictor), image.nbytes)))
+            time.sleep(0.1)
+        assert not any(future.done() for future in later)  # waiting for company
+        release.set()  # the device's other thread finishes: the three go as one batch
+        assert all(future.result(timeout=30).error is None for future in later)
+        assert time.monotonic() - start < 4.5
+    finally:
+        release.set()
+        batcher.stop()
+    assert "aepose_batch_size_count 2" in metrics.render()
+    assert "aepose_batch_size_sum 4" in metrics.render()

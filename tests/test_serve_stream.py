@@ -161,7 +161,11 @@ def test_streams_batch_with_each_other(predictor: Predictor, scene: np.ndarray) 
             ws.send(_frame(0.0, data))
             replies.append(json.loads(ws.recv(timeout=30)))
 
-    with serving(predictor, limits) as server:
+    # A slow network keeps the device busy with the first frame while the others arrive
+    # (an idle device runs a frame at once).
+    slow = Predictor(_Slow(predictor.model, 0.3).eval(), predictor.config,
+                     channel_order="rgb")
+    with serving(slow, limits) as server:
         threads = [threading.Thread(target=one_stream) for _ in range(3)]
         for thread in threads:
             thread.start()

@@ -352,7 +352,8 @@ def _add_serve_arguments(p: Parser) -> None:
     limits.add_argument("--max-batch", type=int_in(1, 1024), default=8,
                         help="most images per batch (default 8; 1: no batching)")
     limits.add_argument("--max-wait-ms", type=float_in(0, 10_000), default=10.0,
-                        help="how long a batch's first request waits for others (default 10)")
+                        help="how long a batch's first request waits for others while the "
+                        "device is busy (an idle one runs it at once) (default 10)")
     limits.add_argument("--queue", type=int_in(1, 1_000_000), default=64,
                         help="most requests waiting; past it 503 + Retry-After (default 64)")
     limits.add_argument("--queue-mb", type=float_in(0, 1e6, low_open=True), default=512.0,

@@ -2,10 +2,12 @@
 through the one driver (:func:`aepose.pipeline.run.run`).
 
 Requests are queued as :class:`Job` objects. Each device has a worker of
-:data:`RUNNERS_PER_DEVICE` threads; a thread takes the oldest job, waits up to
-``max_wait_ms`` from its arrival for others, up to ``max_batch`` in all, and runs them
-through ``run()`` as one list of inputs: the stream batches the images of equal
-network-input size into shared forward passes. The device's threads take turns in the
+:data:`RUNNERS_PER_DEVICE` threads; a thread takes the oldest job and, while the device is
+busy with another batch, waits up to ``max_wait_ms`` from its arrival for others (an idle
+device runs what is queued at once: no request waits for company that a free device does
+not need), up to ``max_batch`` in all, and runs them through ``run()`` as one list of
+inputs: the stream batches the images of equal network-input size into shared forward
+passes. The device's threads take turns in the
 network (its Predictors share one forward lock, :func:`locked_maker`) and overlap the rest:
 while one runs a batch's forward pass, the other gathers the next batch, or decodes and
 answers the last one, so the network never waits for a decoding. Jobs whose test settings
@@ -166,7 +168,8 @@ class Batcher:
 
     def _take(self, worker: int) -> list[Job] | None:
         """``worker``'s next batch: a job pinned to it alone, else the oldest job and those
-        arriving within ``max_wait_ms`` of it, ``max_batch`` at most; None once stopping
+        queued with it, ``max_batch`` at most, waiting for more up to ``max_wait_ms`` from
+        its arrival while another of the worker's threads holds a batch; None once stopping
         with nothing queued or being decoded."""
         wait_s = self.limits.max_wait_ms / 1000.0
         pinned = self._pinned[worker]
@@ -181,7 +184,7 @@ class Batcher:
                     return [pinned.popleft()]
                 deadline = self._queue[0].arrived + wait_s
                 while (0 < len(self._queue) < self.limits.max_batch and not self._stopping
-                       and not pinned):
+                       and not pinned and self._running[worker]):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -215,6 +218,7 @@ class Batcher:
                             self._finish(job, error)
             with self._wake:
                 self._running[worker] -= 1
+                self._wake.notify_all()  # a thread waiting for company may go now
 
     def _run(self, predictor: Predictor, jobs: list[Job], worker: int) -> None:
         inputs = Inputs(tuple(Input(f"request {i}", i, image=job.image, order="rgb")

@@ -46,7 +46,8 @@ class ServeLimits:
     """The server's limits, each an ``aepose serve`` option.
 
     max_batch: most images per forward pass; max_wait_ms: how long the first request of a
-    batch waits for others; queue: most requests waiting for a batch (past it: 503 with
+    batch waits for others while the device is busy with another batch (an idle device
+    runs it at once); queue: most requests waiting for a batch (past it: 503 with
     Retry-After); queue_mb: most megabytes of decoded images (RGB, 3 bytes a pixel) waiting
     or running, whatever their count; max_body_mb: largest request body (and WebSocket
     message); max_megapixels: largest image (width x height, read from its header);
