@@ -249,7 +249,8 @@ class Batcher:
         in the thread, which costs no hand-over. Beside other work it goes to the pool: a
         thread decoding holds the GIL for milliseconds at a time, and the device's other
         thread, waiting for it between two operations of its forward pass, would leave the
-        network idle (at 16 clients without batching: 19 % fewer requests a second)."""
+        network idle (decoding it in the pool then: 15 % more requests a second at 4 and 16
+        clients without batching, BENCHMARKS.md "Serve")."""
         with self._wake:
             return self._running[worker] == 1 and not self._queue
 
