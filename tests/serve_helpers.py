@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +103,20 @@ def png(image_rgb: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", np.ascontiguousarray(image_rgb[..., ::-1]))
     assert ok
     return data.tobytes()
+
+
+class CountingPool(ThreadPoolExecutor):
+    """A decode pool that counts the images handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.decoded = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.decoded += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def job_key(predictor: Predictor) -> tuple[bool, int]:
+    """A batcher job's settings key for ``predictor``'s own test settings."""
+    return predictor.config.test.flip, predictor.config.test.max_people

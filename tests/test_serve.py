@@ -27,7 +27,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from serve_helpers import TINY, jpeg, png, post_image, request, serving, tiny_predictor
+from serve_helpers import (
+    TINY,
+    CountingPool,
+    job_key,
+    jpeg,
+    png,
+    post_image,
+    request,
+    serving,
+    tiny_predictor,
+)
 from torch import nn
 
 import aepose
@@ -463,18 +473,6 @@ def test_the_warm_up_runs_one_batch_on_every_worker(predictor: Predictor) -> Non
             handle.remove()
 
 
-class _Counting(ThreadPoolExecutor):
-    """A decode pool that counts the images handed to it."""
-
-    def __init__(self) -> None:
-        super().__init__(2)
-        self.decoded = 0
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        self.decoded += 1
-        return super().submit(fn, *args, **kwargs)
-
-
 def _submit_all(batcher: Batcher, key: Any, images: list[np.ndarray]) -> list[Any]:
     """Reserve and submit each image as a job of ``key``, all under the queue's lock (so
     that a worker takes them as one batch), then wait for every result."""
@@ -486,20 +484,20 @@ def _submit_all(batcher: Batcher, key: Any, images: list[np.ndarray]) -> list[An
     return [future.result(60) for future in futures]
 
 
+def _pooled(predictor: Predictor, pool: Any) -> Batcher:
+    """A batcher of ``predictor`` (batches of up to 8) decoding in ``pool``."""
+    return Batcher([lambda _: predictor], ServeLimits(max_batch=8, max_wait_ms=500),
+                   Metrics(), None, [pool])
+
+
 def test_a_batch_is_decoded_in_the_pool_and_one_image_in_the_worker(
         predictor: Predictor, scenes: list[np.ndarray]) -> None:
-    pool = _Counting()
-    key = (predictor.config.test.flip, predictor.config.test.max_people)
-    batcher = Batcher([lambda _: predictor], ServeLimits(max_batch=8, max_wait_ms=500),
-                      Metrics(), None, [pool])
-
-    def submit(images: list[np.ndarray]) -> list[Any]:
-        return _submit_all(batcher, key, images)
-
+    pool = CountingPool()
+    batcher = _pooled(predictor, pool)
     try:
-        alone = submit(scenes[:1])
+        alone = _submit_all(batcher, job_key(predictor), scenes[:1])
         assert pool.decoded == 0
-        together = submit(scenes[:4])
+        together = _submit_all(batcher, job_key(predictor), scenes[:4])
         assert pool.decoded == 4
     finally:
         batcher.stop()
@@ -517,16 +515,11 @@ def test_a_killed_decode_process_leaves_the_batches_answered(
     threaded server)."""
     pool = decode_pool(torch.device("cpu"), 1)
     victim = pool.submit(os.getpid).result()
-    key = (predictor.config.test.flip, predictor.config.test.max_people)
-    batcher = Batcher([lambda _: predictor], ServeLimits(max_batch=8, max_wait_ms=500),
-                      Metrics(), None, [pool])
-
-    def submit(images: list[np.ndarray]) -> list[Any]:
-        return _submit_all(batcher, key, images)
-
+    batcher = _pooled(predictor, pool)
     try:
         os.kill(victim, signal.SIGKILL)
-        first, second = submit(scenes[:3]), submit(scenes[3:6])
+        first = _submit_all(batcher, job_key(predictor), scenes[:3])
+        second = _submit_all(batcher, job_key(predictor), scenes[3:6])
     finally:
         batcher.stop()
     expected = aepose.predict(scenes[:6], predictor, channel_order="rgb", min_score=0,

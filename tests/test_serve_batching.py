@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
-from serve_helpers import tiny_predictor
+from serve_helpers import CountingPool, job_key, tiny_predictor
 
 import aepose
 from aepose.apps.bench import crowd_images
@@ -32,13 +31,26 @@ def scenes() -> list[np.ndarray]:
     return [crowd_images(1, (200, 150), seed=seed)[0] for seed in range(6)]
 
 
-def _key(predictor: Predictor) -> tuple[bool, int]:
-    return predictor.config.test.flip, predictor.config.test.max_people
+def _job(predictor: Predictor, image: np.ndarray) -> Job:
+    return Job(image, job_key(predictor), image.nbytes)
 
 
 def _submit(batcher: Batcher, job: Job) -> Any:
     batcher.reserve(job.nbytes)
     return batcher.submit(job)
+
+
+def _held(job: Job) -> tuple[threading.Event, threading.Event]:
+    """(held, release): the worker thread that sets ``job``'s result stays in its batch,
+    having set ``held``, until ``release`` is set (a slow reply)."""
+    held, release = threading.Event(), threading.Event()
+
+    def slow_reply(_: Any) -> None:  # runs in the worker thread that sets the result
+        held.set()
+        release.wait(30)
+
+    job.future.add_done_callback(slow_reply)
+    return held, release
 
 
 def test_a_batch_runs_while_the_last_one_is_still_being_answered(
@@ -49,19 +61,12 @@ def test_a_batch_runs_while_the_last_one_is_still_being_answered(
     assert RUNNERS_PER_DEVICE >= 2
     batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=1, max_wait_ms=0),
                       Metrics(), None)
-    held, release = threading.Event(), threading.Event()
-
-    def slow_reply(_: Any) -> None:  # runs in the worker thread that sets the result
-        held.set()
-        release.wait(30)
-
+    first = _job(predictor, scenes[0])
+    held, release = _held(first)
     try:
-        image = scenes[0]
-        first = Job(image, _key(predictor), image.nbytes)
-        first.future.add_done_callback(slow_reply)
         _submit(batcher, first)
         assert held.wait(30)
-        second = _submit(batcher, Job(scenes[1], _key(predictor), scenes[1].nbytes))
+        second = _submit(batcher, _job(predictor, scenes[1]))
         assert len(second.result(timeout=30).poses) > 0  # while the first thread is held
         assert not release.is_set()
     finally:
@@ -109,7 +114,7 @@ def test_the_threads_of_a_device_take_turns_in_the_network(
     batcher = Batcher([locked_maker(server_predictor)],
                       ServeLimits(max_batch=2, max_wait_ms=0), Metrics(), None)
     try:
-        futures = [_submit(batcher, Job(image, _key(predictor), image.nbytes))
+        futures = [_submit(batcher, _job(predictor, image))
                    for image in scenes * 2]
         results = [future.result(timeout=60) for future in futures]
     finally:
@@ -127,7 +132,7 @@ def test_a_batcher_without_the_lock_lets_threads_in_together(
     batcher = Batcher([lambda _: shared], ServeLimits(max_batch=1, max_wait_ms=0), Metrics(),
                       None)
     try:
-        futures = [_submit(batcher, Job(image, _key(predictor), image.nbytes))
+        futures = [_submit(batcher, _job(predictor, image))
                    for image in scenes * 2]
         for future in futures:
             future.result(timeout=60)
@@ -136,39 +141,21 @@ def test_a_batcher_without_the_lock_lets_threads_in_together(
     assert watched.most == 2
 
 
-class _Counting(ThreadPoolExecutor):
-    """A decode pool that counts the images handed to it."""
-
-    def __init__(self) -> None:
-        super().__init__(2)
-        self.decoded = 0
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        self.decoded += 1
-        return super().submit(fn, *args, **kwargs)
-
-
 def test_one_image_goes_to_the_pool_beside_other_work_and_stays_in_its_thread_alone(
         predictor: Predictor, scenes: list[np.ndarray]) -> None:
     """A thread decoding holds the GIL and stalls the other thread's forward pass: beside
     other work of the device an image alone is decoded in the pool; as the only work, in
     its thread (no hand-over)."""
-    pool = _Counting()
+    pool = CountingPool()
     batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=1, max_wait_ms=0),
                       Metrics(), None, [pool])
-    held, release = threading.Event(), threading.Event()
-
-    def slow_reply(_: Any) -> None:  # keeps the first thread busy with its batch
-        held.set()
-        release.wait(30)
-
+    first = _job(predictor, scenes[0])
+    held, release = _held(first)
     try:
-        first = Job(scenes[0], _key(predictor), scenes[0].nbytes)
-        first.future.add_done_callback(slow_reply)
         _submit(batcher, first)
         assert held.wait(30)
         assert pool.decoded == 0  # the first image was the only work
-        beside = _submit(batcher, Job(scenes[1], _key(predictor), scenes[1].nbytes))
+        beside = _submit(batcher, _job(predictor, scenes[1]))
         assert beside.result(timeout=30).error is None
         assert pool.decoded == 1  # decoded in the pool, the first thread still busy
         release.set()
@@ -177,7 +164,7 @@ def test_one_image_goes_to_the_pool_beside_other_work_and_stays_in_its_thread_al
         while batcher._running[0]:  # the first thread gives its batch up
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        alone = _submit(batcher, Job(scenes[2], _key(predictor), scenes[2].nbytes))
+        alone = _submit(batcher, _job(predictor, scenes[2]))
         assert alone.result(timeout=30).error is None
         assert pool.decoded == 1
     finally:
@@ -192,22 +179,16 @@ def test_an_idle_device_runs_a_job_at_once_and_a_busy_one_gathers_the_next(
     metrics = Metrics()
     batcher = Batcher([locked_maker(predictor)], ServeLimits(max_batch=8, max_wait_ms=5000),
                       metrics, None)
-    held, release = threading.Event(), threading.Event()
-
-    def slow_reply(_: Any) -> None:
-        held.set()
-        release.wait(30)
-
+    first = _job(predictor, scenes[0])
+    held, release = _held(first)
     try:
         start = time.monotonic()
-        first = Job(scenes[0], _key(predictor), scenes[0].nbytes)
-        first.future.add_done_callback(slow_reply)
         _submit(batcher, first)
         assert held.wait(30)
         assert time.monotonic() - start < 2.5  # run at once, not after 5 s
         later = []
         for image in scenes[1:4]:  # arriving one by one while the first thread is busy
-            later.append(_submit(batcher, Job(image, _key(predictor), image.nbytes)))
+            later.append(_submit(batcher, _job(predictor, image)))
             time.sleep(0.1)
         assert not any(future.done() for future in later)  # waiting for company
         release.set()  # the device's other thread finishes: the three go as one batch
