@@ -546,14 +546,38 @@ def test_live_reader_drops_frames_when_the_consumer_is_slow() -> None:
     assert reader.problem is not None and f"{reader.dropped} of 60 frames dropped" in reader.problem
 
 
+class _PacedCamera(_FakeCamera):
+    """A :class:`_FakeCamera` that reads each frame only with a turn (``turns``: one to
+    start): a test that gives a turn after each frame it takes is a consumer faster than the
+    camera however loaded the machine is (a timed consumer once fell behind on a busy one)."""
+
+    def __init__(self, frames: int, period: float) -> None:
+        super().__init__(frames, period)
+        self.turns = threading.Semaphore(1)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.left > 0:
+            assert self.turns.acquire(timeout=10)
+        return super().read()
+
+
 def test_live_reader_keeps_every_frame_for_a_fast_consumer_and_stops_on_close() -> None:
-    reader = LatestFrames(_FakeCamera(frames=10, period=0.01), "fake", max_failures=3)
-    assert [index for index, _ in reader] == list(range(10))
+    camera = _PacedCamera(frames=10, period=0.001)
+    reader = LatestFrames(camera, "fake", max_failures=3)
+    taken = []
+    for index, _ in reader:
+        taken.append(index)
+        camera.turns.release()
+    assert taken == list(range(10))
     assert reader.dropped == 0 and reader.problem is None
-    endless = _FakeCamera(frames=10**9, period=0.001)
+    endless = _PacedCamera(frames=10**9, period=0.001)
     reader = LatestFrames(endless, "endless")
     next(reader)
-    time.sleep(0.05)  # the thread reads on, replacing its pending frame
+    endless.turns.release(1000)
+    deadline = time.monotonic() + 10
+    while endless.left > 10**9 - 3:  # the thread reads on, replacing its pending frame
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     reader.close()
     assert endless.released
     # Frames read after the last one taken were past the stop, not dropped.
