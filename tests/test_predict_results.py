@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import aepose
 from aepose.apps.arguments import build_parser
 from aepose.apps.bench import crowd_images
 from aepose.apps.predict import PredictOptions, PredictSummary, output_paths, run_predict
+from aepose.apps.predictions import OVERLAYS_NAME
 from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE, PREDICT_POSE_NMS
 from aepose.config import TestConfig
 from aepose.errors import AeposeError
@@ -349,6 +351,30 @@ def test_overlays_mirror_the_input_folders_in_the_inputs_format(
     assert len(summary.problems) == 1
     described = summary.describe()
     assert described.startswith("3 images/frames, ") and ", 1 skipped (see above) in " in described
+
+
+def test_overwrite_deletes_the_earlier_runs_overlays_and_only_those(
+        predictor: Predictor, scene: np.ndarray, tmp_path: Path) -> None:
+    """A run into the folder with --overwrite leaves no overlay of an input it does not
+    have; the user's own files there, and anything the list names outside it, stay."""
+    shots, out = tmp_path / "shots", tmp_path / "out"
+    old = [_write(shots / "a" / "x.jpg", scene), _write(shots / "b" / "deep" / "y.png", scene)]
+    options = PredictOptions(progress=False, decode_workers=0)
+    run_predict([str(p) for p in old], predictor, out, options)
+    assert (out / "a" / "x.jpg").is_file() and (out / "b" / "deep" / "y.png").is_file()
+    assert (out / OVERLAYS_NAME).read_text().splitlines() == ["a/x.jpg", "b/deep/y.png"]
+    mine, outside = out / "notes.txt", tmp_path / "outside.png"
+    mine.write_text("the user's")
+    outside.write_bytes(b"not an overlay of this folder")
+    with (out / OVERLAYS_NAME).open("a") as listing:  # edited by hand: never followed
+        listing.write("../outside.png\n\nnotes.txt/..\n")
+
+    new = _write(shots / "c" / "z.png", scene)
+    run_predict([str(new)], predictor, out, replace(options, overwrite=True))
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert left == ["notes.txt", OVERLAYS_NAME, "predictions.json", "results.json", "z.png"]
+    assert (out / OVERLAYS_NAME).read_text() == "z.png\n"
+    assert outside.is_file() and mine.read_text() == "the user's"
 
 
 def test_output_paths_of_one_folder_sit_at_the_top_and_repeats_get_a_number(

@@ -27,6 +27,7 @@ import pytest
 from helpers import lively
 
 from aepose.apps.predict import PredictOptions, run_predict
+from aepose.apps.predictions import OVERLAYS_NAME
 from aepose.config import get_preset
 from aepose.errors import AeposeError
 from aepose.keypoints import get_spec
@@ -342,6 +343,7 @@ def test_no_track_gives_no_track_id_and_max_frames_stops(
     assert people and all("track_id" not in p for p in people)
     assert doc["tracker"] is None
     assert _read_mp4(tmp_path / "out" / "clip.mp4")[1] == 4
+    assert (tmp_path / "out" / OVERLAYS_NAME).read_text() == "clip.mp4\n"  # for --overwrite
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results and all("track_id" not in r for r in results)
 

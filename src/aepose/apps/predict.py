@@ -36,7 +36,13 @@ import torch
 from tqdm import tqdm
 
 import aepose
-from aepose.apps.predictions import PARTIAL_NAME, PredictionWriter, merge_predictions
+from aepose.apps.predictions import (
+    PARTIAL_NAME,
+    PredictionWriter,
+    list_overlay,
+    merge_predictions,
+    remove_listed_overlays,
+)
 from aepose.apps.settings import command_line_config, command_line_network
 from aepose.choices import KEYPOINT_THRESHOLD, PREDICT_MIN_SCORE, PREDICT_POSE_NMS
 from aepose.engine.distributed import (
@@ -74,7 +80,7 @@ class PredictOptions:
     draw: write overlays; min_score, pose_nms, keypoint_threshold: which people and
     keypoints every output holds (:class:`~aepose.pipeline.run.RunOptions`); weights: what
     to record as the weights; overwrite: replace the outputs of an earlier run in the
-    folder; progress: a bar.
+    folder (its JSON files and the overlays its ``overlays.txt`` lists); progress: a bar.
 
     Videos and streams: track: give every person a ``track_id`` (one
     :class:`~aepose.tracking.tracker.PoseTracker` per video, configured by ``tracker``, whose
@@ -276,6 +282,7 @@ def _refuse_old_outputs(out: Path, overwrite: bool) -> None:
         # must not leave the old ones, nor a dead torchrun rank's partial file to merge.
         for name in ("predictions.json", "results.json", *ranks):
             (out / name).unlink(missing_ok=True)
+        remove_listed_overlays(out)
 
 
 def _gather(summary: PredictSummary, info: DistInfo) -> None:
@@ -389,13 +396,16 @@ class _Sink:
     def _draw(self, result: Prediction) -> None:
         # Every person of the JSON, its detected keypoints (the run marked the others).
         drawn = result.plot(channel_order="rgb")
-        path = self.summary.out_dir / self.paths[result.position]
+        out, overlay = self.summary.out_dir, self.paths[result.position]
         if result.frame is None:
-            save_image(path, drawn)
+            list_overlay(out, overlay)
+            save_image(out / overlay, drawn)
             return
         if self.video is None:  # sized by the frames: a stream may not state its size
             height, width = drawn.shape[:2]
-            self.video = VideoWriter(path, fps=result.fps or 0.0, width=width, height=height)
+            list_overlay(out, overlay)
+            self.video = VideoWriter(out / overlay, fps=result.fps or 0.0, width=width,
+                                     height=height)
             self.video.__enter__()
             self.video_position = result.position
         # fit: an image sequence's frames may differ in size; the MP4 keeps the first's.

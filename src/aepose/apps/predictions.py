@@ -10,6 +10,11 @@ COCO's and CrowdPose's are, so that ``aepose test --results`` scores them), both
 atomically, and removes the partial files. The images are streamed from the
 partial files, never all held in memory. Every line and file is strict JSON: a NaN or
 infinite number is refused naming the file (:func:`aepose.io.json_text`).
+
+Each overlay is listed in ``overlays.txt`` as it is created (a line per file, relative to
+the folder), so that ``--overwrite`` can delete an earlier run's overlays, also of a run
+that crashed, and of inputs the new run does not have, which would otherwise sit among the
+new ones looking like its own.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from typing import IO, Any
 from aepose.io import atomic_write, json_text
 from aepose.pipeline.pose import Pose
 
-__all__ = ["PARTIAL_NAME", "PredictionWriter", "merge_predictions", "partial_file"]
+__all__ = ["OVERLAYS_NAME", "PARTIAL_NAME", "PredictionWriter", "list_overlay",
+           "merge_predictions", "partial_file", "remove_listed_overlays"]
 
 PARTIAL_NAME = "predictions.jsonl"
+OVERLAYS_NAME = "overlays.txt"
 
 
 def partial_file(out: Path, rank: int) -> Path:
@@ -131,3 +138,39 @@ def _dataset_ids(parts: list[Path]) -> dict[int, int] | None:
             return None
         ids[entry["id"]] = int(stem)
     return ids if len(set(ids.values())) == len(ids) else None
+
+
+def list_overlay(out: Path, overlay: Path) -> None:
+    """Add ``overlay`` (relative to ``out``) to ``out``'s overlays.txt.
+
+    One line in one appending write: torchrun's ranks share the file, and an append of a
+    short line is never interleaved with another's.
+    """
+    with (out / OVERLAYS_NAME).open("a", encoding="utf-8") as listing:
+        listing.write(overlay.as_posix() + "\n")
+
+
+def remove_listed_overlays(out: Path) -> None:
+    """Delete the files overlays.txt lists, the folders they leave empty, then the list.
+
+    Only files below ``out`` are touched: a line naming anything else (edited by hand) is
+    passed over. The list is read a line at a time, so its size costs no memory.
+    """
+    listing = out / OVERLAYS_NAME
+    if not listing.is_file():
+        return
+    root = out.resolve()
+    with listing.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            path = (root / line.rstrip("\n")).resolve()
+            if path.parent.is_relative_to(root) and path.is_file():
+                path.unlink()
+                _remove_empty_folders(path.parent, root)
+    listing.unlink()
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """``folder`` and its parents up to ``root`` (excluded) while each is empty."""
+    while folder != root and folder.is_relative_to(root) and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
